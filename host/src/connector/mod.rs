@@ -1,0 +1,152 @@
+//! Connectors: the [`Source`] and [`Sink`] traits and the registry of built-in connectors.
+//!
+//! Architecture invariant: the engine sees connectors only through these two traits. Adding a
+//! broker means one new module here implementing [`SourceFactory`]/[`SinkFactory`] for its config
+//! types, plus one line in the `registry!` call below; nothing else changes.
+
+mod codec;
+pub mod file;
+pub mod generate;
+pub mod memory;
+pub mod null;
+pub mod stdio;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use crate::ack::AckToken;
+use crate::config::FieldError;
+use crate::message::{Message, Output};
+
+pub use codec::Codec;
+
+/// One message pulled from a source, with the token that settles it.
+#[derive(Debug)]
+pub struct Delivery {
+    pub message: Message,
+    pub token: AckToken,
+    /// Set when the source could not decode what it received (e.g. a malformed JSON line). The
+    /// engine dead-letters such a delivery as `invalid` without calling a handler; `message.payload`
+    /// holds the raw bytes.
+    pub decode_error: Option<String>,
+}
+
+impl Delivery {
+    pub fn new(message: Message, token: AckToken) -> Self {
+        Delivery { message, token, decode_error: None }
+    }
+}
+
+/// A stream of deliveries.
+///
+/// `next_batch` must be cancel-safe: the engine drops the future on shutdown, and a dropped call
+/// must not have taken a message it did not return.
+#[async_trait]
+pub trait Source: Send {
+    /// Wait for at least one delivery and return up to `max` of those available now, without
+    /// waiting to fill the batch. `Ok(None)` means the stream has ended (finite sources only).
+    async fn next_batch(&mut self, max: usize) -> anyhow::Result<Option<Vec<Delivery>>>;
+}
+
+/// A destination that confirms what it accepted.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// Write `batch`. `Ok` means every output is confirmed (broker ack, flushed write); an `Err`
+    /// means none may be assumed delivered, and the engine will retry or nack.
+    async fn send(&self, batch: &[Output]) -> anyhow::Result<()>;
+
+    /// Flush and release resources at shutdown.
+    async fn close(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a connector needs to know about where it runs.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    pub pipeline: Arc<str>,
+    /// Directory of the pipeline file; relative paths in connector settings resolve against it.
+    pub base_dir: PathBuf,
+}
+
+impl BuildContext {
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+    }
+}
+
+/// Implemented by each source connector's config type.
+pub trait SourceFactory {
+    /// Checks beyond what deserialization checks; paths are relative to the source section.
+    fn validate(&self, _errors: &mut Vec<FieldError>) {}
+    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Box<dyn Source>>;
+    /// `true` when what is nacked or abandoned comes back later (brokers, `memory`); `false` for
+    /// sources that keep no position (`generate`, `stdin`, `file`).
+    fn redelivers(&self) -> bool {
+        true
+    }
+}
+
+/// Implemented by each sink connector's config type.
+pub trait SinkFactory {
+    fn validate(&self, _errors: &mut Vec<FieldError>) {}
+    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>>;
+}
+
+/// Declares the `type:` names of every connector, once each.
+macro_rules! registry {
+    (sources { $($src:ident => $src_cfg:ty,)* } sinks { $($snk:ident => $snk_cfg:ty,)* }) => {
+        /// A `source:` section: `type` selects the connector.
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(tag = "type")]
+        #[allow(non_camel_case_types)]
+        pub enum SourceConfig { $($src($src_cfg),)* }
+
+        impl SourceConfig {
+            pub fn factory(&self) -> &dyn SourceFactory {
+                match self { $(Self::$src(c) => c,)* }
+            }
+            pub fn type_name(&self) -> &'static str {
+                match self { $(Self::$src(_) => stringify!($src),)* }
+            }
+        }
+
+        /// A sink or `dead_letter:` section: `type` selects the connector.
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(tag = "type")]
+        #[allow(non_camel_case_types)]
+        pub enum SinkConfig { $($snk($snk_cfg),)* }
+
+        impl SinkConfig {
+            pub fn factory(&self) -> &dyn SinkFactory {
+                match self { $(Self::$snk(c) => c,)* }
+            }
+            pub fn type_name(&self) -> &'static str {
+                match self { $(Self::$snk(_) => stringify!($snk),)* }
+            }
+        }
+
+        /// Every source `type` this build knows.
+        pub const SOURCE_TYPES: &[&str] = &[$(stringify!($src),)*];
+        /// Every sink `type` this build knows.
+        pub const SINK_TYPES: &[&str] = &[$(stringify!($snk),)*];
+    };
+}
+
+registry! {
+    sources {
+        generate => generate::GenerateSourceConfig,
+        file => file::FileSourceConfig,
+        stdin => stdio::StdinSourceConfig,
+        memory => memory::MemorySourceConfig,
+    }
+    sinks {
+        file => file::FileSinkConfig,
+        stdout => stdio::StdoutSinkConfig,
+        memory => memory::MemorySinkConfig,
+        null => null::NullSinkConfig,
+    }
+}

@@ -1,0 +1,226 @@
+//! The pipeline engine: source → bounded in-flight window → rate limit → handler chain → router →
+//! sinks, with retries, dead-lettering and graceful shutdown.
+//!
+//! Architecture invariant: the engine knows no broker and no wasmtime. It sees connectors through
+//! [`Source`]/[`Sink`] and handlers through [`Transform`].
+//!
+//! Architecture invariant: a delivery is acked only after every output it produced is confirmed by
+//! its sink, or after its dead-letter copy is confirmed; otherwise it is nacked (redelivered) or,
+//! at a shutdown deadline, abandoned unacknowledged. Never more than `max_in_flight` deliveries
+//! are pulled and unsettled: each holds one permit of the window until it is settled.
+
+mod dead_letter;
+mod process;
+pub mod retry;
+mod stats;
+mod transform;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{Quota, RateLimiter};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::DeliveryConfig;
+use crate::connector::{Sink, Source};
+
+pub use dead_letter::{dead_letter_output, headers as dead_letter_headers};
+pub use stats::PipelineStats;
+pub use transform::{ErrorClass, Failure, Outcome, Transform};
+
+use process::{Ctx, InFlight, WindowSlot};
+
+/// Everything one pipeline runs with, already built.
+pub struct Pipeline {
+    pub name: Arc<str>,
+    pub source: Box<dyn Source>,
+    /// `true` when the source redelivers what is nacked or abandoned (brokers, `memory`); `false`
+    /// for sources that cannot (`generate`, `stdin`, `file`), where the engine keeps retrying a
+    /// failing sink instead of nacking.
+    pub source_redelivers: bool,
+    pub chain: Vec<Arc<dyn Transform>>,
+    pub sinks: HashMap<String, Arc<dyn Sink>>,
+    pub default_sink: String,
+    pub dead_letter: Arc<dyn Sink>,
+    pub delivery: DeliveryConfig,
+    pub shutdown_deadline: Duration,
+    /// Concurrent handler calls. Default when built from a file: the handlers' `instances`.
+    pub workers: usize,
+    pub stats: Arc<PipelineStats>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The source ended and everything was settled.
+    SourceEnded,
+    /// Shutdown was requested and in-flight work finished within the deadline.
+    Drained,
+    /// The shutdown deadline passed; unfinished deliveries were left unacknowledged.
+    DeadlineExceeded,
+}
+
+impl Pipeline {
+    /// Run until the source ends or `shutdown` is cancelled, then drain within the deadline.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<RunEnd> {
+        let Pipeline {
+            name,
+            mut source,
+            source_redelivers,
+            chain,
+            mut sinks,
+            default_sink,
+            dead_letter,
+            delivery,
+            shutdown_deadline,
+            workers,
+            stats,
+        } = self;
+        anyhow::ensure!(sinks.contains_key(&default_sink), "pipeline {name}: default sink `{default_sink}` is not a sink");
+        let burst = delivery.rate_limit.as_ref().map(|r| r.burst.unwrap_or(r.per_second).max(1));
+        let max_batch = delivery.batch_size.max(1).min(delivery.max_in_flight.max(1)).min(burst.map_or(usize::MAX, |b| b as usize));
+        let limiter = delivery.rate_limit.as_ref().map(|r| {
+            let per_second = NonZeroU32::new(r.per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+            let burst = NonZeroU32::new(burst.unwrap_or(1)).unwrap_or(NonZeroU32::MIN);
+            RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst))
+        });
+        let window = Arc::new(Semaphore::new(delivery.max_in_flight.max(1)));
+        let tracker = TaskTracker::new();
+        let ctx = Arc::new(Ctx {
+            name: name.clone(),
+            chain,
+            sinks: sinks.clone(),
+            default_sink,
+            dead_letter: dead_letter.clone(),
+            retry: delivery.retry.clone(),
+            on_invalid: delivery.on_invalid,
+            source_redelivers,
+            stats: stats.clone(),
+            stopping: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            tracker: tracker.clone(),
+            workers: Arc::new(Semaphore::new(workers.max(1))),
+        });
+
+        info!(pipeline = %name, "pipeline started");
+        let mut source_failures = 0u32;
+        let mut source_ended = false;
+        loop {
+            let mut permit = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                p = window.clone().acquire_owned() => p?,
+            };
+            // Batch from what the window allows right now; never wait to fill a batch.
+            let extra = (max_batch - 1).min(window.available_permits());
+            if extra > 0
+                && let Ok(more) = window.clone().try_acquire_many_owned(extra as u32)
+            {
+                permit.merge(more);
+            }
+            let want = permit.num_permits();
+            let pulled = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                b = source.next_batch(want) => b,
+            };
+            let mut deliveries = match pulled {
+                Ok(Some(d)) => {
+                    source_failures = 0;
+                    d
+                }
+                Ok(None) => {
+                    info!(pipeline = %name, "source ended");
+                    source_ended = true;
+                    break;
+                }
+                Err(err) => {
+                    source_failures += 1;
+                    let delay = retry::backoff(&delivery.retry, source_failures.saturating_add(1));
+                    warn!(pipeline = %name, error = %format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "source failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(delay) => continue,
+                    }
+                }
+            };
+            if deliveries.len() > want {
+                // A source bug; the surplus is abandoned (redelivered), never processed unbounded.
+                warn!(pipeline = %name, asked = want, got = deliveries.len(), "source returned more than asked");
+                deliveries.truncate(want);
+            }
+            if deliveries.is_empty() {
+                continue;
+            }
+            if let Some(limiter) = &limiter {
+                let n = NonZeroU32::new(deliveries.len() as u32).unwrap_or(NonZeroU32::MIN);
+                tokio::select! {
+                    r = limiter.until_n_ready(n) => r?,
+                    // Not yet handled: dropping abandons them, to be redelivered.
+                    () = shutdown.cancelled() => break,
+                }
+            }
+            PipelineStats::add(&stats.received, deliveries.len() as u64);
+            PipelineStats::add(&stats.in_flight, deliveries.len() as u64);
+            let batch: Vec<InFlight> = deliveries
+                .into_iter()
+                .map(|d| {
+                    let slot = WindowSlot::new(permit.split(1), stats.clone());
+                    InFlight::new(d, slot)
+                })
+                .collect();
+            drop(permit);
+            process::spawn(ctx.clone(), batch);
+        }
+
+        let end = drain(&ctx, &tracker, &shutdown, source_ended, shutdown_deadline).await;
+        for (sink_name, sink) in sinks.drain() {
+            if let Err(err) = sink.close().await {
+                warn!(pipeline = %name, sink = %sink_name, error = %format!("{err:#}"), "sink close failed");
+            }
+        }
+        if let Err(err) = dead_letter.close().await {
+            warn!(pipeline = %name, error = %format!("{err:#}"), "dead-letter sink close failed");
+        }
+        // The source lives until here so that its acknowledgements reach the broker.
+        drop(source);
+        info!(
+            pipeline = %name,
+            end = ?end,
+            received = PipelineStats::get(&stats.received),
+            acked = PipelineStats::get(&stats.acked),
+            outputs = PipelineStats::get(&stats.outputs),
+            filtered = PipelineStats::get(&stats.filtered),
+            dead_lettered = PipelineStats::get(&stats.dead_lettered),
+            nacked = PipelineStats::get(&stats.nacked),
+            "pipeline stopped"
+        );
+        Ok(end)
+    }
+}
+
+/// Let in-flight work finish. After the source ended, wait for everything (retries included)
+/// unless shutdown is requested; after shutdown, give it the deadline, then abandon the rest.
+async fn drain(ctx: &Ctx, tracker: &TaskTracker, shutdown: &CancellationToken, source_ended: bool, deadline: Duration) -> RunEnd {
+    tracker.close();
+    if source_ended {
+        tokio::select! {
+            () = tracker.wait() => return RunEnd::SourceEnded,
+            () = shutdown.cancelled() => {}
+        }
+    }
+    // Retries waiting for their backoff hand their deliveries back now instead of waiting.
+    ctx.stopping.cancel();
+    if tokio::time::timeout(deadline, tracker.wait()).await.is_ok() {
+        return RunEnd::Drained;
+    }
+    warn!(pipeline = %ctx.name, in_flight = PipelineStats::get(&ctx.stats.in_flight), "shutdown deadline passed; leaving the rest unacknowledged");
+    ctx.hard_stop.cancel();
+    tracker.wait().await;
+    RunEnd::DeadlineExceeded
+}

@@ -1,0 +1,335 @@
+//! What happens to a batch of deliveries once pulled: handler chain, routing, sink writes,
+//! dead-lettering, retries, settlement.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use super::dead_letter::dead_letter_output;
+use super::retry::backoff;
+use super::stats::PipelineStats;
+use super::transform::{ErrorClass, Failure, Outcome, Transform};
+use crate::ack::AckToken;
+use crate::config::{InvalidPolicy, RetryConfig};
+use crate::connector::{Delivery, Sink};
+use crate::message::{Message, Output};
+
+/// State shared by every task of one pipeline.
+pub(super) struct Ctx {
+    pub name: Arc<str>,
+    pub chain: Vec<Arc<dyn Transform>>,
+    pub sinks: HashMap<String, Arc<dyn Sink>>,
+    pub default_sink: String,
+    pub dead_letter: Arc<dyn Sink>,
+    pub retry: RetryConfig,
+    pub on_invalid: InvalidPolicy,
+    pub source_redelivers: bool,
+    pub stats: Arc<PipelineStats>,
+    /// Shutdown requested: retries waiting for backoff give their deliveries back.
+    pub stopping: CancellationToken,
+    /// Shutdown deadline passed: every task stops where it is, abandoning its deliveries.
+    pub hard_stop: CancellationToken,
+    pub tracker: TaskTracker,
+    /// Bounds concurrent handler calls (each occupies a blocking thread).
+    pub workers: Arc<Semaphore>,
+}
+
+/// One permit of the in-flight window, held until the delivery is settled.
+pub(super) struct WindowSlot {
+    _permit: Option<OwnedSemaphorePermit>,
+    stats: Arc<PipelineStats>,
+}
+
+impl WindowSlot {
+    pub fn new(permit: Option<OwnedSemaphorePermit>, stats: Arc<PipelineStats>) -> Self {
+        WindowSlot { _permit: permit, stats }
+    }
+}
+
+impl Drop for WindowSlot {
+    fn drop(&mut self) {
+        self.stats.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        PipelineStats::add(&self.stats.settled, 1);
+    }
+}
+
+/// A delivery between pull and settlement.
+pub(super) struct InFlight {
+    msg: Message,
+    token: AckToken,
+    decode_error: Option<String>,
+    _slot: WindowSlot,
+}
+
+impl InFlight {
+    pub fn new(d: Delivery, slot: WindowSlot) -> Self {
+        InFlight { msg: d.message, token: d.token, decode_error: d.decode_error, _slot: slot }
+    }
+}
+
+/// Where one delivery stands after the handler chain.
+enum Verdict {
+    Deliver(Vec<Output>),
+    Filtered,
+    Retry,
+    Discard,
+    DeadLetter(Failure, Option<String>),
+}
+
+/// Process `batch` on the pipeline's task tracker; at the shutdown deadline the task is dropped
+/// where it stands, which abandons its deliveries (their tokens' `Drop`).
+pub(super) fn spawn(ctx: Arc<Ctx>, batch: Vec<InFlight>) {
+    let hard_stop = ctx.hard_stop.clone();
+    let tracker = ctx.tracker.clone();
+    let work: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(process(ctx, batch));
+    tracker.spawn(async move {
+        tokio::select! {
+            () = work => {}
+            () = hard_stop.cancelled() => {}
+        }
+    });
+}
+
+async fn process(ctx: Arc<Ctx>, batch: Vec<InFlight>) {
+    let (undecodable, batch): (Vec<InFlight>, Vec<InFlight>) = batch.into_iter().partition(|f| f.decode_error.is_some());
+    let mut verdicts: Vec<Verdict> = undecodable
+        .iter()
+        .map(|f| {
+            let failure = Failure::new(ErrorClass::Invalid, f.decode_error.clone().unwrap_or_default());
+            invalid_verdict(&ctx, failure, None)
+        })
+        .collect();
+    let mut deliveries = undecodable;
+
+    let results = run_chain(&ctx, batch.iter().map(|f| f.msg.clone()).collect()).await;
+    for (f, result) in batch.iter().zip(results) {
+        verdicts.push(match result {
+            Ok(outputs) if outputs.is_empty() => Verdict::Filtered,
+            Ok(outputs) => match outputs.iter().find_map(|o| o.route.as_ref().filter(|r| !ctx.sinks.contains_key(*r))) {
+                Some(route) => Verdict::DeadLetter(
+                    Failure::new(ErrorClass::UnknownRoute, format!("output routed to `{route}`, which is not a sink of this pipeline")),
+                    ctx.chain.last().map(|t| t.name().to_owned()),
+                ),
+                None => Verdict::Deliver(outputs),
+            },
+            Err((failure, handler)) => match failure.class {
+                ErrorClass::Transient if f.msg.meta.attempt < ctx.retry.max_attempts => Verdict::Retry,
+                ErrorClass::Transient => Verdict::DeadLetter(
+                    Failure::new(ErrorClass::Transient, format!("gave up after {} attempts: {}", f.msg.meta.attempt, failure.reason)),
+                    handler,
+                ),
+                ErrorClass::Invalid => invalid_verdict(&ctx, failure, handler),
+                _ => Verdict::DeadLetter(failure, handler),
+            },
+        });
+    }
+    deliveries.extend(batch);
+    settle(ctx, deliveries, verdicts).await;
+}
+
+fn invalid_verdict(ctx: &Ctx, failure: Failure, handler: Option<String>) -> Verdict {
+    match ctx.on_invalid {
+        InvalidPolicy::Discard => Verdict::Discard,
+        InvalidPolicy::DeadLetter => Verdict::DeadLetter(failure, handler),
+    }
+}
+
+/// Write outputs and dead-letter copies, then settle each delivery by what was confirmed.
+async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, verdicts: Vec<Verdict>) {
+    // Group every output by sink, remembering which delivery it belongs to.
+    let mut by_sink: HashMap<&str, (Vec<usize>, Vec<Output>)> = HashMap::new();
+    let mut dead: (Vec<usize>, Vec<Output>) = (Vec::new(), Vec::new());
+    for (i, (f, verdict)) in deliveries.iter().zip(&verdicts).enumerate() {
+        match verdict {
+            Verdict::Deliver(outputs) => {
+                for out in outputs {
+                    let sink = out.route.as_deref().unwrap_or(&ctx.default_sink);
+                    let entry = by_sink.entry(sink).or_default();
+                    entry.0.push(i);
+                    entry.1.push(out.clone());
+                }
+            }
+            Verdict::DeadLetter(failure, handler) => {
+                debug!(pipeline = %ctx.name, message_id = %f.msg.id, class = %failure.class, reason = %failure.reason, "dead-lettering");
+                dead.0.push(i);
+                dead.1.push(dead_letter_output(&f.msg, failure, &ctx.name, handler.as_deref()));
+            }
+            _ => {}
+        }
+    }
+
+    let mut failed = vec![false; deliveries.len()];
+    let sends = by_sink.into_iter().map(|(name, (owners, outputs))| {
+        let sink = ctx.sinks[name].clone();
+        let ctx = &ctx;
+        async move { (owners, outputs.len(), send_with_retry(ctx, name, &*sink, &outputs).await) }
+    });
+    let dead_send = async {
+        if dead.1.is_empty() {
+            true
+        } else {
+            send_with_retry(&ctx, "dead_letter", &*ctx.dead_letter, &dead.1).await
+        }
+    };
+    let (results, dead_ok) = tokio::join!(futures::future::join_all(sends), dead_send);
+    for (owners, count, ok) in results {
+        if ok {
+            PipelineStats::add(&ctx.stats.outputs, count as u64);
+        } else {
+            for i in owners {
+                failed[i] = true;
+            }
+        }
+    }
+    if !dead_ok {
+        for &i in &dead.0 {
+            failed[i] = true;
+        }
+    }
+
+    for (i, (f, verdict)) in deliveries.into_iter().zip(verdicts).enumerate() {
+        let stats = &ctx.stats;
+        match verdict {
+            Verdict::Retry => schedule_retry(ctx.clone(), f),
+            _ if failed[i] => {
+                PipelineStats::add(&stats.nacked, 1);
+                f.token.nack(backoff(&ctx.retry, f.msg.meta.attempt.saturating_add(1)));
+            }
+            Verdict::Deliver(_) => {
+                PipelineStats::add(&stats.acked, 1);
+                f.token.ack();
+            }
+            Verdict::Filtered => {
+                PipelineStats::add(&stats.filtered, 1);
+                f.token.ack();
+            }
+            Verdict::Discard => {
+                PipelineStats::add(&stats.discarded, 1);
+                f.token.ack();
+            }
+            Verdict::DeadLetter(..) => {
+                PipelineStats::add(&stats.dead_lettered, 1);
+                f.token.ack();
+            }
+        }
+    }
+}
+
+/// After a transient error: wait the backoff, then run the delivery again as the next attempt.
+/// If shutdown starts meanwhile, hand it back to the source at once.
+fn schedule_retry(ctx: Arc<Ctx>, mut f: InFlight) {
+    let delay = backoff(&ctx.retry, f.msg.meta.attempt.saturating_add(1));
+    let task_ctx = ctx.clone();
+    let hard_stop = ctx.hard_stop.clone();
+    ctx.tracker.spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = task_ctx.stopping.cancelled(), if task_ctx.source_redelivers => {
+                PipelineStats::add(&task_ctx.stats.nacked, 1);
+                f.token.nack(Duration::ZERO);
+                return;
+            }
+            () = hard_stop.cancelled() => return,
+        }
+        PipelineStats::add(&task_ctx.stats.retries, 1);
+        f.msg.meta.attempt += 1;
+        spawn(task_ctx, vec![f]);
+    });
+}
+
+/// Send with retries. With a source that cannot redeliver, keep trying until the shutdown
+/// deadline rather than give up (giving up would lose the message).
+async fn send_with_retry(ctx: &Ctx, name: &str, sink: &dyn Sink, outputs: &[Output]) -> bool {
+    let mut attempt = 1u32;
+    loop {
+        match sink.send(outputs).await {
+            Ok(()) => return true,
+            Err(err) => {
+                PipelineStats::add(&ctx.stats.sink_errors, 1);
+                let give_up = ctx.source_redelivers && attempt >= ctx.retry.max_attempts;
+                warn!(pipeline = %ctx.name, sink = name, attempt, give_up, error = %format!("{err:#}"), "sink write failed");
+                if give_up {
+                    return false;
+                }
+                attempt += 1;
+                tokio::select! {
+                    () = tokio::time::sleep(backoff(&ctx.retry, attempt)) => {}
+                    () = ctx.hard_stop.cancelled() => return false,
+                }
+            }
+        }
+    }
+}
+
+type ChainResult = Result<Vec<Output>, (Failure, Option<String>)>;
+
+/// Run `msgs` through every stage. Outputs of one stage are the next stage's messages (same id
+/// and metadata); a failure anywhere fails the original message. Routes come from the last stage.
+async fn run_chain(ctx: &Ctx, msgs: Vec<Message>) -> Vec<ChainResult> {
+    if ctx.chain.is_empty() {
+        return msgs.iter().map(|m| Ok(vec![Output::pass_through(m)])).collect();
+    }
+    let mut results: Vec<ChainResult> = msgs.iter().map(|_| Ok(Vec::new())).collect();
+    let mut current: Vec<(usize, Message)> = msgs.into_iter().enumerate().collect();
+    for (stage_no, stage) in ctx.chain.iter().enumerate() {
+        if current.is_empty() {
+            break;
+        }
+        let last = stage_no + 1 == ctx.chain.len();
+        let (origins, inputs): (Vec<usize>, Vec<Message>) = current.into_iter().unzip();
+        let headers: Vec<(String, crate::message::Metadata)> = if last { Vec::new() } else { inputs.iter().map(|m| (m.id.clone(), m.meta.clone())).collect() };
+        let outcomes = call_stage(ctx, stage, inputs).await;
+        let mut next = Vec::new();
+        for (k, (origin, outcome)) in origins.into_iter().zip(outcomes).enumerate() {
+            if results[origin].is_err() {
+                continue;
+            }
+            match outcome {
+                Outcome::Failed(failure) => results[origin] = Err((failure, Some(stage.name().to_owned()))),
+                Outcome::Outputs(outputs) if last => {
+                    if let Ok(acc) = &mut results[origin] {
+                        acc.extend(outputs);
+                    }
+                }
+                Outcome::Outputs(outputs) => {
+                    let (id, meta) = &headers[k];
+                    next.extend(outputs.into_iter().map(|o| {
+                        (origin, Message { id: id.clone(), key: o.key, payload: o.payload, headers: o.headers, meta: meta.clone() })
+                    }));
+                }
+            }
+        }
+        current = next;
+    }
+    results
+}
+
+/// One stage call on a blocking thread, bounded by the worker pool.
+async fn call_stage(ctx: &Ctx, stage: &Arc<dyn Transform>, inputs: Vec<Message>) -> Vec<Outcome> {
+    let n = inputs.len();
+    let permit = ctx.workers.clone().acquire_owned().await;
+    let stage_for_call = stage.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        stage_for_call.process(inputs)
+    })
+    .await;
+    match joined {
+        Ok(outcomes) if outcomes.len() == n => outcomes,
+        Ok(outcomes) => {
+            let reason = format!("handler `{}` returned {} results for {n} messages", stage.name(), outcomes.len());
+            vec![Outcome::Failed(Failure::new(ErrorClass::Fatal, reason)); n]
+        }
+        Err(err) => {
+            let reason = format!("handler `{}` crashed in the host: {err}", stage.name());
+            vec![Outcome::Failed(Failure::new(ErrorClass::Fatal, reason)); n]
+        }
+    }
+}

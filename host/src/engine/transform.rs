@@ -1,0 +1,81 @@
+//! What the engine needs from a handler, whatever runs it (a WASM component, or native code in
+//! benchmarks and tests).
+
+use std::fmt;
+
+use crate::message::{Message, Output};
+
+/// A stage of the handler chain.
+///
+/// `process` is synchronous and may take a while (it runs guest code): the engine calls it from
+/// a blocking thread, never on the async runtime's workers.
+pub trait Transform: Send + Sync {
+    /// Name for logs, metrics and dead-letter headers.
+    fn name(&self) -> &str;
+
+    /// Handle a batch; exactly one outcome per message, in order.
+    fn process(&self, batch: Vec<Message>) -> Vec<Outcome>;
+}
+
+/// What became of one message in one stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Zero outputs means filtered.
+    Outputs(Vec<Output>),
+    Failed(Failure),
+}
+
+/// Why a stage produced nothing for a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub class: ErrorClass,
+    pub reason: String,
+}
+
+impl Failure {
+    pub fn new(class: ErrorClass, reason: impl Into<String>) -> Self {
+        Failure { class, reason: reason.into() }
+    }
+}
+
+/// The error classes, as written in the `x-sluice-error-class` dead-letter header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The handler said: try again later. Retried with backoff up to `max_attempts`.
+    Transient,
+    /// The handler said: this will never work.
+    Fatal,
+    /// The handler (or the source's decoder) said: the payload is malformed.
+    Invalid,
+    /// The guest trapped (panic, unreachable, out-of-bounds access, stack overflow).
+    Trap,
+    /// The call ran past `limits.timeout_ms`.
+    Timeout,
+    /// The guest tried to grow memory past `limits.memory_mb`.
+    MemoryLimit,
+    /// The outputs broke `limits.max_outputs` or `limits.max_output_bytes`.
+    OutputLimit,
+    /// An output named a route that is not a sink of the pipeline.
+    UnknownRoute,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Fatal => "fatal",
+            ErrorClass::Invalid => "invalid",
+            ErrorClass::Trap => "trap",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::MemoryLimit => "memory-limit",
+            ErrorClass::OutputLimit => "output-limit",
+            ErrorClass::UnknownRoute => "unknown-route",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

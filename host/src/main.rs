@@ -1,0 +1,183 @@
+//! The `sluice` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use sluice::config::load_paths;
+use sluice::plugin::{PluginHost, componentize::componentize, default_cache_dir};
+use sluice::runtime;
+
+/// Sluice runs pipelines that move messages from a source (a broker, a file, a generator)
+/// through WebAssembly handlers to sinks, with retries, dead-lettering, back-pressure and
+/// graceful shutdown handled by the host.
+#[derive(Parser)]
+#[command(name = "sluice", version, about, long_about = None, max_term_width = 100)]
+struct Cli {
+    /// Directory for compiled plugins. Default: $SLUICE_CACHE_DIR, else $XDG_CACHE_HOME/sluice,
+    /// else ~/.cache/sluice.
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Compile plugins every time instead of using the on-disk cache.
+    #[arg(long, global = true)]
+    no_cache: bool,
+
+    /// Log line format (logs go to stderr; filter with RUST_LOG, default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run pipelines until their sources end, or until SIGTERM/SIGINT (then drain and exit 0).
+    Run {
+        /// Pipeline files, or directories of *.yaml files.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Check pipeline files and the plugins they name; print every error, exit 1 if any.
+    Validate {
+        /// Pipeline files, or directories of *.yaml files.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Work with plugin components.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Show a component's world, imports and exports, and whether it is a valid handler.
+    Inspect {
+        /// The component (.wasm).
+        wasm: PathBuf,
+    },
+    /// Turn a core module with an embedded WIT section (wit-bindgen on wasm32-unknown-unknown)
+    /// into a component.
+    Componentize {
+        /// The core module (.wasm).
+        module: PathBuf,
+        /// Where to write the component.
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn plugin_host(cli: &Cli) -> PluginHost {
+    let dir = if cli.no_cache { None } else { cli.cache_dir.clone().or_else(default_cache_dir) };
+    PluginHost::new(dir)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Validate { paths } => {
+            let host = plugin_host(&cli);
+            let (loaded, mut errors) = load_paths(paths);
+            for p in &loaded {
+                errors.extend(runtime::check_plugins(&host, p));
+            }
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            if errors.is_empty() {
+                println!("{} pipeline(s) valid", loaded.len());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("{} error(s)", errors.len());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Run { paths } => {
+            let host = plugin_host(&cli);
+            let (loaded, errors) = load_paths(paths);
+            if !errors.is_empty() {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                anyhow::bail!("{} error(s) in pipeline files; nothing was started", errors.len());
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+            rt.block_on(async {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(forward_signals(shutdown.clone()));
+                runtime::run_all(&host, &loaded, shutdown).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin { command: PluginCommand::Inspect { wasm } } => {
+            let inspection = plugin_host(&cli).inspect(wasm)?;
+            print!("{inspection}");
+            Ok(if inspection.world.is_some() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Plugin { command: PluginCommand::Componentize { module, output } } => {
+            let bytes = std::fs::read(module).with_context(|| format!("cannot read {}", module.display()))?;
+            let component = componentize(&bytes).with_context(|| format!("{}", module.display()))?;
+            std::fs::write(output, component).with_context(|| format!("cannot write {}", output.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// SIGTERM or SIGINT starts a graceful shutdown; a second one is left to the default handler
+/// only after the drain (the deadline bounds it).
+async fn forward_signals(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested; draining");
+    shutdown.cancel();
+}

@@ -1,0 +1,81 @@
+//! On-disk cache of compiled components, keyed by the component's content hash and the engine's
+//! compatibility hash (wasmtime version, target, settings). Compiling a Python or JavaScript
+//! component takes tens of seconds; loading it from here takes tens of milliseconds.
+//!
+//! Architecture invariant: precompiled code is only ever loaded from files this host wrote into
+//! its own cache directory, never from a plugin folder.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Where compiled components are kept: `$SLUICE_CACHE_DIR`, else `$XDG_CACHE_HOME/sluice`, else
+/// `$HOME/.cache/sluice`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SLUICE_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(dir).join("sluice"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("sluice"))
+}
+
+/// SHA-256 of the component bytes, hex: the plugin's content hash shown to users.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn engine_hash(engine: &Engine) -> u64 {
+    let mut h = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    h.finish()
+}
+
+/// Compile `bytes` for `engine`, through the cache in `dir` when there is one. Returns the
+/// component and whether it came from the cache.
+pub fn compile(engine: &Engine, bytes: &[u8], hash: &str, dir: Option<&Path>) -> anyhow::Result<(Component, bool)> {
+    let Some(dir) = dir else {
+        return Ok((Component::new(engine, bytes)?, false));
+    };
+    let path = dir.join(format!("{hash}-{:016x}.cwasm", engine_hash(engine)));
+    if path.is_file() {
+        // SAFETY: the file was written by `store` below into the host's private cache directory
+        // from the output of `Engine::precompile_component` for an engine with the same
+        // compatibility hash; wasmtime also checks the header and engine settings on load.
+        #[allow(unsafe_code)]
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => return Ok((component, true)),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %format!("{err:#}"), "discarding unusable cache entry");
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    let compiled = engine.precompile_component(bytes)?;
+    if let Err(err) = store(dir, &path, &compiled) {
+        tracing::warn!(dir = %dir.display(), error = %format!("{err:#}"), "cannot write the compile cache; continuing without it");
+    }
+    // SAFETY: `compiled` was just produced by `precompile_component` on this very engine.
+    #[allow(unsafe_code)]
+    let component = unsafe { Component::deserialize(engine, &compiled)? };
+    Ok((component, false))
+}
+
+/// Write atomically (temporary file, then rename) so a crash never leaves a torn artifact.
+fn store(dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("cwasm"), std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! Between the engine's message types and the generated WIT types.
+
+use bytes::Bytes;
+
+use super::bindings::v0_1::sluice::plugin::types as wit;
+use crate::engine::{ErrorClass, Failure};
+use crate::message::{Message, Output};
+
+pub fn to_wit(m: Message) -> wit::Message {
+    wit::Message {
+        id: m.id,
+        key: m.key.map(|k| k.to_vec()),
+        payload: m.payload.to_vec(),
+        headers: m.headers,
+        metadata: wit::Metadata {
+            source: m.meta.source.to_string(),
+            topic: m.meta.topic.to_string(),
+            partition: m.meta.partition,
+            offset: m.meta.offset,
+            timestamp_ms: m.meta.timestamp_ms,
+            received_ms: m.meta.received_ms,
+            attempt: m.meta.attempt,
+        },
+    }
+}
+
+pub fn from_wit(o: wit::Output) -> Output {
+    Output { payload: Bytes::from(o.payload), key: o.key.map(Bytes::from), headers: o.headers, route: o.route }
+}
+
+pub fn failure(e: wit::HandlerError) -> Failure {
+    match e {
+        wit::HandlerError::Transient(r) => Failure::new(ErrorClass::Transient, r),
+        wit::HandlerError::Fatal(r) => Failure::new(ErrorClass::Fatal, r),
+        wit::HandlerError::Invalid(r) => Failure::new(ErrorClass::Invalid, r),
+    }
+}

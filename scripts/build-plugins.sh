@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Build the example and test plugins into plugins/dist/*.wasm.
+#
+# Rust handlers compile for wasm32-unknown-unknown (so they import no WASI at all), then
+# `sluice plugin componentize` wraps each core module into a component.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+
+rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-unknown-unknown
+
+plugins=(uppercase json-enrich faulty wrong-world)
+args=()
+for p in "${plugins[@]}"; do args+=(-p "$p"); done
+cargo build --quiet --target wasm32-unknown-unknown --profile plugin "${args[@]}"
+cargo build --quiet -p sluice --bin sluice
+
+mkdir -p plugins/dist
+for p in "${plugins[@]}"; do
+  module="$CARGO_TARGET_DIR/wasm32-unknown-unknown/plugin/${p//-/_}.wasm"
+  "$CARGO_TARGET_DIR/debug/sluice" plugin componentize "$module" -o "plugins/dist/$p.wasm"
+done
+echo "built: $(cd plugins/dist && ls *.wasm | tr '\n' ' ')"
