@@ -121,6 +121,7 @@ fn parse_value(text: &str, default_name: &str) -> Result<PipelineConfig, Vec<Fie
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
                 if let Some(h) = section::<HandlerConfig>(item, &format!("handlers[{i}]"), &mut errors) {
+                    check_handler(&h, &format!("handlers[{i}]"), &mut errors);
                     handlers.push(h);
                 }
             }
@@ -161,9 +162,6 @@ fn parse_value(text: &str, default_name: &str) -> Result<PipelineConfig, Vec<Fie
         let mut errs = Vec::new();
         dl.factory().validate(&mut errs);
         errors.extend(errs.into_iter().map(|e| e.under("dead_letter")));
-    }
-    for (i, h) in handlers.iter().enumerate() {
-        check_handler(h, &format!("handlers[{i}]"), &mut errors);
     }
     check_delivery(&delivery, &mut errors);
     if shutdown_deadline_ms == 0 && top.contains_key("shutdown_deadline_ms") {
@@ -286,33 +284,89 @@ fn optional<T: DeserializeOwned>(top: &serde_json::Map<String, Value>, key: &str
 
 /// Deserialize one section, turning serde's message into `path: message` with the field that is
 /// missing or unknown moved into the path (`sinks.primary.queue: missing field`).
+///
+/// Serde stops at the first error, so after an unknown field or a value of the wrong type the
+/// offending key is removed and the section is read again, until it parses or an error cannot
+/// be stepped over: one section reports all of its field errors, not just the first.
 fn section<T: DeserializeOwned>(value: &Value, path: &str, errors: &mut Vec<FieldError>) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(value.clone()) {
-        Ok(v) => Some(v),
-        Err(err) => {
-            let inner = err.path().to_string();
-            let inner = if inner == "." { String::new() } else { inner };
-            let location = join_path(path, &inner);
-            errors.push(describe(&location, &err.into_inner().to_string()));
-            None
+    let mut value = value.clone();
+    let mut removed: Vec<String> = Vec::new();
+    for _ in 0..32 {
+        let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            // With keys removed the section is already in error; the value still lets the checks
+            // below report problems in its other fields.
+            Ok(v) => return Some(v),
+            Err(err) => err,
+        };
+        let mut segments: Vec<String> = err
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(format!("[{index}]")),
+                _ => None,
+            })
+            .collect();
+        let message = err.into_inner().to_string();
+        let unknown = quoted_after(&message, "unknown field `");
+        // Inside internally tagged enums serde loses the path; the message still names the key.
+        if let Some(field) = &unknown
+            && segments.last() != Some(field)
+        {
+            segments.push(field.clone());
         }
+        let inner = segments.iter().fold(String::new(), |acc, s| join_path(&acc, s));
+        let location = join_path(path, &inner);
+        let described = describe(&location, &message);
+        if described.message == "missing field" && removed.contains(&described.path) {
+            return None; // We removed it ourselves; its real error is already reported.
+        }
+        errors.push(described);
+        let step_over = unknown.is_some() || message.starts_with("invalid type") || message.starts_with("invalid value") || message.starts_with("unknown variant");
+        if !step_over || segments.is_empty() || !remove_at(&mut value, &segments) {
+            return None;
+        }
+        removed.push(location);
+    }
+    None
+}
+
+/// Remove the entry at `segments` (map keys and `[index]`es) from `value`.
+fn remove_at(value: &mut Value, segments: &[String]) -> bool {
+    let Some((last, parents)) = segments.split_last() else { return false };
+    let mut cur = value;
+    for seg in parents {
+        let next = match (seg.strip_prefix('[').and_then(|s| s.strip_suffix(']')).and_then(|i| i.parse::<usize>().ok()), cur) {
+            (Some(i), Value::Array(items)) => items.get_mut(i),
+            (None, Value::Object(map)) => map.get_mut(seg),
+            _ => None,
+        };
+        match next {
+            Some(v) => cur = v,
+            None => return false,
+        }
+    }
+    match cur {
+        Value::Object(map) => map.remove(last).is_some(),
+        _ => false,
     }
 }
 
+fn quoted_after(message: &str, prefix: &str) -> Option<String> {
+    message.strip_prefix(prefix).and_then(|rest| rest.split('`').next()).map(str::to_owned)
+}
+
 fn describe(location: &str, message: &str) -> FieldError {
-    let field = |prefix: &str| {
-        message.strip_prefix(prefix).and_then(|rest| rest.split('`').next()).map(str::to_owned)
-    };
-    if let Some(f) = field("missing field `") {
+    let expected = || message.split_once(", expected ").map(|(_, e)| format!(", expected {e}")).unwrap_or_default();
+    if let Some(f) = quoted_after(message, "missing field `") {
         return FieldError::new(join_path(location, &f), "missing field");
     }
-    if let Some(f) = field("unknown field `") {
-        let expected = message.split_once(", expected ").map(|(_, e)| format!(", expected {e}")).unwrap_or_default();
-        return FieldError::new(join_path(location, &f), format!("unknown field{expected}"));
+    if quoted_after(message, "unknown field `").is_some() {
+        return FieldError::new(location, format!("unknown field{}", expected()));
     }
-    if let Some(v) = field("unknown variant `") {
-        let expected = message.split_once(", expected ").map(|(_, e)| format!(", expected {e}")).unwrap_or_default();
-        return FieldError::new(location, format!("unknown type `{v}`{expected}"));
+    if let Some(v) = quoted_after(message, "unknown variant `") {
+        let what = if location == "type" || location.ends_with(".type") || !location.contains('.') { "type" } else { "value" };
+        return FieldError::new(location, format!("unknown {what} `{v}`{}", expected()));
     }
     FieldError::new(location, message)
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer};
 use crate::connector::{SinkConfig, SourceConfig};
 
 pub use interpolate::interpolate;
-pub use load::{LoadedPipeline, load_file, load_paths, pipeline_files};
+pub use load::{LoadedPipeline, load_file, load_paths, parse, pipeline_files};
 
 /// One pipeline: a source, a chain of handlers, named sinks, a dead-letter sink and a policy.
 #[derive(Debug, Clone)]

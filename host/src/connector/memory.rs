@@ -113,6 +113,9 @@ pub struct QueueStats {
     pub nacked: AtomicU64,
     pub abandoned: AtomicU64,
     pub expired: AtomicU64,
+    /// The most messages ever pulled and unsettled at once (the consumer's window, as seen by
+    /// the queue).
+    pub max_in_flight: AtomicU64,
 }
 
 /// A named in-process queue.
@@ -202,6 +205,7 @@ impl MemoryQueue {
             out.push((lease, copy));
         }
         self.stats.delivered.fetch_add(out.len() as u64, Ordering::Relaxed);
+        self.stats.max_in_flight.fetch_max(st.leased.len() as u64, Ordering::Relaxed);
         out
     }
 

@@ -5,10 +5,10 @@
 //! types, plus one line in the `registry!` call below; nothing else changes.
 
 mod codec;
+pub mod drop;
 pub mod file;
 pub mod generate;
 pub mod memory;
-pub mod null;
 pub mod stdio;
 
 use std::path::{Path, PathBuf};
@@ -147,6 +147,6 @@ registry! {
         file => file::FileSinkConfig,
         stdout => stdio::StdoutSinkConfig,
         memory => memory::MemorySinkConfig,
-        null => null::NullSinkConfig,
+        drop => drop::DropSinkConfig,
     }
 }

@@ -20,9 +20,10 @@ use sluice_sdk::{Handler, HandlerError, Message, Output, export_handler};
 
 struct Faulty;
 
-fn recurse(depth: u64, pad: [u64; 16]) -> u64 {
-    let next = std::hint::black_box(pad);
-    if depth == u64::MAX { 0 } else { recurse(depth + 1, next) + next[0] }
+/// Recursion whose frames live on the WebAssembly stack (locals only, nothing in linear memory),
+/// so it is the host's `stack_kb` cap that stops it.
+fn recurse(depth: u64) -> u64 {
+    if std::hint::black_box(depth) == u64::MAX { 0 } else { recurse(depth + 1).wrapping_add(depth) }
 }
 
 impl Handler for Faulty {
@@ -41,7 +42,7 @@ impl Handler for Faulty {
                     std::hint::black_box(&hoard);
                 }
             }
-            "stack" => Ok(vec![Output::from_payload(recurse(0, [1; 16]).to_string())]),
+            "stack" => Ok(vec![Output::from_payload(recurse(0).to_string())]),
             "huge" => Ok(vec![Output::from_payload(vec![b'x'; 8 << 20])]),
             "many" => Ok((0..5000).map(|i| Output::from_payload(i.to_string())).collect()),
             "transient" => Err(HandlerError::Transient("dependency unavailable".into())),

@@ -1,4 +1,4 @@
-//! `null`: accepts and discards everything (benchmarks, and pipelines run only for their side
+//! `drop`: accepts and discards everything (benchmarks, and pipelines run only for their side
 //! effects). Confirms at once.
 
 use std::sync::Arc;
@@ -9,23 +9,23 @@ use serde::Deserialize;
 use super::{BuildContext, Sink, SinkFactory};
 use crate::message::Output;
 
-/// `type: null`. No settings.
+/// `type: drop`. No settings. (Not `null`: YAML reads `type: null` as no type at all.)
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NullSinkConfig {}
+pub struct DropSinkConfig {}
 
-impl SinkFactory for NullSinkConfig {
+impl SinkFactory for DropSinkConfig {
     fn build(&self, _ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>> {
-        Ok(Arc::new(NullSink))
+        Ok(Arc::new(DropSink))
     }
 }
 
 /// Discards outputs.
 #[derive(Debug, Default)]
-pub struct NullSink;
+pub struct DropSink;
 
 #[async_trait]
-impl Sink for NullSink {
+impl Sink for DropSink {
     async fn send(&self, _batch: &[Output]) -> anyhow::Result<()> {
         Ok(())
     }

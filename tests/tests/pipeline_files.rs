@@ -1,0 +1,136 @@
+//! Pipeline files: every bad file gives its exact errors, all at once, with their paths.
+
+use std::path::Path;
+
+use sluice::config::parse;
+
+fn errors(text: &str) -> Vec<String> {
+    let env = |name: &str| (name == "SET").then(|| "from-env".to_owned());
+    match parse(Path::new("pipelines/orders.yaml"), text, env) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const VALID: &str = "
+source: { type: memory, queue: in }
+sinks: { primary: { type: memory, queue: out } }
+dead_letter: { type: memory, queue: dead }
+";
+
+#[test]
+fn a_minimal_file_is_valid_and_gets_defaults() {
+    let cfg = parse(Path::new("pipelines/orders.yaml"), VALID, |_| None).unwrap();
+    assert_eq!(cfg.name, "orders", "named after the file");
+    assert_eq!(cfg.default_sink, "primary", "the only sink is the default");
+    assert_eq!(cfg.delivery.max_in_flight, 1024);
+    assert_eq!(cfg.delivery.retry.max_attempts, 5);
+    assert_eq!(cfg.shutdown_deadline_ms, 30_000);
+}
+
+#[test]
+fn every_bad_file_gives_its_exact_errors() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "source: { type: memory, queue: in }\nsinks: { primary: { type: memory } }\ndead_letter: { type: memory, queue: d }",
+            &["pipelines/orders.yaml: sinks.primary.queue: missing field"],
+        ),
+        (
+            "source: { type: kafkaa }\nsinks: { p: { type: drop } }\ndead_letter: { type: drop }",
+            &["pipelines/orders.yaml: source.type: unknown type `kafkaa`, expected one of `generate`, `file`, `stdin`, `memory`"],
+        ),
+        (
+            "source: { type: memory, queue: in, queue_name: x }\nsinks: { p: { type: drop } }\ndead_letter: { type: drop }",
+            &["pipelines/orders.yaml: source.queue_name: unknown field, expected `queue` or `visibility_timeout_ms`"],
+        ),
+        (
+            "sinks: { p: { type: drop } }",
+            &["pipelines/orders.yaml: source: missing field", "pipelines/orders.yaml: dead_letter: missing field"],
+        ),
+        (
+            "source: { type: memory, queue: in }\ndead_letter: { type: drop }",
+            &["pipelines/orders.yaml: sinks: missing field: a pipeline needs at least one sink"],
+        ),
+        (
+            "source: { type: memory, queue: in }\nsinks: { a: { type: drop }, b: { type: drop } }\ndead_letter: { type: drop }",
+            &["pipelines/orders.yaml: default_sink: missing field: required when there is more than one sink"],
+        ),
+        (
+            "source: { type: memory, queue: in }\nsinks: { a: { type: drop } }\ndefault_sink: b\ndead_letter: { type: drop }",
+            &["pipelines/orders.yaml: default_sink: names no sink `b`; sinks are: a"],
+        ),
+        (
+            "source: { type: memory, queue: in }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }\nhandlers:\n  - plugn: x.wasm\n  - plugin: y.wasm\n    limits: { timeout_ms: 0, memory_mb: 0, stack_kb: 1 }",
+            &[
+                "pipelines/orders.yaml: handlers[0].plugn: unknown field, expected one of `plugin`, `name`, `config`, `limits`",
+                "pipelines/orders.yaml: handlers[0].plugin: missing field",
+                "pipelines/orders.yaml: handlers[1].limits.timeout_ms: must be at least 1",
+                "pipelines/orders.yaml: handlers[1].limits.memory_mb: must be between 1 and 4096",
+                "pipelines/orders.yaml: handlers[1].limits.stack_kb: must be between 16 and 65536",
+            ],
+        ),
+        (
+            "source: { type: memory, queue: in }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }\ndelivery:\n  max_in_flight: lots\n  on_invalid: drop\n  retry: { jitter: 2, base_delay_ms: 100000 }\n  rate_limit: { per_second: 0 }",
+            &[
+                "pipelines/orders.yaml: delivery.max_in_flight: invalid type: string \"lots\", expected usize",
+                "pipelines/orders.yaml: delivery.on_invalid: unknown value `drop`, expected `dead_letter` or `discard`",
+                "pipelines/orders.yaml: delivery.retry.base_delay_ms: must not exceed retry.max_delay_ms",
+                "pipelines/orders.yaml: delivery.retry.jitter: must be between 0 and 1",
+                "pipelines/orders.yaml: delivery.rate_limit.per_second: must be at least 1",
+            ],
+        ),
+        (
+            "source: { type: memory, queue: \"${UNSET}\" }\nsinks: { a: { type: drop } }\ndead_letter: { type: file, path: \"${ALSO_UNSET}\" }",
+            &[
+                "pipelines/orders.yaml: line 1: environment variable `UNSET` is not set (use `${UNSET:-default}` for a default)",
+                "pipelines/orders.yaml: line 3: environment variable `ALSO_UNSET` is not set (use `${ALSO_UNSET:-default}` for a default)",
+            ],
+        ),
+        (
+            "name: has space\nsource: { type: generate, rate_per_second: -1, malformed_every: 0 }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }\nshutdown_deadline_ms: 0\nextra: 1",
+            &[
+                "pipelines/orders.yaml: extra: unknown field, expected one of name, source, handlers, sinks, default_sink, dead_letter, delivery, shutdown_deadline_ms",
+                "pipelines/orders.yaml: name: `has space` is not a valid pipeline name (letters, digits, `-`, `_`, `.`)",
+                "pipelines/orders.yaml: source.rate_per_second: must be a positive number",
+                "pipelines/orders.yaml: source.malformed_every: must be at least 1",
+                "pipelines/orders.yaml: shutdown_deadline_ms: must be at least 1",
+            ],
+        ),
+        ("- just\n- a list", &["pipelines/orders.yaml: a pipeline file must be a mapping with `source`, `sinks` and `dead_letter`"]),
+        ("handlers: 3\nsource: { type: memory, queue: in }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }", &["pipelines/orders.yaml: handlers: must be a list of handlers"]),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(errors(text), *expected, "for file:\n{text}");
+    }
+}
+
+#[test]
+fn invalid_yaml_says_where() {
+    let errs = errors("source: [\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("pipelines/orders.yaml: not valid YAML:"), "{}", errs[0]);
+    assert!(errs[0].contains("line 1 column 9"), "{}", errs[0]);
+}
+
+#[test]
+fn environment_values_and_defaults_are_interpolated() {
+    let text = "source: { type: memory, queue: \"${SET}\" }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }\ndelivery: { max_in_flight: ${WINDOW:-7} }";
+    let cfg = parse(Path::new("p.yaml"), text, |n| (n == "SET").then(|| "from-env".to_owned())).unwrap();
+    assert_eq!(cfg.delivery.max_in_flight, 7);
+    match cfg.source {
+        sluice::connector::SourceConfig::memory(m) => assert_eq!(m.queue, "from-env"),
+        other => panic!("unexpected source {other:?}"),
+    }
+}
+
+#[test]
+fn duplicate_pipeline_names_across_files_are_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["a.yaml", "b.yaml"] {
+        std::fs::write(dir.path().join(file), format!("name: same\n{VALID}")).unwrap();
+    }
+    let (loaded, errors) = sluice::config::load_paths(&[dir.path().to_path_buf()]);
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].to_string().ends_with(&format!("b.yaml: name: pipeline `same` is already defined in {}", dir.path().join("a.yaml").display())));
+}
