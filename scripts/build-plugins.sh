@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
-rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-unknown-unknown
+for target in wasm32-unknown-unknown wasm32-wasip2; do
+  rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+done
 
 plugins=(uppercase json-enrich faulty wrong-world)
 args=()
@@ -20,4 +22,8 @@ for p in "${plugins[@]}"; do
   module="$CARGO_TARGET_DIR/wasm32-unknown-unknown/plugin/${p//-/_}.wasm"
   "$CARGO_TARGET_DIR/debug/sluice" plugin componentize "$module" -o "plugins/dist/$p.wasm"
 done
+# A test plugin that imports WASI on purpose: wasm32-wasip2 makes the component itself.
+cargo build --quiet --target wasm32-wasip2 --profile plugin -p needs-wasi
+cp "$CARGO_TARGET_DIR/wasm32-wasip2/plugin/needs_wasi.wasm" plugins/dist/needs-wasi.wasm
+
 echo "built: $(cd plugins/dist && ls *.wasm | tr '\n' ' ')"

@@ -43,12 +43,14 @@ pub fn compile(engine: &Engine, bytes: &[u8], hash: &str, dir: Option<&Path>) ->
         return Ok((Component::new(engine, bytes)?, false));
     };
     let path = dir.join(format!("{hash}-{:016x}.cwasm", engine_hash(engine)));
-    if path.is_file() {
+    // Read into memory rather than map the file: a cache file truncated or rewritten while in use
+    // must not be able to fault the process (a mapped file that shrinks raises SIGBUS).
+    if let Ok(artifact) = std::fs::read(&path) {
         // SAFETY: the file was written by `store` below into the host's private cache directory
         // from the output of `Engine::precompile_component` for an engine with the same
-        // compatibility hash; wasmtime also checks the header and engine settings on load.
+        // compatibility hash; wasmtime checks the header and the engine settings on load.
         #[allow(unsafe_code)]
-        match unsafe { Component::deserialize_file(engine, &path) } {
+        match unsafe { Component::deserialize(engine, &artifact) } {
             Ok(component) => return Ok((component, true)),
             Err(err) => {
                 tracing::warn!(path = %path.display(), error = %format!("{err:#}"), "discarding unusable cache entry");

@@ -86,11 +86,24 @@ impl PluginHost {
         let (component, from_cache) =
             cache::compile(&engine, bytes, &hash, self.inner.cache_dir.as_deref()).context("does not compile")?;
         let compile_time = started.elapsed();
+        // Name every import that is not granted, not just the first one the linker trips on.
+        let refused: Vec<String> = component
+            .component_type()
+            .imports(&engine)
+            .map(|(name, _)| name.to_owned())
+            .filter(|name| !v0_1::GRANTED_IMPORTS.contains(&name.as_str()))
+            .collect();
+        if !refused.is_empty() {
+            bail!(
+                "imports what the host does not grant: {} (a handler gets only sluice:plugin/log and sluice:plugin/counters)",
+                refused.join(", ")
+            );
+        }
         let mut linker = Linker::<HostState>::new(&engine);
         v0_1::Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         let pre = linker
             .instantiate_pre(&component)
-            .map_err(|e| anyhow!("imports something the host does not grant (only sluice:plugin/log and sluice:plugin/counters are granted): {e:#}"))?;
+            .map_err(|e| anyhow!("imports do not match what the host provides: {e:#}"))?;
         let pre = v0_1::HandlerPre::new(pre).map_err(|e| anyhow!("does not implement world {}: {e:#}", v0_1::WORLD))?;
         let init = component
             .get_export_index(None, v0_1::LIFECYCLE_EXPORT)
