@@ -41,7 +41,7 @@ impl SourceFactory for StdinSourceConfig {
 
 impl SinkFactory for StdoutSinkConfig {
     fn build(&self, _ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>> {
-        Ok(Arc::new(StdoutSink { out: Mutex::new(tokio::io::stdout()), codec: self.codec }))
+        Ok(Arc::new(StdoutSink { codec: self.codec }))
     }
 }
 
@@ -105,8 +105,11 @@ impl<R: AsyncRead + Unpin + Send> Source for LineSource<R> {
     }
 }
 
+/// One lock for the process's stdout: several `stdout` sinks (one per route, or per pipeline)
+/// must never interleave halves of their lines.
+static STDOUT: std::sync::LazyLock<Mutex<tokio::io::Stdout>> = std::sync::LazyLock::new(|| Mutex::new(tokio::io::stdout()));
+
 struct StdoutSink {
-    out: Mutex<tokio::io::Stdout>,
     codec: Codec,
 }
 
@@ -117,7 +120,7 @@ impl Sink for StdoutSink {
         for out in batch {
             self.codec.encode(out, &mut buf);
         }
-        let mut stdout = self.out.lock().await;
+        let mut stdout = STDOUT.lock().await;
         stdout.write_all(&buf).await?;
         stdout.flush().await?;
         Ok(())

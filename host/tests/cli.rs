@@ -1,0 +1,144 @@
+//! The `sluice` command as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn sluice() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.env("SLUICE_CACHE_DIR", std::env::temp_dir().join("sluice-test-cache")).env("RUST_LOG", "info");
+    cmd
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn require_plugins() {
+    assert!(repo().join("plugins/dist/json-enrich.wasm").is_file(), "run scripts/build-plugins.sh first");
+}
+
+#[test]
+fn validate_accepts_every_example_pipeline() {
+    require_plugins();
+    let out = sluice().arg("validate").arg(repo().join("pipelines")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pipeline(s) valid"));
+}
+
+#[test]
+fn validate_prints_every_error_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yaml"), "source: { type: memory }\nsinks: { out: { type: kafkaa } }\n").unwrap();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        "source: { type: memory, queue: q }\nsinks: { out: { type: drop } }\ndead_letter: { type: drop }\nhandlers: [ { plugin: missing.wasm } ]\n",
+    )
+    .unwrap();
+    let out = sluice().arg("validate").arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let a = dir.path().join("a.yaml").display().to_string();
+    let b = dir.path().join("b.yaml").display().to_string();
+    assert!(stderr.contains(&format!("{a}: source.queue: missing field")), "{stderr}");
+    assert!(stderr.contains(&format!("{a}: dead_letter: missing field")), "{stderr}");
+    assert!(stderr.contains(&format!("{a}: sinks.out.type: unknown type `kafkaa`")), "{stderr}");
+    assert!(stderr.contains(&format!("{b}: handlers[0].plugin: plugin ")), "plugins are checked too: {stderr}");
+    assert!(stderr.contains("4 error(s)"), "{stderr}");
+}
+
+#[test]
+fn run_starts_nothing_when_a_file_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.yaml"), "source: { type: generate }\n").unwrap();
+    let out = sluice().arg("run").arg(dir.path()).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sinks: missing field"), "{stderr}");
+    assert!(stderr.contains("nothing was started"), "{stderr}");
+}
+
+#[test]
+fn quickstart_enriches_and_dead_letters_the_malformed_events() {
+    require_plugins();
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.jsonl");
+    let out = sluice()
+        .arg("run")
+        .arg(repo().join("pipelines/quickstart.yaml"))
+        .env("QUICKSTART_COUNT", "40")
+        .env("QUICKSTART_RATE", "10000")
+        .env("QUICKSTART_DEAD_LETTER", &dead)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 36, "40 events, 4 malformed: {stdout}");
+    assert!(lines.iter().all(|l| l.contains("processed_by")), "{stdout}");
+    let users = lines.iter().filter(|l| l.contains("\"route\":\"users\"")).count();
+    // Events 3, 7, 11, … 39 are user events; 19 and 39 are among the malformed ones.
+    assert_eq!(users, 8, "user events are routed to the users sink: {stdout}");
+    let dead = std::fs::read_to_string(&dead).unwrap();
+    assert_eq!(dead.lines().count(), 4);
+    assert!(dead.lines().all(|l| l.contains("[\"x-sluice-error-class\",\"invalid\"]")), "{dead}");
+    assert!(stderr.contains("dead_lettered=4"), "{stderr}");
+}
+
+#[test]
+fn sigterm_drains_in_flight_work_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("endless.yaml");
+    std::fs::write(
+        &file,
+        "source: { type: generate, rate_per_second: 500, payload: fixed, size: 16 }\nsinks: { out: { type: stdout } }\ndead_letter: { type: drop }\n",
+    )
+    .unwrap();
+    let mut child = sluice().arg("run").arg(&file).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let started = Instant::now();
+    // Wait for output to flow, then ask it to stop.
+    for _ in 0..20 {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "output ended early");
+        assert!(started.elapsed() < Duration::from_secs(60), "no output");
+    }
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    std::io::copy(&mut stdout, &mut std::io::sink()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{:?} {stderr}", out.status);
+    assert!(stderr.contains("shutdown requested"), "{stderr}");
+    assert!(stderr.contains("end=Drained"), "{stderr}");
+}
+
+#[test]
+fn plugin_inspect_describes_a_handler_and_refuses_another_world() {
+    require_plugins();
+    let out = sluice().args(["plugin", "inspect"]).arg(repo().join("plugins/dist/json-enrich.wasm")).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("world:   sluice:plugin/handler@0.1.0 (with lifecycle.init)"), "{text}");
+    assert!(text.contains("sluice:plugin/log@0.1.0 (instance)"), "{text}");
+    assert!(text.contains("handle-batch: func"), "{text}");
+
+    let out = sluice().args(["plugin", "inspect"]).arg(repo().join("plugins/dist/wrong-world.wasm")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("not a Sluice handler: does not implement world sluice:plugin/handler@0.1.0"), "{text}");
+    assert!(text.contains("greet: func"), "{text}");
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = sluice().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["run", "validate", "plugin"] {
+        assert!(text.contains(cmd), "{text}");
+    }
+}
