@@ -80,6 +80,11 @@ enum PluginCommand {
     },
 }
 
+/// mimalloc: the per-message path allocates small buffers on several threads, where glibc's
+/// malloc showed up as a fifth of the profile.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);

@@ -136,10 +136,11 @@ impl Source for GenerateSource {
             let due = (self.started.elapsed().as_secs_f64() * rate) as u64 + 1;
             n = n.min(due.saturating_sub(self.emitted).max(1));
         }
+        let received = Metadata::received_now(self.source.clone(), self.topic.clone());
         let batch = (0..n)
             .map(|i| {
                 let seq = self.emitted + i;
-                let mut meta = Metadata::received_now(self.source.clone(), self.topic.clone());
+                let mut meta = received.clone();
                 meta.offset = Some(seq as i64);
                 let message =
                     Message { id: format!("generate:{seq}"), key: None, payload: self.payload(seq), headers: Vec::new(), meta };

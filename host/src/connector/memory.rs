@@ -277,12 +277,12 @@ impl Source for MemorySource {
             if !leased.is_empty() {
                 let acker: Arc<dyn Acker> = self.queue.clone();
                 let topic = self.queue.name.clone();
-                let source: Arc<str> = Arc::from("memory");
+                let received = Metadata::received_now(Arc::from("memory"), topic.clone());
                 return Ok(Some(
                     leased
                         .into_iter()
                         .map(|(lease, e)| {
-                            let mut meta = Metadata::received_now(source.clone(), topic.clone());
+                            let mut meta = received.clone();
                             meta.offset = Some(e.seq);
                             meta.attempt = e.deliveries;
                             let message = Message {

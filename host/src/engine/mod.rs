@@ -35,6 +35,9 @@ pub use transform::{ErrorClass, Failure, Outcome, Transform};
 
 use process::{Ctx, InFlight, WindowSlot};
 
+/// How long a saturated pipeline waits for a batch's worth of window before pulling less.
+const SATURATED_LINGER: Duration = Duration::from_millis(1);
+
 /// Everything one pipeline runs with, already built.
 pub struct Pipeline {
     pub name: Arc<str>,
@@ -116,8 +119,18 @@ impl Pipeline {
                 () = shutdown.cancelled() => break,
                 p = window.clone().acquire_owned() => p?,
             };
-            // Batch from what the window allows right now; never wait to fill a batch.
-            let extra = (max_batch - 1).min(window.available_permits());
+            // When the window is nearly full (the pipeline is saturated), wait a moment for a
+            // batch's worth of room rather than pull in slivers of one or two messages, which
+            // would make every later batch tiny ("silly window syndrome"). When traffic is light
+            // the window is open and nothing waits.
+            let min_grab = max_batch.min(delivery.max_in_flight.max(2) / 2).max(1);
+            if window.available_permits() + 1 < min_grab
+                && let Ok(Ok(more)) = tokio::time::timeout(SATURATED_LINGER, window.clone().acquire_many_owned(min_grab as u32 - 1)).await
+            {
+                permit.merge(more);
+            }
+            // Then batch from what the window allows right now; never wait to fill a batch.
+            let extra = (max_batch - permit.num_permits()).min(window.available_permits());
             if extra > 0
                 && let Ok(more) = window.clone().try_acquire_many_owned(extra as u32)
             {
