@@ -10,17 +10,22 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 for target in wasm32-unknown-unknown wasm32-wasip2; do
   rustup target list --installed | grep -qx "$target" || rustup target add "$target"
 done
+# The `sluice` binary that wraps core modules into components: debug by default, or
+# SLUICE_PROFILE=release (the container build).
+profile="${SLUICE_PROFILE:-dev}"
+bin_dir=debug
+[ "$profile" = dev ] || bin_dir="$profile"
 
 plugins=(uppercase json-enrich faulty wrong-world)
 args=()
 for p in "${plugins[@]}"; do args+=(-p "$p"); done
 cargo build --quiet --target wasm32-unknown-unknown --profile plugin "${args[@]}"
-cargo build --quiet -p sluice --bin sluice
+cargo build --quiet -p sluice --bin sluice --profile "$profile"
 
 mkdir -p plugins/dist
 for p in "${plugins[@]}"; do
   module="$CARGO_TARGET_DIR/wasm32-unknown-unknown/plugin/${p//-/_}.wasm"
-  "$CARGO_TARGET_DIR/debug/sluice" plugin componentize "$module" -o "plugins/dist/$p.wasm"
+  "$CARGO_TARGET_DIR/$bin_dir/sluice" plugin componentize "$module" -o "plugins/dist/$p.wasm"
 done
 # A test plugin that imports WASI on purpose: wasm32-wasip2 makes the component itself.
 cargo build --quiet --target wasm32-wasip2 --profile plugin -p needs-wasi

@@ -43,14 +43,22 @@ impl Transform for NativeUppercase {
             .map(|m| {
                 let mut payload = m.payload.to_vec();
                 payload.make_ascii_uppercase();
-                Outcome::Outputs(vec![Output { payload: Bytes::from(payload), key: m.key, headers: m.headers, route: None }])
+                Outcome::Outputs(vec![Output {
+                    payload: Bytes::from(payload),
+                    key: m.key,
+                    headers: m.headers,
+                    route: None,
+                }])
             })
             .collect()
     }
 }
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("bench/ has a parent").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent")
+        .to_path_buf()
 }
 
 async fn end_to_end(count: u64, chain: Vec<Arc<dyn Transform>>) -> anyhow::Result<f64> {
@@ -61,17 +69,27 @@ async fn end_to_end(count: u64, chain: Vec<Arc<dyn Transform>>) -> anyhow::Resul
         size: 256,
         malformed_every: None,
     };
-    let ctx = BuildContext { pipeline: "bench".into(), base_dir: repo() };
+    let ctx = BuildContext {
+        pipeline: "bench".into(),
+        base_dir: repo(),
+    };
     let stats = Arc::new(PipelineStats::default());
     let pipeline = Pipeline {
         name: "bench".into(),
         source: source_cfg.build(&ctx)?,
         source_redelivers: false,
         chain,
-        sinks: HashMap::from([("out".to_owned(), Arc::new(DropSink) as Arc<dyn sluice::connector::Sink>)]),
+        sinks: HashMap::from([(
+            "out".to_owned(),
+            Arc::new(DropSink) as Arc<dyn sluice::connector::Sink>,
+        )]),
         default_sink: "out".into(),
         dead_letter: Arc::new(DropSink),
-        delivery: DeliveryConfig { max_in_flight: 4096, batch_size: BATCH, ..DeliveryConfig::default() },
+        delivery: DeliveryConfig {
+            max_in_flight: 4096,
+            batch_size: BATCH,
+            ..DeliveryConfig::default()
+        },
         shutdown_deadline: Duration::from_secs(10),
         workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         stats: stats.clone(),
@@ -79,7 +97,11 @@ async fn end_to_end(count: u64, chain: Vec<Arc<dyn Transform>>) -> anyhow::Resul
     let started = Instant::now();
     pipeline.run(CancellationToken::new()).await?;
     let elapsed = started.elapsed().as_secs_f64();
-    anyhow::ensure!(PipelineStats::get(&stats.outputs) == count, "lost messages: {} of {count}", PipelineStats::get(&stats.outputs));
+    anyhow::ensure!(
+        PipelineStats::get(&stats.outputs) == count,
+        "lost messages: {} of {count}",
+        PipelineStats::get(&stats.outputs)
+    );
     Ok(count as f64 / elapsed)
 }
 
@@ -97,7 +119,9 @@ fn message(i: usize) -> Message {
 
 /// ns per message for `handler.process` on batches of `batch` (messages prepared beforehand).
 fn call_cost(handler: &dyn Transform, batch: usize, total: usize) -> f64 {
-    let batches: Vec<Vec<Message>> = (0..total / batch).map(|b| (0..batch).map(|i| message(b * batch + i)).collect()).collect();
+    let batches: Vec<Vec<Message>> = (0..total / batch)
+        .map(|b| (0..batch).map(|i| message(b * batch + i)).collect())
+        .collect();
     let n = batches.len() * batch;
     let started = Instant::now();
     for b in batches {
@@ -107,10 +131,18 @@ fn call_cost(handler: &dyn Transform, batch: usize, total: usize) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let count: u64 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(2_000_000);
+    let count: u64 = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(2_000_000);
     let host = PluginHost::new(Some(std::env::temp_dir().join("sluice-bench-cache")));
-    let plugin = host.load(&repo().join("plugins/dist/uppercase.wasm"), &LimitsConfig::default())?;
-    let wasm: Arc<dyn Transform> = Arc::new(plugin.into_handler("bench", "uppercase", Vec::new())?);
+    let plugin = host.load(
+        &repo().join("plugins/dist/uppercase.wasm"),
+        &LimitsConfig::default(),
+    )?;
+    let wasm: Arc<dyn Transform> =
+        Arc::new(plugin.into_handler("bench", "uppercase", Vec::new())?);
     let native: Arc<dyn Transform> = Arc::new(NativeUppercase);
 
     println!("Handler call alone (256-byte payload, key, one header), ns per message:");
@@ -120,20 +152,31 @@ fn main() -> anyhow::Result<()> {
         call_cost(&*wasm, batch, total / 10);
         let w = call_cost(&*wasm, batch, total);
         let n = call_cost(&*native, batch, total);
-        println!("  batch {batch:>4}: wasm {w:>8.0} ns   native {n:>8.0} ns   ratio {:.2}x", w / n);
+        println!(
+            "  batch {batch:>4}: wasm {w:>8.0} ns   native {n:>8.0} ns   ratio {:.2}x",
+            w / n
+        );
     }
 
     if std::env::var_os("SLUICE_BENCH_CALL_ONLY").is_some() {
         return Ok(());
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    println!("End to end, generate → handler → drop, {count} messages of 256 bytes, batch {BATCH}:");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    println!(
+        "End to end, generate → handler → drop, {count} messages of 256 bytes, batch {BATCH}:"
+    );
     let relay = rt.block_on(end_to_end(count, Vec::new()))?;
     let native_rate = rt.block_on(end_to_end(count, vec![native]))?;
     let wasm_rate = rt.block_on(end_to_end(count, vec![wasm]))?;
     println!("  relay (no handler): {:>12.0} msg/s", relay);
     println!("  native uppercase:   {:>12.0} msg/s", native_rate);
     println!("  wasm uppercase:     {:>12.0} msg/s", wasm_rate);
-    println!("  wasm/native time ratio: {:.2}x   wasm/relay throughput: {:.0}%", native_rate / wasm_rate, 100.0 * wasm_rate / relay);
+    println!(
+        "  wasm/native time ratio: {:.2}x   wasm/relay throughput: {:.0}%",
+        native_rate / wasm_rate,
+        100.0 * wasm_rate / relay
+    );
     Ok(())
 }

@@ -38,7 +38,10 @@ pub struct AckToken {
 impl AckToken {
     /// A token that settles delivery `id` through `acker`.
     pub fn new(acker: Arc<dyn Acker>, id: u64) -> Self {
-        AckToken { acker: Some(acker), id }
+        AckToken {
+            acker: Some(acker),
+            id,
+        }
     }
 
     /// A token for a source with nothing to acknowledge (generate, stdin).
@@ -73,6 +76,9 @@ impl Drop for AckToken {
 
 impl fmt::Debug for AckToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AckToken").field("id", &self.id).field("settled", &self.acker.is_none()).finish()
+        f.debug_struct("AckToken")
+            .field("id", &self.id)
+            .field("settled", &self.acker.is_none())
+            .finish()
     }
 }

@@ -100,7 +100,10 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -108,7 +111,11 @@ fn init_logging(format: LogFormat) {
 }
 
 fn plugin_host(cli: &Cli) -> PluginHost {
-    let dir = if cli.no_cache { None } else { cli.cache_dir.clone().or_else(default_cache_dir) };
+    let dir = if cli.no_cache {
+        None
+    } else {
+        cli.cache_dir.clone().or_else(default_cache_dir)
+    };
     PluginHost::new(dir)
 }
 
@@ -138,9 +145,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for e in &errors {
                     eprintln!("{e}");
                 }
-                anyhow::bail!("{} error(s) in pipeline files; nothing was started", errors.len());
+                anyhow::bail!(
+                    "{} error(s) in pipeline files; nothing was started",
+                    errors.len()
+                );
             }
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
             rt.block_on(async {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(forward_signals(shutdown.clone()));
@@ -148,15 +161,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plugin { command: PluginCommand::Inspect { wasm } } => {
+        Command::Plugin {
+            command: PluginCommand::Inspect { wasm },
+        } => {
             let inspection = plugin_host(&cli).inspect(wasm)?;
             print!("{inspection}");
-            Ok(if inspection.world.is_some() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if inspection.world.is_some() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
-        Command::Plugin { command: PluginCommand::Componentize { module, output } } => {
-            let bytes = std::fs::read(module).with_context(|| format!("cannot read {}", module.display()))?;
-            let component = componentize(&bytes).with_context(|| format!("{}", module.display()))?;
-            std::fs::write(output, component).with_context(|| format!("cannot write {}", output.display()))?;
+        Command::Plugin {
+            command: PluginCommand::Componentize { module, output },
+        } => {
+            let bytes = std::fs::read(module)
+                .with_context(|| format!("cannot read {}", module.display()))?;
+            let component =
+                componentize(&bytes).with_context(|| format!("{}", module.display()))?;
+            std::fs::write(output, component)
+                .with_context(|| format!("cannot write {}", output.display()))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -168,15 +192,16 @@ async fn forward_signals(shutdown: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM");
-                let _ = ctrl_c.await;
-                shutdown.cancel();
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -68,23 +68,37 @@ pub struct Output {
 impl Output {
     /// The output that passes `msg` through unchanged (used when a pipeline has no handler).
     pub fn pass_through(msg: &Message) -> Self {
-        Output { payload: msg.payload.clone(), key: msg.key.clone(), headers: msg.headers.clone(), route: None }
+        Output {
+            payload: msg.payload.clone(),
+            key: msg.key.clone(),
+            headers: msg.headers.clone(),
+            route: None,
+        }
     }
 
     /// The first header called `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 impl Message {
     /// The first header called `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// Milliseconds since the Unix epoch by the host's wall clock.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

@@ -30,37 +30,62 @@ pub fn check_plugins(host: &PluginHost, p: &LoadedPipeline) -> Vec<ConfigError> 
         .filter_map(|(i, h)| {
             let loaded = host
                 .load(&p.base_dir.join(&h.plugin), &h.limits)
-                .and_then(|plugin| plugin.into_handler(&p.config.name, &h.display_name(), settings(h)));
-            loaded.err().map(|e| ConfigError { file: p.file.clone(), error: FieldError::new(format!("handlers[{i}].plugin"), format!("{e:#}")) })
+                .and_then(|plugin| {
+                    plugin.into_handler(&p.config.name, &h.display_name(), settings(h))
+                });
+            loaded.err().map(|e| ConfigError {
+                file: p.file.clone(),
+                error: FieldError::new(format!("handlers[{i}].plugin"), format!("{e:#}")),
+            })
         })
         .collect()
 }
 
 fn settings(h: &crate::config::HandlerConfig) -> Vec<(String, String)> {
-    h.config.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect()
+    h.config
+        .iter()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect()
 }
 
 /// Build one pipeline: connectors, plugins, policy.
 pub fn build(host: &PluginHost, p: &LoadedPipeline) -> anyhow::Result<BuiltPipeline> {
     let cfg = &p.config;
-    let ctx = BuildContext { pipeline: cfg.name.as_str().into(), base_dir: p.base_dir.clone() };
+    let ctx = BuildContext {
+        pipeline: cfg.name.as_str().into(),
+        base_dir: p.base_dir.clone(),
+    };
     let source_factory = cfg.source.factory();
-    let source = source_factory.build(&ctx).with_context(|| format!("pipeline {}: source ({})", cfg.name, cfg.source.type_name()))?;
+    let source = source_factory
+        .build(&ctx)
+        .with_context(|| format!("pipeline {}: source ({})", cfg.name, cfg.source.type_name()))?;
     let mut sinks = HashMap::new();
     for (name, sink) in &cfg.sinks {
-        let built = sink.factory().build(&ctx).with_context(|| format!("pipeline {}: sink `{name}` ({})", cfg.name, sink.type_name()))?;
+        let built = sink.factory().build(&ctx).with_context(|| {
+            format!(
+                "pipeline {}: sink `{name}` ({})",
+                cfg.name,
+                sink.type_name()
+            )
+        })?;
         sinks.insert(name.clone(), built);
     }
-    let dead_letter = cfg
-        .dead_letter
-        .factory()
-        .build(&ctx)
-        .with_context(|| format!("pipeline {}: dead_letter ({})", cfg.name, cfg.dead_letter.type_name()))?;
+    let dead_letter = cfg.dead_letter.factory().build(&ctx).with_context(|| {
+        format!(
+            "pipeline {}: dead_letter ({})",
+            cfg.name,
+            cfg.dead_letter.type_name()
+        )
+    })?;
     let mut handlers = Vec::new();
     for h in &cfg.handlers {
         let name = h.display_name();
-        let plugin = host.load(&p.base_dir.join(&h.plugin), &h.limits).with_context(|| format!("pipeline {}", cfg.name))?;
-        let handler = plugin.into_handler(&cfg.name, &name, settings(h)).with_context(|| format!("pipeline {}", cfg.name))?;
+        let plugin = host
+            .load(&p.base_dir.join(&h.plugin), &h.limits)
+            .with_context(|| format!("pipeline {}", cfg.name))?;
+        let handler = plugin
+            .into_handler(&cfg.name, &name, settings(h))
+            .with_context(|| format!("pipeline {}", cfg.name))?;
         tracing::info!(pipeline = %cfg.name, handler = %name, sha256 = %handler.hash(), "handler loaded");
         handlers.push(Arc::new(handler));
     }
@@ -75,7 +100,10 @@ pub fn build(host: &PluginHost, p: &LoadedPipeline) -> anyhow::Result<BuiltPipel
         name: cfg.name.as_str().into(),
         source,
         source_redelivers: source_factory.redelivers(),
-        chain: handlers.iter().map(|h| h.clone() as Arc<dyn Transform>).collect(),
+        chain: handlers
+            .iter()
+            .map(|h| h.clone() as Arc<dyn Transform>)
+            .collect(),
         sinks,
         default_sink: cfg.default_sink.clone(),
         dead_letter,
@@ -84,12 +112,20 @@ pub fn build(host: &PluginHost, p: &LoadedPipeline) -> anyhow::Result<BuiltPipel
         workers,
         stats: stats.clone(),
     };
-    Ok(BuiltPipeline { pipeline, stats, handlers })
+    Ok(BuiltPipeline {
+        pipeline,
+        stats,
+        handlers,
+    })
 }
 
 /// Run every pipeline until each one's source ends or `shutdown` is cancelled. A pipeline that
 /// fails to build stops the start-up before any pipeline runs.
-pub async fn run_all(host: &PluginHost, pipelines: &[LoadedPipeline], shutdown: CancellationToken) -> anyhow::Result<Vec<(String, RunEnd)>> {
+pub async fn run_all(
+    host: &PluginHost,
+    pipelines: &[LoadedPipeline],
+    shutdown: CancellationToken,
+) -> anyhow::Result<Vec<(String, RunEnd)>> {
     let mut built = Vec::new();
     for p in pipelines {
         built.push((p.config.name.clone(), build(host, p)?));
@@ -100,7 +136,10 @@ pub async fn run_all(host: &PluginHost, pipelines: &[LoadedPipeline], shutdown: 
     });
     let mut ends = Vec::new();
     for (name, result) in futures::future::join_all(runs).await {
-        ends.push((name.clone(), result.with_context(|| format!("pipeline {name}"))?));
+        ends.push((
+            name.clone(),
+            result.with_context(|| format!("pipeline {name}"))?,
+        ));
     }
     Ok(ends)
 }

@@ -7,22 +7,36 @@ use std::time::{Duration, Instant};
 
 fn sluice() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.env("SLUICE_CACHE_DIR", std::env::temp_dir().join("sluice-test-cache")).env("RUST_LOG", "info");
+    cmd.env(
+        "SLUICE_CACHE_DIR",
+        std::env::temp_dir().join("sluice-test-cache"),
+    )
+    .env("RUST_LOG", "info");
     cmd
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn require_plugins() {
-    assert!(repo().join("plugins/dist/json-enrich.wasm").is_file(), "run scripts/build-plugins.sh first");
+    assert!(
+        repo().join("plugins/dist/json-enrich.wasm").is_file(),
+        "run scripts/build-plugins.sh first"
+    );
 }
 
 #[test]
 fn validate_accepts_every_example_pipeline() {
     require_plugins();
-    let out = sluice().arg("validate").arg(repo().join("pipelines")).output().unwrap();
+    let out = sluice()
+        .arg("validate")
+        .arg(repo().join("pipelines"))
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("pipeline(s) valid"));
@@ -31,7 +45,11 @@ fn validate_accepts_every_example_pipeline() {
 #[test]
 fn validate_prints_every_error_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.yaml"), "source: { type: memory }\nsinks: { out: { type: kafkaa } }\n").unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "source: { type: memory }\nsinks: { out: { type: kafkaa } }\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("b.yaml"),
         "source: { type: memory, queue: q }\nsinks: { out: { type: drop } }\ndead_letter: { type: drop }\nhandlers: [ { plugin: missing.wasm } ]\n",
@@ -42,10 +60,22 @@ fn validate_prints_every_error_and_exits_non_zero() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let a = dir.path().join("a.yaml").display().to_string();
     let b = dir.path().join("b.yaml").display().to_string();
-    assert!(stderr.contains(&format!("{a}: source.queue: missing field")), "{stderr}");
-    assert!(stderr.contains(&format!("{a}: dead_letter: missing field")), "{stderr}");
-    assert!(stderr.contains(&format!("{a}: sinks.out.type: unknown type `kafkaa`")), "{stderr}");
-    assert!(stderr.contains(&format!("{b}: handlers[0].plugin: plugin ")), "plugins are checked too: {stderr}");
+    assert!(
+        stderr.contains(&format!("{a}: source.queue: missing field")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{a}: dead_letter: missing field")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{a}: sinks.out.type: unknown type `kafkaa`")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{b}: handlers[0].plugin: plugin ")),
+        "plugins are checked too: {stderr}"
+    );
     assert!(stderr.contains("4 error(s)"), "{stderr}");
 }
 
@@ -79,12 +109,22 @@ fn quickstart_enriches_and_dead_letters_the_malformed_events() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 36, "40 events, 4 malformed: {stdout}");
     assert!(lines.iter().all(|l| l.contains("processed_by")), "{stdout}");
-    let users = lines.iter().filter(|l| l.contains("\"route\":\"users\"")).count();
+    let users = lines
+        .iter()
+        .filter(|l| l.contains("\"route\":\"users\""))
+        .count();
     // Events 3, 7, 11, … 39 are user events; 19 and 39 are among the malformed ones.
-    assert_eq!(users, 8, "user events are routed to the users sink: {stdout}");
+    assert_eq!(
+        users, 8,
+        "user events are routed to the users sink: {stdout}"
+    );
     let dead = std::fs::read_to_string(&dead).unwrap();
     assert_eq!(dead.lines().count(), 4);
-    assert!(dead.lines().all(|l| l.contains("[\"x-sluice-error-class\",\"invalid\"]")), "{dead}");
+    assert!(
+        dead.lines()
+            .all(|l| l.contains("[\"x-sluice-error-class\",\"invalid\"]")),
+        "{dead}"
+    );
     assert!(stderr.contains("dead_lettered=4"), "{stderr}");
 }
 
@@ -97,17 +137,30 @@ fn sigterm_drains_in_flight_work_and_exits_zero() {
         "source: { type: generate, rate_per_second: 500, payload: fixed, size: 16 }\nsinks: { out: { type: stdout } }\ndead_letter: { type: drop }\n",
     )
     .unwrap();
-    let mut child = sluice().arg("run").arg(&file).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = sluice()
+        .arg("run")
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     let started = Instant::now();
     // Wait for output to flow, then ask it to stop.
     for _ in 0..20 {
         line.clear();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "output ended early");
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "output ended early"
+        );
         assert!(started.elapsed() < Duration::from_secs(60), "no output");
     }
-    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
     std::io::copy(&mut stdout, &mut std::io::sink()).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -120,17 +173,34 @@ fn sigterm_drains_in_flight_work_and_exits_zero() {
 #[test]
 fn plugin_inspect_describes_a_handler_and_refuses_another_world() {
     require_plugins();
-    let out = sluice().args(["plugin", "inspect"]).arg(repo().join("plugins/dist/json-enrich.wasm")).output().unwrap();
+    let out = sluice()
+        .args(["plugin", "inspect"])
+        .arg(repo().join("plugins/dist/json-enrich.wasm"))
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("world:   sluice:plugin/handler@0.1.0 (with lifecycle.init)"), "{text}");
-    assert!(text.contains("sluice:plugin/log@0.1.0 (instance)"), "{text}");
+    assert!(
+        text.contains("world:   sluice:plugin/handler@0.1.0 (with lifecycle.init)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sluice:plugin/log@0.1.0 (instance)"),
+        "{text}"
+    );
     assert!(text.contains("handle-batch: func"), "{text}");
 
-    let out = sluice().args(["plugin", "inspect"]).arg(repo().join("plugins/dist/wrong-world.wasm")).output().unwrap();
+    let out = sluice()
+        .args(["plugin", "inspect"])
+        .arg(repo().join("plugins/dist/wrong-world.wasm"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("not a Sluice handler: does not implement world sluice:plugin/handler@0.1.0"), "{text}");
+    assert!(
+        text.contains("not a Sluice handler: does not implement world sluice:plugin/handler@0.1.0"),
+        "{text}"
+    );
     assert!(text.contains("greet: func"), "{text}");
 }
 

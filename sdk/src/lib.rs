@@ -58,7 +58,12 @@ pub trait Handler {
 impl Output {
     /// An output with this payload, no key, no headers, to the default sink.
     pub fn from_payload(payload: impl Into<Vec<u8>>) -> Self {
-        Output { payload: payload.into(), key: None, headers: Vec::new(), route: None }
+        Output {
+            payload: payload.into(),
+            key: None,
+            headers: Vec::new(),
+            route: None,
+        }
     }
 
     /// Send this output to the sink called `route`.
@@ -86,7 +91,10 @@ impl Output {
 impl Message {
     /// The first header called `name` (case-sensitive), if any.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 

@@ -18,33 +18,56 @@ use tokio::sync::Semaphore;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// A built plugin component, `plugins/dist/<name>.wasm`.
 pub fn plugin_path(name: &str) -> PathBuf {
-    let path = repo_root().join("plugins/dist").join(format!("{name}.wasm"));
-    assert!(path.is_file(), "{} is missing: run scripts/build-plugins.sh first", path.display());
+    let path = repo_root()
+        .join("plugins/dist")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/build-plugins.sh first",
+        path.display()
+    );
     path
 }
 
 /// One plugin host for the whole test binary, caching compiled components under target/.
 pub fn plugin_host() -> PluginHost {
     static HOST: std::sync::OnceLock<PluginHost> = std::sync::OnceLock::new();
-    HOST.get_or_init(|| PluginHost::new(Some(std::env::temp_dir().join("sluice-test-cache")))).clone()
+    HOST.get_or_init(|| PluginHost::new(Some(std::env::temp_dir().join("sluice-test-cache"))))
+        .clone()
 }
 
 /// Load `name` as a handler of pipeline `pipeline` with `limits` and `config`.
 pub fn wasm_handler(name: &str, limits: LimitsConfig, config: &[(&str, &str)]) -> Arc<WasmHandler> {
-    let plugin = plugin_host().load(&plugin_path(name), &limits).expect("plugin loads");
-    let config = config.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    Arc::new(plugin.into_handler("test", name, config).expect("plugin initialises"))
+    let plugin = plugin_host()
+        .load(&plugin_path(name), &limits)
+        .expect("plugin loads");
+    let config = config
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Arc::new(
+        plugin
+            .into_handler("test", name, config)
+            .expect("plugin initialises"),
+    )
 }
 
 /// A queue name no other test uses.
 pub fn unique_queue(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A fresh memory queue holding `payloads`.
@@ -62,7 +85,12 @@ pub fn fast_delivery(max_in_flight: usize, batch_size: usize, max_attempts: u32)
     DeliveryConfig {
         max_in_flight,
         batch_size,
-        retry: RetryConfig { max_attempts, base_delay_ms: 5, max_delay_ms: 50, jitter: 0.0 },
+        retry: RetryConfig {
+            max_attempts,
+            base_delay_ms: 5,
+            max_delay_ms: 50,
+            jitter: 0.0,
+        },
         ..DeliveryConfig::default()
     }
 }
@@ -76,8 +104,14 @@ pub fn memory_pipeline(
     dead_letter: Arc<dyn Sink>,
     delivery: DeliveryConfig,
 ) -> (Pipeline, Arc<PipelineStats>) {
-    let source_cfg = sluice::connector::memory::MemorySourceConfig { queue: queue.to_owned(), visibility_timeout_ms: visibility_ms };
-    let ctx = BuildContext { pipeline: "test".into(), base_dir: repo_root() };
+    let source_cfg = sluice::connector::memory::MemorySourceConfig {
+        queue: queue.to_owned(),
+        visibility_timeout_ms: visibility_ms,
+    };
+    let ctx = BuildContext {
+        pipeline: "test".into(),
+        base_dir: repo_root(),
+    };
     let stats = Arc::new(PipelineStats::default());
     let pipeline = Pipeline {
         name: "test".into(),
@@ -98,9 +132,17 @@ pub fn memory_pipeline(
 /// A memory sink writing to a fresh queue.
 pub fn memory_sink(prefix: &str) -> (Arc<dyn Sink>, Arc<MemoryQueue>) {
     let name = unique_queue(prefix);
-    let cfg = sluice::connector::memory::MemorySinkConfig { queue: name.clone() };
-    let ctx = BuildContext { pipeline: "test".into(), base_dir: repo_root() };
-    (cfg.build(&ctx).expect("memory sink"), MemoryQueue::named(&name))
+    let cfg = sluice::connector::memory::MemorySinkConfig {
+        queue: name.clone(),
+    };
+    let ctx = BuildContext {
+        pipeline: "test".into(),
+        base_dir: repo_root(),
+    };
+    (
+        cfg.build(&ctx).expect("memory sink"),
+        MemoryQueue::named(&name),
+    )
 }
 
 /// Poll `cond` every 10 ms until it holds; panics with `what` after `limit` (a liveness guard
@@ -122,14 +164,22 @@ pub struct FlakySink {
 
 impl FlakySink {
     pub fn new(inner: Arc<dyn Sink>, failures: u32) -> Arc<Self> {
-        Arc::new(FlakySink { inner, failures: AtomicU32::new(failures), failed: AtomicU32::new(0) })
+        Arc::new(FlakySink {
+            inner,
+            failures: AtomicU32::new(failures),
+            failed: AtomicU32::new(0),
+        })
     }
 }
 
 #[async_trait]
 impl Sink for FlakySink {
     async fn send(&self, batch: &[Output]) -> anyhow::Result<()> {
-        if self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
             self.failed.fetch_add(1, Ordering::SeqCst);
             anyhow::bail!("injected sink failure");
         }
@@ -147,7 +197,12 @@ pub struct GateSink {
 
 impl GateSink {
     pub fn closed(inner: Arc<dyn Sink>) -> Arc<Self> {
-        Arc::new(GateSink { gate: Semaphore::new(0), waiting: AtomicUsize::new(0), max_waiting: AtomicUsize::new(0), inner })
+        Arc::new(GateSink {
+            gate: Semaphore::new(0),
+            waiting: AtomicUsize::new(0),
+            max_waiting: AtomicUsize::new(0),
+            inner,
+        })
     }
 
     pub fn open(&self) {
@@ -196,22 +251,34 @@ impl Transform for StampingTransform {
 
     fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
         let now = Instant::now();
-        self.seen.lock().expect("not poisoned").extend(std::iter::repeat_n(now, batch.len()));
+        self.seen
+            .lock()
+            .expect("not poisoned")
+            .extend(std::iter::repeat_n(now, batch.len()));
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay * batch.len() as u32);
         }
-        batch.iter().map(|m| Outcome::Outputs(vec![Output::pass_through(m)])).collect()
+        batch
+            .iter()
+            .map(|m| Outcome::Outputs(vec![Output::pass_through(m)]))
+            .collect()
     }
 }
 
 /// Payloads of `msgs` as strings, sorted.
 pub fn sorted_payloads(msgs: &[StoredMessage]) -> Vec<String> {
-    let mut v: Vec<String> = msgs.iter().map(|m| String::from_utf8_lossy(&m.payload).into_owned()).collect();
+    let mut v: Vec<String> = msgs
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
     v.sort();
     v
 }
 
 /// The value of header `name` in `msg`.
 pub fn header<'a>(msg: &'a StoredMessage, name: &str) -> Option<&'a str> {
-    msg.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    msg.headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }

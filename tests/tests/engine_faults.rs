@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn numbered(prefix: &str, n: usize) -> Vec<Vec<u8>> {
-    (0..n).map(|i| format!("{prefix}-{i:04}").into_bytes()).collect()
+    (0..n)
+        .map(|i| format!("{prefix}-{i:04}").into_bytes())
+        .collect()
 }
 
 fn refs(v: &[Vec<u8>]) -> Vec<&[u8]> {
@@ -31,20 +33,45 @@ async fn nacked_deliveries_are_redelivered_until_the_sink_recovers() {
     let (dead, dead_q) = memory_sink("nack-dead");
     // Three failed writes with max_attempts 2: at least one batch is nacked back to the queue.
     let flaky = FlakySink::new(out, 3);
-    let chain: Vec<Arc<dyn Transform>> = vec![wasm_handler("uppercase", LimitsConfig::default(), &[])];
-    let (pipeline, stats) = memory_pipeline(&queue, 60_000, chain, flaky.clone(), dead, fast_delivery(16, 8, 2));
+    let chain: Vec<Arc<dyn Transform>> =
+        vec![wasm_handler("uppercase", LimitsConfig::default(), &[])];
+    let (pipeline, stats) = memory_pipeline(
+        &queue,
+        60_000,
+        chain,
+        flaky.clone(),
+        dead,
+        fast_delivery(16, 8, 2),
+    );
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(pipeline.run(shutdown.clone()));
 
-    wait_until("all 50 acked", WAIT, || q.stats.acked.load(Ordering::SeqCst) == 50).await;
+    wait_until("all 50 acked", WAIT, || {
+        q.stats.acked.load(Ordering::SeqCst) == 50
+    })
+    .await;
     shutdown.cancel();
     assert_eq!(run.await.unwrap().unwrap(), RunEnd::Drained);
 
-    let expected: Vec<String> = inputs.iter().map(|p| String::from_utf8_lossy(p).to_uppercase()).collect();
-    assert_eq!(sorted_payloads(&out_q.drain()), expected, "every message exactly once, none lost");
+    let expected: Vec<String> = inputs
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).to_uppercase())
+        .collect();
+    assert_eq!(
+        sorted_payloads(&out_q.drain()),
+        expected,
+        "every message exactly once, none lost"
+    );
     assert_eq!(flaky.failed.load(Ordering::SeqCst), 3);
-    assert!(q.stats.nacked.load(Ordering::SeqCst) >= 1, "a batch was nacked");
-    assert_eq!(q.stats.delivered.load(Ordering::SeqCst), 50 + q.stats.nacked.load(Ordering::SeqCst), "each nack was one redelivery");
+    assert!(
+        q.stats.nacked.load(Ordering::SeqCst) >= 1,
+        "a batch was nacked"
+    );
+    assert_eq!(
+        q.stats.delivered.load(Ordering::SeqCst),
+        50 + q.stats.nacked.load(Ordering::SeqCst),
+        "each nack was one redelivery"
+    );
     assert_eq!(q.outstanding(), 0);
     assert!(dead_q.drain().is_empty());
     assert_eq!(stats.acked.load(Ordering::SeqCst), 50);
@@ -57,32 +84,54 @@ async fn transient_errors_retry_then_dead_letter_with_headers_and_original_bytes
     let original = StoredMessage {
         key: Some(bytes::Bytes::from_static(b"key-1")),
         payload: bytes::Bytes::from_static(b"transient"),
-        headers: vec![("traceparent".into(), "00-abc-def-01".into()), ("dup".into(), "1".into()), ("dup".into(), "2".into())],
+        headers: vec![
+            ("traceparent".into(), "00-abc-def-01".into()),
+            ("dup".into(), "1".into()),
+            ("dup".into(), "2".into()),
+        ],
     };
     q.push(original.clone());
     q.push(StoredMessage::new(&b"transient-until:3"[..]));
     let (out, out_q) = memory_sink("retry-out");
     let (dead, dead_q) = memory_sink("retry-dead");
     let chain: Vec<Arc<dyn Transform>> = vec![wasm_handler("faulty", LimitsConfig::default(), &[])];
-    let (pipeline, stats) = memory_pipeline(&name, 60_000, chain, out, dead, fast_delivery(8, 8, 4));
+    let (pipeline, stats) =
+        memory_pipeline(&name, 60_000, chain, out, dead, fast_delivery(8, 8, 4));
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(pipeline.run(shutdown.clone()));
 
-    wait_until("both settled", WAIT, || q.stats.acked.load(Ordering::SeqCst) == 2).await;
+    wait_until("both settled", WAIT, || {
+        q.stats.acked.load(Ordering::SeqCst) == 2
+    })
+    .await;
     shutdown.cancel();
     run.await.unwrap().unwrap();
 
     let delivered = out_q.drain();
-    assert_eq!(sorted_payloads(&delivered), vec!["transient-until:3"], "succeeds on its third attempt");
+    assert_eq!(
+        sorted_payloads(&delivered),
+        vec!["transient-until:3"],
+        "succeeds on its third attempt"
+    );
     let dead = dead_q.drain();
     assert_eq!(dead.len(), 1);
     let d = &dead[0];
     assert_eq!(d.payload, original.payload, "payload byte for byte");
     assert_eq!(d.key, original.key);
-    assert_eq!(&d.headers[..3], &original.headers[..], "original headers first, in order");
+    assert_eq!(
+        &d.headers[..3],
+        &original.headers[..],
+        "original headers first, in order"
+    );
     assert_eq!(header(d, dl::ERROR_CLASS), Some("transient"));
     assert_eq!(header(d, dl::ATTEMPTS), Some("4"));
-    assert!(header(d, dl::REASON).unwrap().contains("gave up after 4 attempts: dependency unavailable"), "{:?}", header(d, dl::REASON));
+    assert!(
+        header(d, dl::REASON)
+            .unwrap()
+            .contains("gave up after 4 attempts: dependency unavailable"),
+        "{:?}",
+        header(d, dl::REASON)
+    );
     assert_eq!(header(d, dl::PIPELINE), Some("test"));
     assert_eq!(header(d, dl::HANDLER), Some("faulty"));
     assert_eq!(header(d, dl::SOURCE), Some("memory"));
@@ -96,35 +145,62 @@ async fn transient_errors_retry_then_dead_letter_with_headers_and_original_bytes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_guests_are_dead_lettered_and_their_neighbours_unaffected() {
-    let payloads: Vec<&[u8]> =
-        vec![b"ok-1", b"trap", b"ok-2", b"loop", b"ok-3", b"bomb", b"ok-4", b"huge", b"many", b"stack", b"ok-5"];
+    let payloads: Vec<&[u8]> = vec![
+        b"ok-1", b"trap", b"ok-2", b"loop", b"ok-3", b"bomb", b"ok-4", b"huge", b"many", b"stack",
+        b"ok-5",
+    ];
     let (queue, q) = queue_with("faults", &payloads);
     let (out, out_q) = memory_sink("faults-out");
     let (dead, dead_q) = memory_sink("faults-dead");
-    let limits = LimitsConfig { timeout_ms: 200, memory_mb: 16, max_outputs: 100, max_output_bytes: 1 << 20, ..LimitsConfig::default() };
+    let limits = LimitsConfig {
+        timeout_ms: 200,
+        memory_mb: 16,
+        max_outputs: 100,
+        max_output_bytes: 1 << 20,
+        ..LimitsConfig::default()
+    };
     let handler = wasm_handler("faulty", limits, &[]);
     let chain: Vec<Arc<dyn Transform>> = vec![handler];
     // One batch holds them all: a trap inside a batch must not fail its neighbours.
-    let (pipeline, stats) = memory_pipeline(&queue, 60_000, chain, out, dead, fast_delivery(64, 64, 3));
+    let (pipeline, stats) =
+        memory_pipeline(&queue, 60_000, chain, out, dead, fast_delivery(64, 64, 3));
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(pipeline.run(shutdown.clone()));
 
-    wait_until("all 11 settled", WAIT, || q.stats.acked.load(Ordering::SeqCst) == 11).await;
+    wait_until("all 11 settled", WAIT, || {
+        q.stats.acked.load(Ordering::SeqCst) == 11
+    })
+    .await;
     // The host keeps running: a later message is handled normally.
     q.push(StoredMessage::new(&b"ok-6"[..]));
-    wait_until("ok-6 settled", WAIT, || q.stats.acked.load(Ordering::SeqCst) == 12).await;
+    wait_until("ok-6 settled", WAIT, || {
+        q.stats.acked.load(Ordering::SeqCst) == 12
+    })
+    .await;
     shutdown.cancel();
     run.await.unwrap().unwrap();
 
-    assert_eq!(sorted_payloads(&out_q.drain()), vec!["ok-1", "ok-2", "ok-3", "ok-4", "ok-5", "ok-6"]);
+    assert_eq!(
+        sorted_payloads(&out_q.drain()),
+        vec!["ok-1", "ok-2", "ok-3", "ok-4", "ok-5", "ok-6"]
+    );
     let dead = dead_q.drain();
     let class_of = |payload: &str| {
-        let d = dead.iter().find(|d| d.payload == payload.as_bytes()).unwrap_or_else(|| panic!("{payload} not dead-lettered"));
-        (header(d, dl::ERROR_CLASS).unwrap().to_owned(), header(d, dl::REASON).unwrap().to_owned())
+        let d = dead
+            .iter()
+            .find(|d| d.payload == payload.as_bytes())
+            .unwrap_or_else(|| panic!("{payload} not dead-lettered"));
+        (
+            header(d, dl::ERROR_CLASS).unwrap().to_owned(),
+            header(d, dl::REASON).unwrap().to_owned(),
+        )
     };
     let (class, reason) = class_of("trap");
     assert_eq!(class, "trap");
-    assert!(reason.contains("asked to trap by message"), "panic message in the reason: {reason}");
+    assert!(
+        reason.contains("asked to trap by message"),
+        "panic message in the reason: {reason}"
+    );
     let (class, reason) = class_of("loop");
     assert_eq!(class, "timeout");
     assert!(reason.contains("200 ms"), "{reason}");
@@ -152,7 +228,14 @@ async fn back_pressure_holds_the_exact_in_flight_bound() {
     let (out, out_q) = memory_sink("bp-out");
     let (dead, _) = memory_sink("bp-dead");
     let gate = GateSink::closed(out);
-    let (pipeline, stats) = memory_pipeline(&queue, 60_000, Vec::new(), gate.clone(), dead, fast_delivery(7, 3, 3));
+    let (pipeline, stats) = memory_pipeline(
+        &queue,
+        60_000,
+        Vec::new(),
+        gate.clone(),
+        dead,
+        fast_delivery(7, 3, 3),
+    );
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(pipeline.run(shutdown.clone()));
 
@@ -162,14 +245,25 @@ async fn back_pressure_holds_the_exact_in_flight_bound() {
     assert_eq!(q.in_flight(), 7, "pulled and unsettled");
     assert_eq!(stats.received.load(Ordering::SeqCst), 7);
     assert_eq!(stats.in_flight.load(Ordering::SeqCst), 7);
-    assert_eq!(gate.waiting.load(Ordering::SeqCst), 7, "all 7 are waiting on the sink");
+    assert_eq!(
+        gate.waiting.load(Ordering::SeqCst),
+        7,
+        "all 7 are waiting on the sink"
+    );
     assert_eq!(q.ready_len(), 93);
 
     gate.open();
-    wait_until("all acked", WAIT, || q.stats.acked.load(Ordering::SeqCst) == 100).await;
+    wait_until("all acked", WAIT, || {
+        q.stats.acked.load(Ordering::SeqCst) == 100
+    })
+    .await;
     shutdown.cancel();
     run.await.unwrap().unwrap();
-    assert_eq!(q.stats.max_in_flight.load(Ordering::SeqCst), 7, "the bound held for the whole run");
+    assert_eq!(
+        q.stats.max_in_flight.load(Ordering::SeqCst),
+        7,
+        "the bound held for the whole run"
+    );
     assert!(gate.max_waiting.load(Ordering::SeqCst) <= 7);
     assert_eq!(out_q.drain().len(), 100);
 }
@@ -180,13 +274,29 @@ async fn rate_limit_holds_in_every_one_second_window() {
     let (queue, q) = queue_with("rl", &refs(&inputs));
     let (out, out_q) = memory_sink("rl-out");
     let (dead, _) = memory_sink("rl-dead");
-    let stamp = Arc::new(StampingTransform { seen: Default::default(), delay: Duration::ZERO });
+    let stamp = Arc::new(StampingTransform {
+        seen: Default::default(),
+        delay: Duration::ZERO,
+    });
     let mut delivery = fast_delivery(64, 16, 3);
-    delivery.rate_limit = Some(sluice::config::RateLimitConfig { per_second: 10, burst: Some(2) });
-    let (pipeline, _) = memory_pipeline(&queue, 60_000, vec![stamp.clone() as Arc<dyn Transform>], out, dead, delivery);
+    delivery.rate_limit = Some(sluice::config::RateLimitConfig {
+        per_second: 10,
+        burst: Some(2),
+    });
+    let (pipeline, _) = memory_pipeline(
+        &queue,
+        60_000,
+        vec![stamp.clone() as Arc<dyn Transform>],
+        out,
+        dead,
+        delivery,
+    );
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(pipeline.run(shutdown.clone()));
-    wait_until("all acked", WAIT, || q.stats.acked.load(Ordering::SeqCst) == 36).await;
+    wait_until("all acked", WAIT, || {
+        q.stats.acked.load(Ordering::SeqCst) == 36
+    })
+    .await;
     shutdown.cancel();
     run.await.unwrap().unwrap();
 
@@ -195,8 +305,14 @@ async fn rate_limit_holds_in_every_one_second_window() {
     assert_eq!(seen.len(), 36);
     // In any window of one second: at most the sustained rate plus the burst.
     for (i, start) in seen.iter().enumerate() {
-        let in_window = seen[i..].iter().filter(|t| t.duration_since(*start) < Duration::from_secs(1)).count();
-        assert!(in_window <= 10 + 2, "{in_window} messages within one second of message {i}");
+        let in_window = seen[i..]
+            .iter()
+            .filter(|t| t.duration_since(*start) < Duration::from_secs(1))
+            .count();
+        assert!(
+            in_window <= 10 + 2,
+            "{in_window} messages within one second of message {i}"
+        );
     }
 }
 
@@ -206,31 +322,69 @@ async fn graceful_shutdown_mid_stream_loses_nothing_and_duplicates_nothing() {
     let (queue, q) = queue_with("gs", &refs(&inputs));
     let (out, out_q) = memory_sink("gs-out");
     let (dead, dead_q) = memory_sink("gs-dead");
-    let slow = Arc::new(StampingTransform { seen: Default::default(), delay: Duration::from_millis(2) });
-    let (pipeline, stats) = memory_pipeline(&queue, 60_000, vec![slow.clone() as Arc<dyn Transform>], out.clone(), dead.clone(), fast_delivery(32, 8, 3));
+    let slow = Arc::new(StampingTransform {
+        seen: Default::default(),
+        delay: Duration::from_millis(2),
+    });
+    let (pipeline, stats) = memory_pipeline(
+        &queue,
+        60_000,
+        vec![slow.clone() as Arc<dyn Transform>],
+        out.clone(),
+        dead.clone(),
+        fast_delivery(32, 8, 3),
+    );
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(pipeline.run(shutdown.clone()));
-    wait_until("some output", WAIT, || stats.outputs.load(Ordering::SeqCst) >= 50).await;
+    wait_until("some output", WAIT, || {
+        stats.outputs.load(Ordering::SeqCst) >= 50
+    })
+    .await;
     shutdown.cancel();
     assert_eq!(run.await.unwrap().unwrap(), RunEnd::Drained);
 
     let first_run = stats.acked.load(Ordering::SeqCst);
     assert!(first_run < 400, "shutdown happened mid-stream");
-    assert_eq!(q.in_flight(), 0, "everything pulled was settled before exit");
+    assert_eq!(
+        q.in_flight(),
+        0,
+        "everything pulled was settled before exit"
+    );
     assert_eq!(q.stats.acked.load(Ordering::SeqCst), first_run);
-    assert_eq!(stats.outputs.load(Ordering::SeqCst), first_run, "acked exactly what was confirmed");
+    assert_eq!(
+        stats.outputs.load(Ordering::SeqCst),
+        first_run,
+        "acked exactly what was confirmed"
+    );
 
     // A second run picks up the rest.
-    let (pipeline, stats2) = memory_pipeline(&queue, 60_000, vec![slow as Arc<dyn Transform>], out, dead, fast_delivery(32, 8, 3));
+    let (pipeline, stats2) = memory_pipeline(
+        &queue,
+        60_000,
+        vec![slow as Arc<dyn Transform>],
+        out,
+        dead,
+        fast_delivery(32, 8, 3),
+    );
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(pipeline.run(shutdown.clone()));
-    wait_until("the rest", WAIT, || q.stats.acked.load(Ordering::SeqCst) == 400).await;
+    wait_until("the rest", WAIT, || {
+        q.stats.acked.load(Ordering::SeqCst) == 400
+    })
+    .await;
     shutdown.cancel();
     run.await.unwrap().unwrap();
     assert_eq!(first_run + stats2.acked.load(Ordering::SeqCst), 400);
 
-    let expected: Vec<String> = inputs.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
-    assert_eq!(sorted_payloads(&out_q.drain()), expected, "each exactly once");
+    let expected: Vec<String> = inputs
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    assert_eq!(
+        sorted_payloads(&out_q.drain()),
+        expected,
+        "each exactly once"
+    );
     assert!(dead_q.drain().is_empty());
 }
 
@@ -241,14 +395,28 @@ async fn shutdown_deadline_leaves_unfinished_work_unacknowledged_for_redelivery(
     let (out, out_q) = memory_sink("deadline-out");
     let (dead, _) = memory_sink("deadline-dead");
     let gate = GateSink::closed(out.clone());
-    let (mut pipeline, stats) = memory_pipeline(&queue, 500, Vec::new(), gate.clone(), dead.clone(), fast_delivery(5, 5, 3));
+    let (mut pipeline, stats) = memory_pipeline(
+        &queue,
+        500,
+        Vec::new(),
+        gate.clone(),
+        dead.clone(),
+        fast_delivery(5, 5, 3),
+    );
     pipeline.shutdown_deadline = Duration::from_millis(100);
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(pipeline.run(shutdown.clone()));
-    wait_until("the window to fill", WAIT, || gate.waiting.load(Ordering::SeqCst) == 5).await;
+    wait_until("the window to fill", WAIT, || {
+        gate.waiting.load(Ordering::SeqCst) == 5
+    })
+    .await;
     shutdown.cancel();
     assert_eq!(run.await.unwrap().unwrap(), RunEnd::DeadlineExceeded);
-    assert_eq!(stats.acked.load(Ordering::SeqCst), 0, "nothing unconfirmed is ever acked");
+    assert_eq!(
+        stats.acked.load(Ordering::SeqCst),
+        0,
+        "nothing unconfirmed is ever acked"
+    );
     assert_eq!(q.stats.acked.load(Ordering::SeqCst), 0);
     assert_eq!(q.stats.abandoned.load(Ordering::SeqCst), 5);
 
@@ -256,17 +424,32 @@ async fn shutdown_deadline_leaves_unfinished_work_unacknowledged_for_redelivery(
     let (pipeline, _) = memory_pipeline(&queue, 500, Vec::new(), out, dead, fast_delivery(5, 5, 3));
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(pipeline.run(shutdown.clone()));
-    wait_until("all acked", WAIT, || q.stats.acked.load(Ordering::SeqCst) == 20).await;
+    wait_until("all acked", WAIT, || {
+        q.stats.acked.load(Ordering::SeqCst) == 20
+    })
+    .await;
     shutdown.cancel();
     run.await.unwrap().unwrap();
-    let expected: Vec<String> = inputs.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+    let expected: Vec<String> = inputs
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
     assert_eq!(sorted_payloads(&out_q.drain()), expected);
     assert_eq!(q.stats.expired.load(Ordering::SeqCst), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_filters_unknown_routes_and_invalid_policy() {
-    let (queue, q) = queue_with("route", &[b"route:audit", b"filter", b"route:nowhere", b"invalid", b"plain"]);
+    let (queue, q) = queue_with(
+        "route",
+        &[
+            b"route:audit",
+            b"filter",
+            b"route:nowhere",
+            b"invalid",
+            b"plain",
+        ],
+    );
     let (out, out_q) = memory_sink("route-out");
     let (audit, audit_q) = memory_sink("route-audit");
     let (dead, dead_q) = memory_sink("route-dead");
@@ -277,7 +460,10 @@ async fn routes_filters_unknown_routes_and_invalid_policy() {
     pipeline.sinks.insert("audit".into(), audit);
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(pipeline.run(shutdown.clone()));
-    wait_until("all settled", WAIT, || q.stats.acked.load(Ordering::SeqCst) == 5).await;
+    wait_until("all settled", WAIT, || {
+        q.stats.acked.load(Ordering::SeqCst) == 5
+    })
+    .await;
     shutdown.cancel();
     run.await.unwrap().unwrap();
 
@@ -299,15 +485,23 @@ async fn handler_chain_feeds_outputs_to_the_next_handler() {
         name: "twice".into(),
         f: |m: sluice::message::Message| {
             let mut second = Output::pass_through(&m);
-            second.payload = bytes::Bytes::from(format!("{}2", String::from_utf8_lossy(&m.payload)));
+            second.payload =
+                bytes::Bytes::from(format!("{}2", String::from_utf8_lossy(&m.payload)));
             Outcome::Outputs(vec![Output::pass_through(&m), second])
         },
     });
-    let chain = vec![fan_out, wasm_handler("uppercase", LimitsConfig::default(), &[]) as Arc<dyn Transform>];
-    let (pipeline, stats) = memory_pipeline(&queue, 60_000, chain, out, dead, fast_delivery(8, 8, 3));
+    let chain = vec![
+        fan_out,
+        wasm_handler("uppercase", LimitsConfig::default(), &[]) as Arc<dyn Transform>,
+    ];
+    let (pipeline, stats) =
+        memory_pipeline(&queue, 60_000, chain, out, dead, fast_delivery(8, 8, 3));
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(pipeline.run(shutdown.clone()));
-    wait_until("both settled", WAIT, || q.stats.acked.load(Ordering::SeqCst) == 2).await;
+    wait_until("both settled", WAIT, || {
+        q.stats.acked.load(Ordering::SeqCst) == 2
+    })
+    .await;
     shutdown.cancel();
     run.await.unwrap().unwrap();
     assert_eq!(sorted_payloads(&out_q.drain()), vec!["A", "A2", "B", "B2"]);
@@ -323,7 +517,14 @@ async fn dead_letter_sink_failure_nacks_instead_of_acking() {
     // redelivered, and dead-lettered on the second delivery.
     let flaky_dead = FlakySink::new(dead, 3);
     let chain: Vec<Arc<dyn Transform>> = vec![wasm_handler("faulty", LimitsConfig::default(), &[])];
-    let (pipeline, _) = memory_pipeline(&queue, 60_000, chain, out, flaky_dead as Arc<dyn Sink>, fast_delivery(4, 4, 2));
+    let (pipeline, _) = memory_pipeline(
+        &queue,
+        60_000,
+        chain,
+        out,
+        flaky_dead as Arc<dyn Sink>,
+        fast_delivery(4, 4, 2),
+    );
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(pipeline.run(shutdown.clone()));
     wait_until("acked", WAIT, || q.stats.acked.load(Ordering::SeqCst) == 1).await;

@@ -37,15 +37,22 @@ fn every_bad_file_gives_its_exact_errors() {
         ),
         (
             "source: { type: kafkaa }\nsinks: { p: { type: drop } }\ndead_letter: { type: drop }",
-            &["pipelines/orders.yaml: source.type: unknown type `kafkaa`, expected one of `generate`, `file`, `stdin`, `memory`"],
+            &[
+                "pipelines/orders.yaml: source.type: unknown type `kafkaa`, expected one of `generate`, `file`, `stdin`, `memory`",
+            ],
         ),
         (
             "source: { type: memory, queue: in, queue_name: x }\nsinks: { p: { type: drop } }\ndead_letter: { type: drop }",
-            &["pipelines/orders.yaml: source.queue_name: unknown field, expected `queue` or `visibility_timeout_ms`"],
+            &[
+                "pipelines/orders.yaml: source.queue_name: unknown field, expected `queue` or `visibility_timeout_ms`",
+            ],
         ),
         (
             "sinks: { p: { type: drop } }",
-            &["pipelines/orders.yaml: source: missing field", "pipelines/orders.yaml: dead_letter: missing field"],
+            &[
+                "pipelines/orders.yaml: source: missing field",
+                "pipelines/orders.yaml: dead_letter: missing field",
+            ],
         ),
         (
             "source: { type: memory, queue: in }\ndead_letter: { type: drop }",
@@ -53,7 +60,9 @@ fn every_bad_file_gives_its_exact_errors() {
         ),
         (
             "source: { type: memory, queue: in }\nsinks: { a: { type: drop }, b: { type: drop } }\ndead_letter: { type: drop }",
-            &["pipelines/orders.yaml: default_sink: missing field: required when there is more than one sink"],
+            &[
+                "pipelines/orders.yaml: default_sink: missing field: required when there is more than one sink",
+            ],
         ),
         (
             "source: { type: memory, queue: in }\nsinks: { a: { type: drop } }\ndefault_sink: b\ndead_letter: { type: drop }",
@@ -96,8 +105,16 @@ fn every_bad_file_gives_its_exact_errors() {
                 "pipelines/orders.yaml: shutdown_deadline_ms: must be at least 1",
             ],
         ),
-        ("- just\n- a list", &["pipelines/orders.yaml: a pipeline file must be a mapping with `source`, `sinks` and `dead_letter`"]),
-        ("handlers: 3\nsource: { type: memory, queue: in }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }", &["pipelines/orders.yaml: handlers: must be a list of handlers"]),
+        (
+            "- just\n- a list",
+            &[
+                "pipelines/orders.yaml: a pipeline file must be a mapping with `source`, `sinks` and `dead_letter`",
+            ],
+        ),
+        (
+            "handlers: 3\nsource: { type: memory, queue: in }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }",
+            &["pipelines/orders.yaml: handlers: must be a list of handlers"],
+        ),
     ];
     for (text, expected) in cases {
         assert_eq!(errors(text), *expected, "for file:\n{text}");
@@ -108,14 +125,21 @@ fn every_bad_file_gives_its_exact_errors() {
 fn invalid_yaml_says_where() {
     let errs = errors("source: [\n");
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].starts_with("pipelines/orders.yaml: not valid YAML:"), "{}", errs[0]);
+    assert!(
+        errs[0].starts_with("pipelines/orders.yaml: not valid YAML:"),
+        "{}",
+        errs[0]
+    );
     assert!(errs[0].contains("line 1 column 9"), "{}", errs[0]);
 }
 
 #[test]
 fn environment_values_and_defaults_are_interpolated() {
     let text = "source: { type: memory, queue: \"${SET}\" }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }\ndelivery: { max_in_flight: ${WINDOW:-7} }";
-    let cfg = parse(Path::new("p.yaml"), text, |n| (n == "SET").then(|| "from-env".to_owned())).unwrap();
+    let cfg = parse(Path::new("p.yaml"), text, |n| {
+        (n == "SET").then(|| "from-env".to_owned())
+    })
+    .unwrap();
     assert_eq!(cfg.delivery.max_in_flight, 7);
     match cfg.source {
         sluice::connector::SourceConfig::memory(m) => assert_eq!(m.queue, "from-env"),
@@ -132,5 +156,8 @@ fn duplicate_pipeline_names_across_files_are_an_error() {
     let (loaded, errors) = sluice::config::load_paths(&[dir.path().to_path_buf()]);
     assert_eq!(loaded.len(), 1);
     assert_eq!(errors.len(), 1);
-    assert!(errors[0].to_string().ends_with(&format!("b.yaml: name: pipeline `same` is already defined in {}", dir.path().join("a.yaml").display())));
+    assert!(errors[0].to_string().ends_with(&format!(
+        "b.yaml: name: pipeline `same` is already defined in {}",
+        dir.path().join("a.yaml").display()
+    )));
 }

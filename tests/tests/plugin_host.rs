@@ -20,13 +20,22 @@ fn load_error(path: &std::path::Path) -> String {
 fn message(payload: &str) -> Message {
     let mut meta = Metadata::received_now("memory".into(), "q".into());
     meta.received_ms = 1_700_000_000_000;
-    Message { id: "q:1".into(), key: Some(Bytes::from_static(b"k")), payload: Bytes::from(payload.to_owned()), headers: vec![("h".into(), "v".into())], meta }
+    Message {
+        id: "q:1".into(),
+        key: Some(Bytes::from_static(b"k")),
+        payload: Bytes::from(payload.to_owned()),
+        headers: vec![("h".into(), "v".into())],
+        meta,
+    }
 }
 
 #[test]
 fn a_component_of_another_world_is_refused_naming_the_missing_export() {
     let err = load_error(&plugin_path("wrong-world"));
-    assert!(err.contains("does not implement world sluice:plugin/handler@0.1.0"), "{err}");
+    assert!(
+        err.contains("does not implement world sluice:plugin/handler@0.1.0"),
+        "{err}"
+    );
     assert!(err.contains("sluice:plugin/message-handler@0.1.0"), "{err}");
     assert!(err.contains("wrong-world.wasm"), "names the plugin: {err}");
 }
@@ -44,7 +53,11 @@ fn a_core_module_and_a_non_wasm_file_are_refused_clearly() {
     let mut bytes = std::fs::read(plugin_path("uppercase")).unwrap();
     bytes.truncate(bytes.len() / 2);
     std::fs::write(&truncated, bytes).unwrap();
-    assert!(load_error(&truncated).contains("does not compile"), "{}", load_error(&truncated));
+    assert!(
+        load_error(&truncated).contains("does not compile"),
+        "{}",
+        load_error(&truncated)
+    );
     assert!(load_error(&PathBuf::from("/nonexistent/x.wasm")).contains("cannot read"));
 }
 
@@ -53,33 +66,61 @@ fn a_component_importing_what_is_not_granted_is_refused_naming_the_import() {
     // `needs-wasi` is built for wasm32-wasip2 and reads an environment variable, so it imports
     // `wasi:cli/environment`, which no pipeline grants.
     let err = load_error(&plugin_path("needs-wasi"));
-    assert!(err.contains("imports what the host does not grant: "), "{err}");
-    assert!(err.contains("wasi:cli/environment"), "names the import: {err}");
+    assert!(
+        err.contains("imports what the host does not grant: "),
+        "{err}"
+    );
+    assert!(
+        err.contains("wasi:cli/environment"),
+        "names the import: {err}"
+    );
 }
 
 #[test]
 fn init_refusing_its_configuration_fails_the_handler() {
-    let plugin = plugin_host().load(&plugin_path("json-enrich"), &LimitsConfig::default()).unwrap();
-    let err = plugin.into_handler("p", "json-enrich", vec![("colour".into(), "blue".into())]).err().expect("refused");
+    let plugin = plugin_host()
+        .load(&plugin_path("json-enrich"), &LimitsConfig::default())
+        .unwrap();
+    let err = plugin
+        .into_handler("p", "json-enrich", vec![("colour".into(), "blue".into())])
+        .err()
+        .expect("refused");
     let err = format!("{err:#}");
-    assert!(err.contains("init refused the configuration: unknown setting `colour`"), "{err}");
+    assert!(
+        err.contains("init refused the configuration: unknown setting `colour`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn compiled_components_are_cached_by_content_hash() {
     let dir = tempfile::tempdir().unwrap();
     let host = PluginHost::new(Some(dir.path().to_path_buf()));
-    let first = host.load(&plugin_path("uppercase"), &LimitsConfig::default()).unwrap();
+    let first = host
+        .load(&plugin_path("uppercase"), &LimitsConfig::default())
+        .unwrap();
     assert!(!first.from_cache);
-    let second = host.load(&plugin_path("uppercase"), &LimitsConfig::default()).unwrap();
+    let second = host
+        .load(&plugin_path("uppercase"), &LimitsConfig::default())
+        .unwrap();
     assert!(second.from_cache);
     assert_eq!(first.hash, second.hash);
-    let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(Result::ok).collect();
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .collect();
     assert_eq!(entries.len(), 1);
-    assert!(entries[0].file_name().to_string_lossy().starts_with(&first.hash));
+    assert!(
+        entries[0]
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&first.hash)
+    );
     // A corrupt cache entry is discarded and rebuilt, never trusted.
     std::fs::write(entries[0].path(), b"garbage").unwrap();
-    let third = host.load(&plugin_path("uppercase"), &LimitsConfig::default()).unwrap();
+    let third = host
+        .load(&plugin_path("uppercase"), &LimitsConfig::default())
+        .unwrap();
     assert!(!third.from_cache);
 }
 
@@ -87,17 +128,25 @@ fn compiled_components_are_cached_by_content_hash() {
 fn uppercase_keeps_key_and_headers() {
     let h = wasm_handler("uppercase", LimitsConfig::default(), &[]);
     let out = h.process(vec![message("hello"), message("World")]);
-    let Outcome::Outputs(o) = &out[0] else { panic!("{out:?}") };
+    let Outcome::Outputs(o) = &out[0] else {
+        panic!("{out:?}")
+    };
     assert_eq!(&o[0].payload[..], b"HELLO");
     assert_eq!(o[0].key.as_deref(), Some(&b"k"[..]));
     assert_eq!(o[0].headers, vec![("h".to_owned(), "v".to_owned())]);
-    let Outcome::Outputs(o) = &out[1] else { panic!("{out:?}") };
+    let Outcome::Outputs(o) = &out[1] else {
+        panic!("{out:?}")
+    };
     assert_eq!(&o[0].payload[..], b"WORLD");
 }
 
 #[test]
 fn json_enrich_validates_enriches_and_routes() {
-    let h = wasm_handler("json-enrich", LimitsConfig::default(), &[("route.user", "users")]);
+    let h = wasm_handler(
+        "json-enrich",
+        LimitsConfig::default(),
+        &[("route.user", "users")],
+    );
     let valid = r#"{"event_type":"user.signed_up","event_id":"e1","timestamp":1,"version":"1","data":{"id":7},"metadata":{"producer":"p","trace_id":"t"}}"#;
     let order = valid.replace("user.signed_up", "order.created");
     let cases = [
@@ -109,15 +158,22 @@ fn json_enrich_validates_enriches_and_routes() {
         r#"{"event_type":"x","event_id":"e","timestamp":1,"version":"1","data":{},"metadata":{}}"#.to_owned(),
     ];
     let out = h.process(cases.iter().map(|c| message(c)).collect());
-    let Outcome::Outputs(o) = &out[0] else { panic!("{out:?}") };
+    let Outcome::Outputs(o) = &out[0] else {
+        panic!("{out:?}")
+    };
     assert_eq!(o[0].route.as_deref(), Some("users"));
     assert_eq!(o[0].header("event-type"), Some("user.signed_up"));
     let v: serde_json::Value = serde_json::from_slice(&o[0].payload).unwrap();
     assert_eq!(v["processed_at"], 1_700_000_000_000_i64);
     assert_eq!(v["processed_by"], "sluice/json-enrich");
     assert_eq!(v["data"]["id"], 7, "the event itself is kept");
-    let Outcome::Outputs(o) = &out[1] else { panic!("{out:?}") };
-    assert_eq!(o[0].route, None, "no route configured for `order`: the default sink");
+    let Outcome::Outputs(o) = &out[1] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        o[0].route, None,
+        "no route configured for `order`: the default sink"
+    );
     let reasons: Vec<(ErrorClass, String)> = out[2..]
         .iter()
         .map(|o| match o {
@@ -126,10 +182,32 @@ fn json_enrich_validates_enriches_and_routes() {
         })
         .collect();
     assert_eq!(reasons[0].0, ErrorClass::Invalid);
-    assert!(reasons[0].1.starts_with("payload is not valid JSON"), "{}", reasons[0].1);
-    assert_eq!(reasons[1], (ErrorClass::Invalid, "envelope is missing `event_id`".to_owned()));
-    assert_eq!(reasons[2], (ErrorClass::Invalid, "envelope field `data` must be an object".to_owned()));
-    assert_eq!(reasons[3], (ErrorClass::Invalid, "envelope field `metadata.producer` must be a non-empty string".to_owned()));
+    assert!(
+        reasons[0].1.starts_with("payload is not valid JSON"),
+        "{}",
+        reasons[0].1
+    );
+    assert_eq!(
+        reasons[1],
+        (
+            ErrorClass::Invalid,
+            "envelope is missing `event_id`".to_owned()
+        )
+    );
+    assert_eq!(
+        reasons[2],
+        (
+            ErrorClass::Invalid,
+            "envelope field `data` must be an object".to_owned()
+        )
+    );
+    assert_eq!(
+        reasons[3],
+        (
+            ErrorClass::Invalid,
+            "envelope field `metadata.producer` must be a non-empty string".to_owned()
+        )
+    );
 }
 
 #[test]
@@ -137,9 +215,14 @@ fn a_trapped_instance_is_replaced_and_the_next_call_works() {
     let h: Arc<dyn Transform> = wasm_handler("faulty", LimitsConfig::default(), &[]);
     for _ in 0..3 {
         let out = h.process(vec![message("trap")]);
-        assert!(matches!(&out[0], Outcome::Failed(f) if f.class == ErrorClass::Trap), "{out:?}");
+        assert!(
+            matches!(&out[0], Outcome::Failed(f) if f.class == ErrorClass::Trap),
+            "{out:?}"
+        );
         let out = h.process(vec![message("fine")]);
-        assert!(matches!(&out[0], Outcome::Outputs(o) if &o[0].payload[..] == b"fine"), "{out:?}");
+        assert!(
+            matches!(&out[0], Outcome::Outputs(o) if &o[0].payload[..] == b"fine"),
+            "{out:?}"
+        );
     }
 }
-

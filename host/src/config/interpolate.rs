@@ -6,7 +6,10 @@ use super::FieldError;
 
 /// Replace every reference using `lookup`; unset variables without a default are errors, each
 /// reported with its line.
-pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Vec<FieldError>> {
+pub fn interpolate(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, Vec<FieldError>> {
     let mut out = String::with_capacity(text.len());
     let mut errors = Vec::new();
     for (line_no, line) in text.split_inclusive('\n').enumerate() {
@@ -19,7 +22,10 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
                 rest = tail;
             } else if let Some(body) = after.strip_prefix('{') {
                 let Some(end) = body.find('}') else {
-                    errors.push(FieldError::new(format!("line {}", line_no + 1), "unclosed `${`"));
+                    errors.push(FieldError::new(
+                        format!("line {}", line_no + 1),
+                        "unclosed `${`",
+                    ));
                     out.push_str(&rest[pos..]);
                     rest = "";
                     break;
@@ -29,7 +35,8 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
                     Some((n, d)) => (n, Some(d)),
                     None => (expr, None),
                 };
-                let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                let valid =
+                    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 match (valid, lookup(name), default) {
                     (false, _, _) => errors.push(FieldError::new(format!("line {}", line_no + 1), format!("`${{{expr}}}` is not a valid variable reference"))),
                     (true, Some(v), _) => out.push_str(&v),
@@ -47,7 +54,11 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
         }
         out.push_str(rest);
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -75,7 +86,14 @@ mod tests {
 
     #[test]
     fn rejects_malformed_references() {
-        assert_eq!(interpolate("a: ${oops", env).unwrap_err()[0].message, "unclosed `${`");
-        assert!(interpolate("a: ${bad name}", env).unwrap_err()[0].message.contains("not a valid"));
+        assert_eq!(
+            interpolate("a: ${oops", env).unwrap_err()[0].message,
+            "unclosed `${`"
+        );
+        assert!(
+            interpolate("a: ${bad name}", env).unwrap_err()[0]
+                .message
+                .contains("not a valid")
+        );
     }
 }

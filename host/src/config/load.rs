@@ -21,8 +21,16 @@ pub struct LoadedPipeline {
     pub config: PipelineConfig,
 }
 
-const TOP_LEVEL: &[&str] =
-    &["name", "source", "handlers", "sinks", "default_sink", "dead_letter", "delivery", "shutdown_deadline_ms"];
+const TOP_LEVEL: &[&str] = &[
+    "name",
+    "source",
+    "handlers",
+    "sinks",
+    "default_sink",
+    "dead_letter",
+    "delivery",
+    "shutdown_deadline_ms",
+];
 
 /// Expand directories into the `.yaml`/`.yml` files directly in them, sorted by name.
 pub fn pipeline_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<ConfigError>> {
@@ -35,11 +43,21 @@ pub fn pipeline_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<ConfigError
                     let mut found: Vec<PathBuf> = entries
                         .filter_map(Result::ok)
                         .map(|e| e.path())
-                        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                        .filter(|p| {
+                            p.is_file()
+                                && matches!(
+                                    p.extension().and_then(|e| e.to_str()),
+                                    Some("yaml" | "yml")
+                                )
+                        })
                         .collect();
                     found.sort();
                     if found.is_empty() {
-                        errors.push(file_error(path, "", "directory holds no pipeline files (*.yaml, *.yml)"));
+                        errors.push(file_error(
+                            path,
+                            "",
+                            "directory holds no pipeline files (*.yaml, *.yml)",
+                        ));
                     }
                     files.extend(found);
                 }
@@ -49,7 +67,11 @@ pub fn pipeline_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<ConfigError
             files.push(path.clone());
         }
     }
-    if errors.is_empty() { Ok(files) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(files)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Load every pipeline in `paths` (files or directories). Returns the valid pipelines and every
@@ -69,7 +91,11 @@ pub fn load_paths(paths: &[PathBuf]) -> (Vec<LoadedPipeline>, Vec<ConfigError>) 
                     errors.push(file_error(
                         &file,
                         "name",
-                        &format!("pipeline `{}` is already defined in {}", p.config.name, first.display()),
+                        &format!(
+                            "pipeline `{}` is already defined in {}",
+                            p.config.name,
+                            first.display()
+                        ),
                     ));
                 } else {
                     names.insert(p.config.name.clone(), file.clone());
@@ -84,35 +110,64 @@ pub fn load_paths(paths: &[PathBuf]) -> (Vec<LoadedPipeline>, Vec<ConfigError>) 
 
 /// Load one pipeline file, with the process environment for `${VAR}`.
 pub fn load_file(path: &Path) -> Result<LoadedPipeline, Vec<ConfigError>> {
-    let text = std::fs::read_to_string(path).map_err(|e| vec![file_error(path, "", &format!("cannot read: {e}"))])?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![file_error(path, "", &format!("cannot read: {e}"))])?;
     let config = parse(path, &text, |name| std::env::var(name).ok())?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok(LoadedPipeline { file: path.to_path_buf(), base_dir, config })
+    Ok(LoadedPipeline {
+        file: path.to_path_buf(),
+        base_dir,
+        config,
+    })
 }
 
 /// Parse pipeline text; `file` names it in errors and gives the default pipeline name.
-pub fn parse(file: &Path, text: &str, env: impl Fn(&str) -> Option<String>) -> Result<PipelineConfig, Vec<ConfigError>> {
-    let located = |errors: Vec<FieldError>| errors.into_iter().map(|error| ConfigError { file: file.to_path_buf(), error }).collect::<Vec<_>>();
+pub fn parse(
+    file: &Path,
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<PipelineConfig, Vec<ConfigError>> {
+    let located = |errors: Vec<FieldError>| {
+        errors
+            .into_iter()
+            .map(|error| ConfigError {
+                file: file.to_path_buf(),
+                error,
+            })
+            .collect::<Vec<_>>()
+    };
     let text = interpolate(text, env).map_err(located)?;
-    let default_name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let default_name = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     parse_value(&text, &default_name).map_err(located)
 }
 
 fn parse_value(text: &str, default_name: &str) -> Result<PipelineConfig, Vec<FieldError>> {
-    let doc: Value = serde_saphyr::from_str(text).map_err(|e| vec![FieldError::new("", format!("not valid YAML: {e}"))])?;
+    let doc: Value = serde_saphyr::from_str(text)
+        .map_err(|e| vec![FieldError::new("", format!("not valid YAML: {e}"))])?;
     let Value::Object(top) = doc else {
-        return Err(vec![FieldError::new("", "a pipeline file must be a mapping with `source`, `sinks` and `dead_letter`")]);
+        return Err(vec![FieldError::new(
+            "",
+            "a pipeline file must be a mapping with `source`, `sinks` and `dead_letter`",
+        )]);
     };
     let mut errors = Vec::new();
     for key in top.keys().filter(|k| !TOP_LEVEL.contains(&k.as_str())) {
-        errors.push(FieldError::new(key.as_str(), format!("unknown field, expected one of {}", TOP_LEVEL.join(", "))));
+        errors.push(FieldError::new(
+            key.as_str(),
+            format!("unknown field, expected one of {}", TOP_LEVEL.join(", ")),
+        ));
     }
 
-    let name = optional::<String>(&top, "name", &mut errors).unwrap_or_else(|| default_name.to_owned());
+    let name =
+        optional::<String>(&top, "name", &mut errors).unwrap_or_else(|| default_name.to_owned());
     let source = required::<SourceConfig>(&top, "source", &mut errors);
     let dead_letter = required::<SinkConfig>(&top, "dead_letter", &mut errors);
     let delivery = optional::<DeliveryConfig>(&top, "delivery", &mut errors).unwrap_or_default();
-    let shutdown_deadline_ms = optional::<u64>(&top, "shutdown_deadline_ms", &mut errors).unwrap_or(30_000);
+    let shutdown_deadline_ms =
+        optional::<u64>(&top, "shutdown_deadline_ms", &mut errors).unwrap_or(30_000);
     let default_sink = optional::<String>(&top, "default_sink", &mut errors);
 
     let mut handlers = Vec::new();
@@ -120,7 +175,9 @@ fn parse_value(text: &str, default_name: &str) -> Result<PipelineConfig, Vec<Fie
         None | Some(Value::Null) => {}
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
-                if let Some(h) = section::<HandlerConfig>(item, &format!("handlers[{i}]"), &mut errors) {
+                if let Some(h) =
+                    section::<HandlerConfig>(item, &format!("handlers[{i}]"), &mut errors)
+                {
                     check_handler(&h, &format!("handlers[{i}]"), &mut errors);
                     handlers.push(h);
                 }
@@ -131,18 +188,29 @@ fn parse_value(text: &str, default_name: &str) -> Result<PipelineConfig, Vec<Fie
 
     let mut sinks = BTreeMap::new();
     match top.get("sinks") {
-        None | Some(Value::Null) => errors.push(FieldError::new("sinks", "missing field: a pipeline needs at least one sink")),
+        None | Some(Value::Null) => errors.push(FieldError::new(
+            "sinks",
+            "missing field: a pipeline needs at least one sink",
+        )),
         Some(Value::Object(map)) => {
             if map.is_empty() {
-                errors.push(FieldError::new("sinks", "a pipeline needs at least one sink"));
+                errors.push(FieldError::new(
+                    "sinks",
+                    "a pipeline needs at least one sink",
+                ));
             }
             for (sink_name, item) in map {
-                if let Some(s) = section::<SinkConfig>(item, &format!("sinks.{sink_name}"), &mut errors) {
+                if let Some(s) =
+                    section::<SinkConfig>(item, &format!("sinks.{sink_name}"), &mut errors)
+                {
                     sinks.insert(sink_name.clone(), s);
                 }
             }
         }
-        Some(_) => errors.push(FieldError::new("sinks", "must be a mapping of sink name to sink")),
+        Some(_) => errors.push(FieldError::new(
+            "sinks",
+            "must be a mapping of sink name to sink",
+        )),
     }
 
     // Checks across fields and per connector.
@@ -156,7 +224,10 @@ fn parse_value(text: &str, default_name: &str) -> Result<PipelineConfig, Vec<Fie
     for (sink_name, sink) in &sinks {
         let mut errs = Vec::new();
         sink.factory().validate(&mut errs);
-        errors.extend(errs.into_iter().map(|e| e.under(&format!("sinks.{sink_name}"))));
+        errors.extend(
+            errs.into_iter()
+                .map(|e| e.under(&format!("sinks.{sink_name}"))),
+        );
     }
     if let Some(dl) = &dead_letter {
         let mut errs = Vec::new();
@@ -165,7 +236,10 @@ fn parse_value(text: &str, default_name: &str) -> Result<PipelineConfig, Vec<Fie
     }
     check_delivery(&delivery, &mut errors);
     if shutdown_deadline_ms == 0 && top.contains_key("shutdown_deadline_ms") {
-        errors.push(FieldError::new("shutdown_deadline_ms", "must be at least 1"));
+        errors.push(FieldError::new(
+            "shutdown_deadline_ms",
+            "must be at least 1",
+        ));
     }
 
     match (source, dead_letter, errors.is_empty()) {
@@ -184,8 +258,15 @@ fn parse_value(text: &str, default_name: &str) -> Result<PipelineConfig, Vec<Fie
 }
 
 fn check_name(name: &str, errors: &mut Vec<FieldError>) {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
-        errors.push(FieldError::new("name", format!("`{name}` is not a valid pipeline name (letters, digits, `-`, `_`, `.`)")));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        errors.push(FieldError::new(
+            "name",
+            format!("`{name}` is not a valid pipeline name (letters, digits, `-`, `_`, `.`)"),
+        ));
     }
 }
 
@@ -199,15 +280,24 @@ fn resolve_default_sink(
         Some(name) if sinks.contains_key(&name) => Some(name),
         Some(name) => {
             // Only worth saying when the sinks themselves parsed.
-            if top.get("sinks").is_some_and(|s| s.as_object().is_some_and(|m| m.len() == sinks.len())) {
+            if top
+                .get("sinks")
+                .is_some_and(|s| s.as_object().is_some_and(|m| m.len() == sinks.len()))
+            {
                 let known: Vec<&str> = sinks.keys().map(String::as_str).collect();
-                errors.push(FieldError::new("default_sink", format!("names no sink `{name}`; sinks are: {}", known.join(", "))));
+                errors.push(FieldError::new(
+                    "default_sink",
+                    format!("names no sink `{name}`; sinks are: {}", known.join(", ")),
+                ));
             }
             None
         }
         None if sinks.len() == 1 => sinks.keys().next().cloned(),
         None if sinks.len() > 1 => {
-            errors.push(FieldError::new("default_sink", "missing field: required when there is more than one sink"));
+            errors.push(FieldError::new(
+                "default_sink",
+                "missing field: required when there is more than one sink",
+            ));
             None
         }
         None => None,
@@ -215,7 +305,8 @@ fn resolve_default_sink(
 }
 
 fn check_handler(h: &HandlerConfig, path: &str, errors: &mut Vec<FieldError>) {
-    let mut push = |field: &str, msg: &str| errors.push(FieldError::new(join_path(path, field), msg));
+    let mut push =
+        |field: &str, msg: &str| errors.push(FieldError::new(join_path(path, field), msg));
     if h.plugin.as_os_str().is_empty() {
         push("plugin", "must not be empty");
     }
@@ -238,7 +329,8 @@ fn check_handler(h: &HandlerConfig, path: &str, errors: &mut Vec<FieldError>) {
 }
 
 fn check_delivery(d: &DeliveryConfig, errors: &mut Vec<FieldError>) {
-    let mut push = |field: &str, msg: &str| errors.push(FieldError::new(format!("delivery.{field}"), msg));
+    let mut push =
+        |field: &str, msg: &str| errors.push(FieldError::new(format!("delivery.{field}"), msg));
     if d.max_in_flight == 0 {
         push("max_in_flight", "must be at least 1");
     }
@@ -265,7 +357,11 @@ fn check_delivery(d: &DeliveryConfig, errors: &mut Vec<FieldError>) {
     }
 }
 
-fn required<T: DeserializeOwned>(top: &serde_json::Map<String, Value>, key: &str, errors: &mut Vec<FieldError>) -> Option<T> {
+fn required<T: DeserializeOwned>(
+    top: &serde_json::Map<String, Value>,
+    key: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
     match top.get(key) {
         None | Some(Value::Null) => {
             errors.push(FieldError::new(key, "missing field"));
@@ -275,7 +371,11 @@ fn required<T: DeserializeOwned>(top: &serde_json::Map<String, Value>, key: &str
     }
 }
 
-fn optional<T: DeserializeOwned>(top: &serde_json::Map<String, Value>, key: &str, errors: &mut Vec<FieldError>) -> Option<T> {
+fn optional<T: DeserializeOwned>(
+    top: &serde_json::Map<String, Value>,
+    key: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
     match top.get(key) {
         None | Some(Value::Null) => None,
         Some(v) => section(v, key, errors),
@@ -288,7 +388,11 @@ fn optional<T: DeserializeOwned>(top: &serde_json::Map<String, Value>, key: &str
 /// Serde stops at the first error, so after an unknown field or a value of the wrong type the
 /// offending key is removed and the section is read again, until it parses or an error cannot
 /// be stepped over: one section reports all of its field errors, not just the first.
-fn section<T: DeserializeOwned>(value: &Value, path: &str, errors: &mut Vec<FieldError>) -> Option<T> {
+fn section<T: DeserializeOwned>(
+    value: &Value,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
     let mut value = value.clone();
     let mut removed: Vec<String> = Vec::new();
     for _ in 0..32 {
@@ -315,14 +419,19 @@ fn section<T: DeserializeOwned>(value: &Value, path: &str, errors: &mut Vec<Fiel
         {
             segments.push(field.clone());
         }
-        let inner = segments.iter().fold(String::new(), |acc, s| join_path(&acc, s));
+        let inner = segments
+            .iter()
+            .fold(String::new(), |acc, s| join_path(&acc, s));
         let location = join_path(path, &inner);
         let described = describe(&location, &message);
         if described.message == "missing field" && removed.contains(&described.path) {
             return None; // We removed it ourselves; its real error is already reported.
         }
         errors.push(described);
-        let step_over = unknown.is_some() || message.starts_with("invalid type") || message.starts_with("invalid value") || message.starts_with("unknown variant");
+        let step_over = unknown.is_some()
+            || message.starts_with("invalid type")
+            || message.starts_with("invalid value")
+            || message.starts_with("unknown variant");
         if !step_over || segments.is_empty() || !remove_at(&mut value, &segments) {
             return None;
         }
@@ -333,10 +442,17 @@ fn section<T: DeserializeOwned>(value: &Value, path: &str, errors: &mut Vec<Fiel
 
 /// Remove the entry at `segments` (map keys and `[index]`es) from `value`.
 fn remove_at(value: &mut Value, segments: &[String]) -> bool {
-    let Some((last, parents)) = segments.split_last() else { return false };
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
     let mut cur = value;
     for seg in parents {
-        let next = match (seg.strip_prefix('[').and_then(|s| s.strip_suffix(']')).and_then(|i| i.parse::<usize>().ok()), cur) {
+        let next = match (
+            seg.strip_prefix('[')
+                .and_then(|s| s.strip_suffix(']'))
+                .and_then(|i| i.parse::<usize>().ok()),
+            cur,
+        ) {
             (Some(i), Value::Array(items)) => items.get_mut(i),
             (None, Value::Object(map)) => map.get_mut(seg),
             _ => None,
@@ -353,11 +469,19 @@ fn remove_at(value: &mut Value, segments: &[String]) -> bool {
 }
 
 fn quoted_after(message: &str, prefix: &str) -> Option<String> {
-    message.strip_prefix(prefix).and_then(|rest| rest.split('`').next()).map(str::to_owned)
+    message
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_owned)
 }
 
 fn describe(location: &str, message: &str) -> FieldError {
-    let expected = || message.split_once(", expected ").map(|(_, e)| format!(", expected {e}")).unwrap_or_default();
+    let expected = || {
+        message
+            .split_once(", expected ")
+            .map(|(_, e)| format!(", expected {e}"))
+            .unwrap_or_default()
+    };
     if let Some(f) = quoted_after(message, "missing field `") {
         return FieldError::new(join_path(location, &f), "missing field");
     }
@@ -365,12 +489,19 @@ fn describe(location: &str, message: &str) -> FieldError {
         return FieldError::new(location, format!("unknown field{}", expected()));
     }
     if let Some(v) = quoted_after(message, "unknown variant `") {
-        let what = if location == "type" || location.ends_with(".type") || !location.contains('.') { "type" } else { "value" };
+        let what = if location == "type" || location.ends_with(".type") || !location.contains('.') {
+            "type"
+        } else {
+            "value"
+        };
         return FieldError::new(location, format!("unknown {what} `{v}`{}", expected()));
     }
     FieldError::new(location, message)
 }
 
 fn file_error(file: &Path, path: &str, message: &str) -> ConfigError {
-    ConfigError { file: file.to_path_buf(), error: FieldError::new(path, message) }
+    ConfigError {
+        file: file.to_path_buf(),
+        error: FieldError::new(path, message),
+    }
 }

@@ -57,7 +57,10 @@ pub struct HandlerConfig {
 impl HandlerConfig {
     pub fn display_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| {
-            self.plugin.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "handler".into())
+            self.plugin
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "handler".into())
         })
     }
 }
@@ -137,7 +140,12 @@ pub struct RetryConfig {
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        RetryConfig { max_attempts: 5, base_delay_ms: 100, max_delay_ms: 30_000, jitter: 0.2 }
+        RetryConfig {
+            max_attempts: 5,
+            base_delay_ms: 100,
+            max_delay_ms: 30_000,
+            jitter: 0.2,
+        }
     }
 }
 
@@ -170,8 +178,12 @@ impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match serde_json::Value::deserialize(d)? {
             serde_json::Value::String(s) => Ok(Scalar(s)),
-            v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => Ok(Scalar(v.to_string())),
-            _ => Err(serde::de::Error::custom("expected a string, number or boolean")),
+            v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => {
+                Ok(Scalar(v.to_string()))
+            }
+            _ => Err(serde::de::Error::custom(
+                "expected a string, number or boolean",
+            )),
         }
     }
 }
@@ -185,7 +197,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { path: path.into(), message: message.into() }
+        FieldError {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     /// The same error, located under `prefix`.
@@ -216,7 +231,13 @@ impl fmt::Display for ConfigError {
         if self.error.path.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.error.message)
         } else {
-            write!(f, "{}: {}: {}", self.file.display(), self.error.path, self.error.message)
+            write!(
+                f,
+                "{}: {}: {}",
+                self.file.display(),
+                self.error.path,
+                self.error.message
+            )
         }
     }
 }

@@ -34,7 +34,10 @@ impl Codec {
     /// and marks the delivery undecodable.
     pub fn decode(self, line: &[u8]) -> Result<Decoded, String> {
         match self {
-            Codec::Lines => Ok(Decoded { payload: Bytes::copy_from_slice(line), ..Decoded::default() }),
+            Codec::Lines => Ok(Decoded {
+                payload: Bytes::copy_from_slice(line),
+                ..Decoded::default()
+            }),
             Codec::Json => decode_json(line),
         }
     }
@@ -71,8 +74,13 @@ fn put_bytes(obj: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
 
 fn take_bytes(obj: &mut Map<String, Value>, name: &str) -> Result<Option<Bytes>, String> {
     if let Some(v) = obj.remove(&format!("{name}_base64")) {
-        let s = v.as_str().ok_or_else(|| format!("`{name}_base64` must be a string"))?;
-        return BASE64.decode(s).map(|b| Some(Bytes::from(b))).map_err(|e| format!("`{name}_base64`: {e}"));
+        let s = v
+            .as_str()
+            .ok_or_else(|| format!("`{name}_base64` must be a string"))?;
+        return BASE64
+            .decode(s)
+            .map(|b| Some(Bytes::from(b)))
+            .map_err(|e| format!("`{name}_base64`: {e}"));
     }
     Ok(match obj.remove(name) {
         None | Some(Value::Null) => None,
@@ -93,7 +101,14 @@ fn decode_json(line: &[u8]) -> Result<Decoded, String> {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Object(map)) => map
             .into_iter()
-            .map(|(k, v)| Ok((k, v.as_str().ok_or("header values must be strings")?.to_owned())))
+            .map(|(k, v)| {
+                Ok((
+                    k,
+                    v.as_str()
+                        .ok_or("header values must be strings")?
+                        .to_owned(),
+                ))
+            })
             .collect::<Result<_, &str>>()?,
         Some(v) => serde_json::from_value::<Headers>(v).map_err(|e| format!("`headers`: {e}"))?,
     };
@@ -101,7 +116,11 @@ fn decode_json(line: &[u8]) -> Result<Decoded, String> {
     if let Some(unknown) = obj.keys().next() {
         return Err(format!("unknown field `{unknown}`"));
     }
-    Ok(Decoded { payload, key, headers })
+    Ok(Decoded {
+        payload,
+        key,
+        headers,
+    })
 }
 
 #[cfg(test)]
@@ -126,16 +145,33 @@ mod tests {
 
     #[test]
     fn json_object_payload_is_kept_as_json_text() {
-        let d = Codec::Json.decode(br#"{"payload": {"a": 1}, "headers": {"h": "v"}}"#).unwrap();
+        let d = Codec::Json
+            .decode(br#"{"payload": {"a": 1}, "headers": {"h": "v"}}"#)
+            .unwrap();
         assert_eq!(&d.payload[..], br#"{"a":1}"#);
         assert_eq!(d.headers, vec![("h".to_owned(), "v".to_owned())]);
     }
 
     #[test]
     fn malformed_json_line_is_an_error_not_a_panic() {
-        assert!(Codec::Json.decode(b"{nope").unwrap_err().contains("not a JSON line"));
+        assert!(
+            Codec::Json
+                .decode(b"{nope")
+                .unwrap_err()
+                .contains("not a JSON line")
+        );
         assert!(Codec::Json.decode(b"[1]").unwrap_err().contains("object"));
-        assert!(Codec::Json.decode(br#"{"key":"x"}"#).unwrap_err().contains("payload"));
-        assert!(Codec::Json.decode(br#"{"payload":"x","extra":1}"#).unwrap_err().contains("extra"));
+        assert!(
+            Codec::Json
+                .decode(br#"{"key":"x"}"#)
+                .unwrap_err()
+                .contains("payload")
+        );
+        assert!(
+            Codec::Json
+                .decode(br#"{"payload":"x","extra":1}"#)
+                .unwrap_err()
+                .contains("extra")
+        );
     }
 }

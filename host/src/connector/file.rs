@@ -55,9 +55,15 @@ impl SourceFactory for FileSourceConfig {
 
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Box<dyn Source>> {
         let path = ctx.resolve(&self.path);
-        let file = std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
         let name = path.display().to_string();
-        Ok(Box::new(LineSource::new(tokio::fs::File::from_std(file), self.codec, "file", &name)))
+        Ok(Box::new(LineSource::new(
+            tokio::fs::File::from_std(file),
+            self.codec,
+            "file",
+            &name,
+        )))
     }
 }
 

@@ -55,7 +55,10 @@ impl SourceFactory for GenerateSourceConfig {
         if let Some(rate) = self.rate_per_second
             && !(rate.is_finite() && rate > 0.0)
         {
-            errors.push(FieldError::new("rate_per_second", "must be a positive number"));
+            errors.push(FieldError::new(
+                "rate_per_second",
+                "must be a positive number",
+            ));
         }
         if self.malformed_every == Some(0) {
             errors.push(FieldError::new("malformed_every", "must be at least 1"));
@@ -70,7 +73,11 @@ impl SourceFactory for GenerateSourceConfig {
     }
 
     fn build(&self, _ctx: &BuildContext) -> anyhow::Result<Box<dyn Source>> {
-        let fixed = Bytes::from((0..self.size).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>());
+        let fixed = Bytes::from(
+            (0..self.size)
+                .map(|i| b'a' + (i % 26) as u8)
+                .collect::<Vec<u8>>(),
+        );
         Ok(Box::new(GenerateSource {
             cfg: self.clone(),
             fixed,
@@ -91,15 +98,26 @@ struct GenerateSource {
     topic: Arc<str>,
 }
 
-const EVENT_TYPES: [&str; 4] = ["order.created", "order.paid", "order.shipped", "user.signed_up"];
+const EVENT_TYPES: [&str; 4] = [
+    "order.created",
+    "order.paid",
+    "order.shipped",
+    "user.signed_up",
+];
 
 impl GenerateSource {
     fn payload(&self, n: u64) -> Bytes {
         match self.cfg.payload {
             GeneratedPayload::Fixed => self.fixed.clone(),
             GeneratedPayload::Envelope => {
-                if self.cfg.malformed_every.is_some_and(|every| (n + 1) % every == 0) {
-                    return Bytes::from(format!("{{\"event_type\": \"order.created\", \"event_id\": \"evt-{n}\""));
+                if self
+                    .cfg
+                    .malformed_every
+                    .is_some_and(|every| (n + 1).is_multiple_of(every))
+                {
+                    return Bytes::from(format!(
+                        "{{\"event_type\": \"order.created\", \"event_id\": \"evt-{n}\""
+                    ));
                 }
                 let event_type = EVENT_TYPES[(n % EVENT_TYPES.len() as u64) as usize];
                 Bytes::from(
@@ -142,8 +160,13 @@ impl Source for GenerateSource {
                 let seq = self.emitted + i;
                 let mut meta = received.clone();
                 meta.offset = Some(seq as i64);
-                let message =
-                    Message { id: format!("generate:{seq}"), key: None, payload: self.payload(seq), headers: Vec::new(), meta };
+                let message = Message {
+                    id: format!("generate:{seq}"),
+                    key: None,
+                    payload: self.payload(seq),
+                    headers: Vec::new(),
+                    meta,
+                };
                 Delivery::new(message, AckToken::none())
             })
             .collect();

@@ -48,7 +48,10 @@ impl SourceFactory for MemorySourceConfig {
             errors.push(FieldError::new("queue", "must not be empty"));
         }
         if self.visibility_timeout_ms == 0 {
-            errors.push(FieldError::new("visibility_timeout_ms", "must be at least 1"));
+            errors.push(FieldError::new(
+                "visibility_timeout_ms",
+                "must be at least 1",
+            ));
         }
     }
 
@@ -67,7 +70,9 @@ impl SinkFactory for MemorySinkConfig {
     }
 
     fn build(&self, _ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>> {
-        Ok(Arc::new(MemorySink { queue: MemoryQueue::named(&self.queue) }))
+        Ok(Arc::new(MemorySink {
+            queue: MemoryQueue::named(&self.queue),
+        }))
     }
 }
 
@@ -81,7 +86,11 @@ pub struct StoredMessage {
 
 impl StoredMessage {
     pub fn new(payload: impl Into<Bytes>) -> Self {
-        StoredMessage { key: None, payload: payload.into(), headers: Vec::new() }
+        StoredMessage {
+            key: None,
+            payload: payload.into(),
+            headers: Vec::new(),
+        }
     }
 }
 
@@ -160,7 +169,11 @@ impl MemoryQueue {
         let mut st = self.state();
         let seq = st.next_seq;
         st.next_seq += 1;
-        st.ready.push_back(Entry { seq, deliveries: 0, msg });
+        st.ready.push_back(Entry {
+            seq,
+            deliveries: 0,
+            msg,
+        });
         drop(st);
         self.stats.pushed.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_waiters();
@@ -195,24 +208,46 @@ impl MemoryQueue {
         let mut st = self.state();
         promote_due(&mut st, &self.stats);
         let n = max.min(st.ready.len());
-        let visible_at = Instant::now() + *self.visibility.lock().unwrap_or_else(|e| e.into_inner());
+        let visible_at =
+            Instant::now() + *self.visibility.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::with_capacity(n);
         for entry in st.ready.drain(..n).collect::<Vec<_>>() {
             let lease = st.next_lease;
             st.next_lease += 1;
-            let copy = Entry { seq: entry.seq, deliveries: entry.deliveries + 1, msg: entry.msg.clone() };
-            st.leased.insert(lease, (visible_at, Entry { deliveries: entry.deliveries + 1, ..entry }));
+            let copy = Entry {
+                seq: entry.seq,
+                deliveries: entry.deliveries + 1,
+                msg: entry.msg.clone(),
+            };
+            st.leased.insert(
+                lease,
+                (
+                    visible_at,
+                    Entry {
+                        deliveries: entry.deliveries + 1,
+                        ..entry
+                    },
+                ),
+            );
             out.push((lease, copy));
         }
-        self.stats.delivered.fetch_add(out.len() as u64, Ordering::Relaxed);
-        self.stats.max_in_flight.fetch_max(st.leased.len() as u64, Ordering::Relaxed);
+        self.stats
+            .delivered
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
+        self.stats
+            .max_in_flight
+            .fetch_max(st.leased.len() as u64, Ordering::Relaxed);
         out
     }
 
     /// The next instant something may become ready (a delay or a lease running out).
     fn next_wake(&self) -> Option<Instant> {
         let st = self.state();
-        st.delayed.iter().map(|(t, _)| *t).chain(st.leased.values().map(|(t, _)| *t)).min()
+        st.delayed
+            .iter()
+            .map(|(t, _)| *t)
+            .chain(st.leased.values().map(|(t, _)| *t))
+            .min()
     }
 }
 
@@ -228,7 +263,12 @@ fn promote_due(st: &mut State, stats: &QueueStats) {
             i += 1;
         }
     }
-    let expired: Vec<u64> = st.leased.iter().filter(|(_, (t, _))| *t <= now).map(|(id, _)| *id).collect();
+    let expired: Vec<u64> = st
+        .leased
+        .iter()
+        .filter(|(_, (t, _))| *t <= now)
+        .map(|(id, _)| *id)
+        .collect();
     for id in expired {
         if let Some((_, e)) = st.leased.remove(&id) {
             stats.expired.fetch_add(1, Ordering::Relaxed);
@@ -318,7 +358,11 @@ struct MemorySink {
 impl Sink for MemorySink {
     async fn send(&self, batch: &[Output]) -> anyhow::Result<()> {
         for out in batch {
-            self.queue.push(StoredMessage { key: out.key.clone(), payload: out.payload.clone(), headers: out.headers.clone() });
+            self.queue.push(StoredMessage {
+                key: out.key.clone(),
+                payload: out.payload.clone(),
+                headers: out.headers.clone(),
+            });
         }
         Ok(())
     }

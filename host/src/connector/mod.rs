@@ -36,7 +36,11 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn new(message: Message, token: AckToken) -> Self {
-        Delivery { message, token, decode_error: None }
+        Delivery {
+            message,
+            token,
+            decode_error: None,
+        }
     }
 }
 
@@ -74,7 +78,11 @@ pub struct BuildContext {
 
 impl BuildContext {
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
     }
 }
 

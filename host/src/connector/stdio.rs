@@ -35,7 +35,12 @@ impl SourceFactory for StdinSourceConfig {
     }
 
     fn build(&self, _ctx: &BuildContext) -> anyhow::Result<Box<dyn Source>> {
-        Ok(Box::new(LineSource::new(tokio::io::stdin(), self.codec, "stdin", "stdin")))
+        Ok(Box::new(LineSource::new(
+            tokio::io::stdin(),
+            self.codec,
+            "stdin",
+            "stdin",
+        )))
     }
 }
 
@@ -57,7 +62,14 @@ pub(super) struct LineSource<R> {
 
 impl<R: AsyncRead + Unpin + Send> LineSource<R> {
     pub(super) fn new(reader: R, codec: Codec, source: &str, topic: &str) -> Self {
-        LineSource { lines: BufReader::new(reader), codec, source: source.into(), topic: topic.into(), line_no: 0, buf: Vec::new() }
+        LineSource {
+            lines: BufReader::new(reader),
+            codec,
+            source: source.into(),
+            topic: topic.into(),
+            line_no: 0,
+            buf: Vec::new(),
+        }
     }
 
     fn delivery(&mut self, line: &[u8]) -> Delivery {
@@ -66,9 +78,24 @@ impl<R: AsyncRead + Unpin + Send> LineSource<R> {
         meta.offset = Some(self.line_no);
         let id = format!("{}:{}", self.topic, self.line_no);
         match self.codec.decode(line) {
-            Ok(d) => Delivery::new(Message { id, key: d.key, payload: d.payload, headers: d.headers, meta }, AckToken::none()),
+            Ok(d) => Delivery::new(
+                Message {
+                    id,
+                    key: d.key,
+                    payload: d.payload,
+                    headers: d.headers,
+                    meta,
+                },
+                AckToken::none(),
+            ),
             Err(e) => Delivery {
-                message: Message { id, key: None, payload: bytes::Bytes::copy_from_slice(line), headers: Vec::new(), meta },
+                message: Message {
+                    id,
+                    key: None,
+                    payload: bytes::Bytes::copy_from_slice(line),
+                    headers: Vec::new(),
+                    meta,
+                },
                 token: AckToken::none(),
                 decode_error: Some(e),
             },
@@ -107,7 +134,8 @@ impl<R: AsyncRead + Unpin + Send> Source for LineSource<R> {
 
 /// One lock for the process's stdout: several `stdout` sinks (one per route, or per pipeline)
 /// must never interleave halves of their lines.
-static STDOUT: std::sync::LazyLock<Mutex<tokio::io::Stdout>> = std::sync::LazyLock::new(|| Mutex::new(tokio::io::stdout()));
+static STDOUT: std::sync::LazyLock<Mutex<tokio::io::Stdout>> =
+    std::sync::LazyLock::new(|| Mutex::new(tokio::io::stdout()));
 
 struct StdoutSink {
     codec: Codec,

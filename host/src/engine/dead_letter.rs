@@ -20,7 +20,12 @@ pub mod headers {
 }
 
 /// Build the dead-letter output for `msg`, which failed in `handler` (if a handler was involved).
-pub fn dead_letter_output(msg: &Message, failure: &Failure, pipeline: &str, handler: Option<&str>) -> Output {
+pub fn dead_letter_output(
+    msg: &Message,
+    failure: &Failure,
+    pipeline: &str,
+    handler: Option<&str>,
+) -> Output {
     let mut h = msg.headers.clone();
     h.push((headers::REASON.into(), failure.reason.clone()));
     h.push((headers::ERROR_CLASS.into(), failure.class.as_str().into()));
@@ -38,5 +43,10 @@ pub fn dead_letter_output(msg: &Message, failure: &Failure, pipeline: &str, hand
         h.push((headers::OFFSET.into(), o.to_string()));
     }
     h.push((headers::MESSAGE_ID.into(), msg.id.clone()));
-    Output { payload: msg.payload.clone(), key: msg.key.clone(), headers: h, route: None }
+    Output {
+        payload: msg.payload.clone(),
+        key: msg.key.clone(),
+        headers: h,
+        route: None,
+    }
 }

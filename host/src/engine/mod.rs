@@ -84,9 +84,19 @@ impl Pipeline {
             workers,
             stats,
         } = self;
-        anyhow::ensure!(sinks.contains_key(&default_sink), "pipeline {name}: default sink `{default_sink}` is not a sink");
-        let burst = delivery.rate_limit.as_ref().map(|r| r.burst.unwrap_or(r.per_second).max(1));
-        let max_batch = delivery.batch_size.max(1).min(delivery.max_in_flight.max(1)).min(burst.map_or(usize::MAX, |b| b as usize));
+        anyhow::ensure!(
+            sinks.contains_key(&default_sink),
+            "pipeline {name}: default sink `{default_sink}` is not a sink"
+        );
+        let burst = delivery
+            .rate_limit
+            .as_ref()
+            .map(|r| r.burst.unwrap_or(r.per_second).max(1));
+        let max_batch = delivery
+            .batch_size
+            .max(1)
+            .min(delivery.max_in_flight.max(1))
+            .min(burst.map_or(usize::MAX, |b| b as usize));
         let limiter = delivery.rate_limit.as_ref().map(|r| {
             let per_second = NonZeroU32::new(r.per_second.max(1)).unwrap_or(NonZeroU32::MIN);
             let burst = NonZeroU32::new(burst.unwrap_or(1)).unwrap_or(NonZeroU32::MIN);
@@ -125,7 +135,11 @@ impl Pipeline {
             // the window is open and nothing waits.
             let min_grab = max_batch.min(delivery.max_in_flight.max(2) / 2).max(1);
             if window.available_permits() + 1 < min_grab
-                && let Ok(Ok(more)) = tokio::time::timeout(SATURATED_LINGER, window.clone().acquire_many_owned(min_grab as u32 - 1)).await
+                && let Ok(Ok(more)) = tokio::time::timeout(
+                    SATURATED_LINGER,
+                    window.clone().acquire_many_owned(min_grab as u32 - 1),
+                )
+                .await
             {
                 permit.merge(more);
             }
@@ -219,7 +233,13 @@ impl Pipeline {
 
 /// Let in-flight work finish. After the source ended, wait for everything (retries included)
 /// unless shutdown is requested; after shutdown, give it the deadline, then abandon the rest.
-async fn drain(ctx: &Ctx, tracker: &TaskTracker, shutdown: &CancellationToken, source_ended: bool, deadline: Duration) -> RunEnd {
+async fn drain(
+    ctx: &Ctx,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+    source_ended: bool,
+    deadline: Duration,
+) -> RunEnd {
     tracker.close();
     if source_ended {
         tokio::select! {

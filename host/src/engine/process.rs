@@ -49,13 +49,18 @@ pub(super) struct WindowSlot {
 
 impl WindowSlot {
     pub fn new(permit: Option<OwnedSemaphorePermit>, stats: Arc<PipelineStats>) -> Self {
-        WindowSlot { _permit: permit, stats }
+        WindowSlot {
+            _permit: permit,
+            stats,
+        }
     }
 }
 
 impl Drop for WindowSlot {
     fn drop(&mut self) {
-        self.stats.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         PipelineStats::add(&self.stats.settled, 1);
     }
 }
@@ -70,7 +75,12 @@ pub(super) struct InFlight {
 
 impl InFlight {
     pub fn new(d: Delivery, slot: WindowSlot) -> Self {
-        InFlight { msg: d.message, token: d.token, decode_error: d.decode_error, _slot: slot }
+        InFlight {
+            msg: d.message,
+            token: d.token,
+            decode_error: d.decode_error,
+            _slot: slot,
+        }
     }
 }
 
@@ -98,11 +108,15 @@ pub(super) fn spawn(ctx: Arc<Ctx>, batch: Vec<InFlight>) {
 }
 
 async fn process(ctx: Arc<Ctx>, batch: Vec<InFlight>) {
-    let (undecodable, batch): (Vec<InFlight>, Vec<InFlight>) = batch.into_iter().partition(|f| f.decode_error.is_some());
+    let (undecodable, batch): (Vec<InFlight>, Vec<InFlight>) =
+        batch.into_iter().partition(|f| f.decode_error.is_some());
     let mut verdicts: Vec<Verdict> = undecodable
         .iter()
         .map(|f| {
-            let failure = Failure::new(ErrorClass::Invalid, f.decode_error.clone().unwrap_or_default());
+            let failure = Failure::new(
+                ErrorClass::Invalid,
+                f.decode_error.clone().unwrap_or_default(),
+            );
             invalid_verdict(&ctx, failure, None)
         })
         .collect();
@@ -112,17 +126,31 @@ async fn process(ctx: Arc<Ctx>, batch: Vec<InFlight>) {
     for (f, result) in batch.iter().zip(results) {
         verdicts.push(match result {
             Ok(outputs) if outputs.is_empty() => Verdict::Filtered,
-            Ok(outputs) => match outputs.iter().find_map(|o| o.route.as_ref().filter(|r| !ctx.sinks.contains_key(*r))) {
+            Ok(outputs) => match outputs
+                .iter()
+                .find_map(|o| o.route.as_ref().filter(|r| !ctx.sinks.contains_key(*r)))
+            {
                 Some(route) => Verdict::DeadLetter(
-                    Failure::new(ErrorClass::UnknownRoute, format!("output routed to `{route}`, which is not a sink of this pipeline")),
+                    Failure::new(
+                        ErrorClass::UnknownRoute,
+                        format!("output routed to `{route}`, which is not a sink of this pipeline"),
+                    ),
                     ctx.chain.last().map(|t| t.name().to_owned()),
                 ),
                 None => Verdict::Deliver(outputs),
             },
             Err((failure, handler)) => match failure.class {
-                ErrorClass::Transient if f.msg.meta.attempt < ctx.retry.max_attempts => Verdict::Retry,
+                ErrorClass::Transient if f.msg.meta.attempt < ctx.retry.max_attempts => {
+                    Verdict::Retry
+                }
                 ErrorClass::Transient => Verdict::DeadLetter(
-                    Failure::new(ErrorClass::Transient, format!("gave up after {} attempts: {}", f.msg.meta.attempt, failure.reason)),
+                    Failure::new(
+                        ErrorClass::Transient,
+                        format!(
+                            "gave up after {} attempts: {}",
+                            f.msg.meta.attempt, failure.reason
+                        ),
+                    ),
                     handler,
                 ),
                 ErrorClass::Invalid => invalid_verdict(&ctx, failure, handler),
@@ -159,7 +187,12 @@ async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, verdicts: Vec<Verdict>
             Verdict::DeadLetter(failure, handler) => {
                 debug!(pipeline = %ctx.name, message_id = %f.msg.id, class = %failure.class, reason = %failure.reason, "dead-lettering");
                 dead.0.push(i);
-                dead.1.push(dead_letter_output(&f.msg, failure, &ctx.name, handler.as_deref()));
+                dead.1.push(dead_letter_output(
+                    &f.msg,
+                    failure,
+                    &ctx.name,
+                    handler.as_deref(),
+                ));
             }
             _ => {}
         }
@@ -169,7 +202,13 @@ async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, verdicts: Vec<Verdict>
     let sends = by_sink.into_iter().map(|(name, (owners, outputs))| {
         let sink = ctx.sinks[name].clone();
         let ctx = &ctx;
-        async move { (owners, outputs.len(), send_with_retry(ctx, name, &*sink, &outputs).await) }
+        async move {
+            (
+                owners,
+                outputs.len(),
+                send_with_retry(ctx, name, &*sink, &outputs).await,
+            )
+        }
     });
     let dead_send = async {
         if dead.1.is_empty() {
@@ -200,7 +239,8 @@ async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, verdicts: Vec<Verdict>
             Verdict::Retry => schedule_retry(ctx.clone(), f),
             _ if failed[i] => {
                 PipelineStats::add(&stats.nacked, 1);
-                f.token.nack(backoff(&ctx.retry, f.msg.meta.attempt.saturating_add(1)));
+                f.token
+                    .nack(backoff(&ctx.retry, f.msg.meta.attempt.saturating_add(1)));
             }
             Verdict::Deliver(_) => {
                 PipelineStats::add(&stats.acked, 1);
@@ -274,7 +314,10 @@ type ChainResult = Result<Vec<Output>, (Failure, Option<String>)>;
 /// and metadata); a failure anywhere fails the original message. Routes come from the last stage.
 async fn run_chain(ctx: &Ctx, msgs: Vec<Message>) -> Vec<ChainResult> {
     if ctx.chain.is_empty() {
-        return msgs.iter().map(|m| Ok(vec![Output::pass_through(m)])).collect();
+        return msgs
+            .iter()
+            .map(|m| Ok(vec![Output::pass_through(m)]))
+            .collect();
     }
     let mut results: Vec<ChainResult> = msgs.iter().map(|_| Ok(Vec::new())).collect();
     let mut current: Vec<(usize, Message)> = msgs.into_iter().enumerate().collect();
@@ -284,7 +327,14 @@ async fn run_chain(ctx: &Ctx, msgs: Vec<Message>) -> Vec<ChainResult> {
         }
         let last = stage_no + 1 == ctx.chain.len();
         let (origins, inputs): (Vec<usize>, Vec<Message>) = current.into_iter().unzip();
-        let headers: Vec<(String, crate::message::Metadata)> = if last { Vec::new() } else { inputs.iter().map(|m| (m.id.clone(), m.meta.clone())).collect() };
+        let headers: Vec<(String, crate::message::Metadata)> = if last {
+            Vec::new()
+        } else {
+            inputs
+                .iter()
+                .map(|m| (m.id.clone(), m.meta.clone()))
+                .collect()
+        };
         let outcomes = call_stage(ctx, stage, inputs).await;
         let mut next = Vec::new();
         for (k, (origin, outcome)) in origins.into_iter().zip(outcomes).enumerate() {
@@ -292,7 +342,9 @@ async fn run_chain(ctx: &Ctx, msgs: Vec<Message>) -> Vec<ChainResult> {
                 continue;
             }
             match outcome {
-                Outcome::Failed(failure) => results[origin] = Err((failure, Some(stage.name().to_owned()))),
+                Outcome::Failed(failure) => {
+                    results[origin] = Err((failure, Some(stage.name().to_owned())))
+                }
                 Outcome::Outputs(outputs) if last => {
                     if let Ok(acc) = &mut results[origin] {
                         acc.extend(outputs);
@@ -301,7 +353,16 @@ async fn run_chain(ctx: &Ctx, msgs: Vec<Message>) -> Vec<ChainResult> {
                 Outcome::Outputs(outputs) => {
                     let (id, meta) = &headers[k];
                     next.extend(outputs.into_iter().map(|o| {
-                        (origin, Message { id: id.clone(), key: o.key, payload: o.payload, headers: o.headers, meta: meta.clone() })
+                        (
+                            origin,
+                            Message {
+                                id: id.clone(),
+                                key: o.key,
+                                payload: o.payload,
+                                headers: o.headers,
+                                meta: meta.clone(),
+                            },
+                        )
                     }));
                 }
             }
@@ -324,7 +385,11 @@ async fn call_stage(ctx: &Ctx, stage: &Arc<dyn Transform>, inputs: Vec<Message>)
     match joined {
         Ok(outcomes) if outcomes.len() == n => outcomes,
         Ok(outcomes) => {
-            let reason = format!("handler `{}` returned {} results for {n} messages", stage.name(), outcomes.len());
+            let reason = format!(
+                "handler `{}` returned {} results for {n} messages",
+                stage.name(),
+                outcomes.len()
+            );
             vec![Outcome::Failed(Failure::new(ErrorClass::Fatal, reason)); n]
         }
         Err(err) => {

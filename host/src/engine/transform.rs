@@ -34,7 +34,10 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(class: ErrorClass, reason: impl Into<String>) -> Self {
-        Failure { class, reason: reason.into() }
+        Failure {
+            class,
+            reason: reason.into(),
+        }
     }
 }
 

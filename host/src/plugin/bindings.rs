@@ -14,8 +14,11 @@ pub mod v0_1 {
     /// Export name of the optional `init` interface.
     pub const LIFECYCLE_EXPORT: &str = "sluice:plugin/lifecycle@0.1.0";
     /// Everything a 0.1 handler may import.
-    pub const GRANTED_IMPORTS: &[&str] =
-        &["sluice:plugin/types@0.1.0", "sluice:plugin/log@0.1.0", "sluice:plugin/counters@0.1.0"];
+    pub const GRANTED_IMPORTS: &[&str] = &[
+        "sluice:plugin/types@0.1.0",
+        "sluice:plugin/log@0.1.0",
+        "sluice:plugin/counters@0.1.0",
+    ];
     /// The world a component must implement.
     pub const WORLD: &str = "sluice:plugin/handler@0.1.0";
 }

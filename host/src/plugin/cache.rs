@@ -38,7 +38,12 @@ fn engine_hash(engine: &Engine) -> u64 {
 
 /// Compile `bytes` for `engine`, through the cache in `dir` when there is one. Returns the
 /// component and whether it came from the cache.
-pub fn compile(engine: &Engine, bytes: &[u8], hash: &str, dir: Option<&Path>) -> anyhow::Result<(Component, bool)> {
+pub fn compile(
+    engine: &Engine,
+    bytes: &[u8],
+    hash: &str,
+    dir: Option<&Path>,
+) -> anyhow::Result<(Component, bool)> {
     let Some(dir) = dir else {
         return Ok((Component::new(engine, bytes)?, false));
     };
@@ -76,7 +81,11 @@ fn store(dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
-    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("cwasm"), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("cwasm"),
+        std::process::id()
+    ));
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
     Ok(())

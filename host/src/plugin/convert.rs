@@ -25,7 +25,12 @@ pub fn to_wit(m: Message) -> wit::Message {
 }
 
 pub fn from_wit(o: wit::Output) -> Output {
-    Output { payload: Bytes::from(o.payload), key: o.key.map(Bytes::from), headers: o.headers, route: o.route }
+    Output {
+        payload: Bytes::from(o.payload),
+        key: o.key.map(Bytes::from),
+        headers: o.headers,
+        route: o.route,
+    }
 }
 
 pub fn failure(e: wit::HandlerError) -> Failure {

@@ -21,24 +21,45 @@ pub struct Inspection {
     pub exports: Vec<String>,
 }
 
-pub fn inspect(engine: &Engine, component: &Component, hash: String, problem: Option<String>) -> Inspection {
+pub fn inspect(
+    engine: &Engine,
+    component: &Component,
+    hash: String,
+    problem: Option<String>,
+) -> Inspection {
     let ty = component.component_type();
     let describe = |name: &str, item: ComponentItem| -> Vec<String> {
         match item {
             ComponentItem::ComponentInstance(inst) => {
                 let mut lines = vec![format!("{name} (instance)")];
-                lines.extend(inst.exports(engine).map(|(n, i)| format!("  {n}: {}", kind(&i.ty))));
+                lines.extend(
+                    inst.exports(engine)
+                        .map(|(n, i)| format!("  {n}: {}", kind(&i.ty))),
+                );
                 lines
             }
             other => vec![format!("{name}: {}", kind(&other))],
         }
     };
-    let imports: Vec<String> = ty.imports(engine).flat_map(|(n, i)| describe(n, i.ty)).collect();
-    let exports: Vec<String> = ty.exports(engine).flat_map(|(n, i)| describe(n, i.ty)).collect();
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .flat_map(|(n, i)| describe(n, i.ty))
+        .collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .flat_map(|(n, i)| describe(n, i.ty))
+        .collect();
     let exports_handler = ty.exports(engine).any(|(n, _)| n == v0_1::HANDLER_EXPORT);
     let has_init = ty.exports(engine).any(|(n, _)| n == v0_1::LIFECYCLE_EXPORT);
     let world = (exports_handler && problem.is_none()).then(|| v0_1::WORLD.to_owned());
-    Inspection { hash, world, problem, has_init, imports, exports }
+    Inspection {
+        hash,
+        world,
+        problem,
+        has_init,
+        imports,
+        exports,
+    }
 }
 
 fn kind(item: &ComponentItem) -> &'static str {
@@ -57,7 +78,15 @@ impl fmt::Display for Inspection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "sha256:  {}", self.hash)?;
         match (&self.world, &self.problem) {
-            (Some(world), _) => writeln!(f, "world:   {world}{}", if self.has_init { " (with lifecycle.init)" } else { "" })?,
+            (Some(world), _) => writeln!(
+                f,
+                "world:   {world}{}",
+                if self.has_init {
+                    " (with lifecycle.init)"
+                } else {
+                    ""
+                }
+            )?,
             (None, Some(problem)) => writeln!(f, "world:   not a Sluice handler: {problem}")?,
             (None, None) => writeln!(f, "world:   not a Sluice handler")?,
         }

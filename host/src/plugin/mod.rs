@@ -51,7 +51,10 @@ struct HostInner {
 impl PluginHost {
     /// A host that caches compiled components in `cache_dir` (`None`: compile every time).
     pub fn new(cache_dir: Option<PathBuf>) -> Self {
-        let inner = Arc::new(HostInner { engines: Mutex::new(HashMap::new()), cache_dir });
+        let inner = Arc::new(HostInner {
+            engines: Mutex::new(HashMap::new()),
+            cache_dir,
+        });
         spawn_epoch_ticker(Arc::downgrade(&inner));
         PluginHost { inner }
     }
@@ -74,17 +77,25 @@ impl PluginHost {
     /// Load the component at `path`: compile (through the cache), check that it implements
     /// `sluice:plugin/handler@0.1.0` and imports nothing the host does not grant.
     pub fn load(&self, path: &Path, limits: &LimitsConfig) -> anyhow::Result<Plugin> {
-        let bytes = std::fs::read(path).with_context(|| format!("plugin {}: cannot read", path.display()))?;
-        self.load_bytes(path, &bytes, limits).with_context(|| format!("plugin {}", path.display()))
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("plugin {}: cannot read", path.display()))?;
+        self.load_bytes(path, &bytes, limits)
+            .with_context(|| format!("plugin {}", path.display()))
     }
 
-    fn load_bytes(&self, path: &Path, bytes: &[u8], limits: &LimitsConfig) -> anyhow::Result<Plugin> {
+    fn load_bytes(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        limits: &LimitsConfig,
+    ) -> anyhow::Result<Plugin> {
         check_is_component(bytes)?;
         let hash = content_hash(bytes);
         let engine = self.engine(limits.stack_kb)?;
         let started = Instant::now();
         let (component, from_cache) =
-            cache::compile(&engine, bytes, &hash, self.inner.cache_dir.as_deref()).context("does not compile")?;
+            cache::compile(&engine, bytes, &hash, self.inner.cache_dir.as_deref())
+                .context("does not compile")?;
         let compile_time = started.elapsed();
         // Name every import that is not granted, not just the first one the linker trips on.
         let refused: Vec<String> = component
@@ -104,7 +115,8 @@ impl PluginHost {
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow!("imports do not match what the host provides: {e:#}"))?;
-        let pre = v0_1::HandlerPre::new(pre).map_err(|e| anyhow!("does not implement world {}: {e:#}", v0_1::WORLD))?;
+        let pre = v0_1::HandlerPre::new(pre)
+            .map_err(|e| anyhow!("does not implement world {}: {e:#}", v0_1::WORLD))?;
         let init = component
             .get_export_index(None, v0_1::LIFECYCLE_EXPORT)
             .and_then(|lifecycle| component.get_export_index(Some(&lifecycle), "init"));
@@ -122,27 +134,39 @@ impl PluginHost {
 
     /// Describe a component: the world it implements (if any), its imports and exports.
     pub fn inspect(&self, path: &Path) -> anyhow::Result<Inspection> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         check_is_component(&bytes).with_context(|| format!("plugin {}", path.display()))?;
         let engine = self.engine(LimitsConfig::default().stack_kb)?;
         let hash = content_hash(&bytes);
-        let (component, _) = cache::compile(&engine, &bytes, &hash, self.inner.cache_dir.as_deref())
-            .with_context(|| format!("plugin {}: does not compile", path.display()))?;
-        let conformance = self.load_bytes(path, &bytes, &LimitsConfig::default()).err().map(|e| format!("{e:#}"));
+        let (component, _) =
+            cache::compile(&engine, &bytes, &hash, self.inner.cache_dir.as_deref())
+                .with_context(|| format!("plugin {}: does not compile", path.display()))?;
+        let conformance = self
+            .load_bytes(path, &bytes, &LimitsConfig::default())
+            .err()
+            .map(|e| format!("{e:#}"));
         Ok(inspect::inspect(&engine, &component, hash, conformance))
     }
 }
 
 fn spawn_epoch_ticker(host: Weak<HostInner>) {
-    let spawned = std::thread::Builder::new().name("sluice-epoch".into()).spawn(move || {
-        loop {
-            std::thread::sleep(EPOCH_TICK);
-            let Some(host) = host.upgrade() else { return };
-            for engine in host.engines.lock().unwrap_or_else(|e| e.into_inner()).values() {
-                engine.increment_epoch();
+    let spawned = std::thread::Builder::new()
+        .name("sluice-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(EPOCH_TICK);
+                let Some(host) = host.upgrade() else { return };
+                for engine in host
+                    .engines
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                {
+                    engine.increment_epoch();
+                }
             }
-        }
-    });
+        });
     if let Err(err) = spawned {
         // Without the ticker no call would ever time out: refuse to run rather than run unguarded.
         panic!("cannot start the epoch thread that enforces handler timeouts: {err}");
@@ -176,19 +200,34 @@ pub struct Plugin {
 impl Plugin {
     /// A handler for `pipeline`, named `name`, initialised with `config`. One instance is made
     /// (and `init` run) now, so a plugin that refuses its configuration fails here.
-    pub fn into_handler(self, pipeline: &str, name: &str, config: Vec<(String, String)>) -> anyhow::Result<WasmHandler> {
+    pub fn into_handler(
+        self,
+        pipeline: &str,
+        name: &str,
+        config: Vec<(String, String)>,
+    ) -> anyhow::Result<WasmHandler> {
         let handler = WasmHandler {
             name: name.to_owned(),
             pipeline: pipeline.into(),
             plugin_name: name.into(),
             config,
-            deadline_ticks: self.limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1,
+            deadline_ticks: self
+                .limits
+                .timeout_ms
+                .div_ceil(EPOCH_TICK.as_millis() as u64)
+                + 1,
             plugin: self,
             pool: Mutex::new(Vec::new()),
             counters: Arc::default(),
         };
-        let first = handler.instantiate().with_context(|| format!("handler `{name}`"))?;
-        handler.pool.lock().unwrap_or_else(|e| e.into_inner()).push(first);
+        let first = handler
+            .instantiate()
+            .with_context(|| format!("handler `{name}`"))?;
+        handler
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(first);
         Ok(handler)
     }
 }
@@ -221,13 +260,19 @@ impl WasmHandler {
 
     /// Counters the handler added through `sluice:plugin/counters`.
     pub fn counters(&self) -> HashMap<String, u64> {
-        self.counters.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn instantiate(&self) -> anyhow::Result<Instance> {
         let limits = &self.plugin.limits;
         let state = HostState {
-            limiter: MemoryCap { max_bytes: usize::try_from(limits.memory_mb * 1024 * 1024)?, hit: None },
+            limiter: MemoryCap {
+                max_bytes: usize::try_from(limits.memory_mb * 1024 * 1024)?,
+                hit: None,
+            },
             pipeline: self.pipeline.clone(),
             plugin: self.plugin_name.clone(),
             message_id: None,
@@ -237,12 +282,21 @@ impl WasmHandler {
         let mut store = Store::new(&self.plugin.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.deadline_ticks);
-        let instance = self.plugin.pre.instance_pre().instantiate(&mut store).map_err(|e| self.describe_trap(&e, &store).into_error())?;
+        let instance = self
+            .plugin
+            .pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .map_err(|e| self.describe_trap(&e, &store).into_error())?;
         let bindings = v0_1::Handler::new(&mut store, &instance)?;
         if let Some(init) = &self.plugin.init {
-            let init = instance.get_typed_func::<(Vec<(String, String)>,), (Result<(), String>,)>(&mut store, init)?;
+            let init = instance.get_typed_func::<(Vec<(String, String)>,), (Result<(), String>,)>(
+                &mut store, init,
+            )?;
             store.set_epoch_deadline(self.deadline_ticks);
-            let (result,) = init.call(&mut store, (self.config.clone(),)).map_err(|e| self.describe_trap(&e, &store).into_error())?;
+            let (result,) = init
+                .call(&mut store, (self.config.clone(),))
+                .map_err(|e| self.describe_trap(&e, &store).into_error())?;
             result.map_err(|reason| anyhow!("init refused the configuration: {reason}"))?;
         }
         Ok(Instance { store, bindings })
@@ -256,7 +310,11 @@ impl WasmHandler {
         }
     }
 
-    fn call(&self, inst: &mut Instance, msgs: &[wit::Message]) -> wasmtime::Result<Vec<CallResult>> {
+    fn call(
+        &self,
+        inst: &mut Instance,
+        msgs: &[wit::Message],
+    ) -> wasmtime::Result<Vec<CallResult>> {
         inst.store.set_epoch_deadline(self.deadline_ticks);
         let state = inst.store.data_mut();
         state.message_id = (msgs.len() == 1).then(|| msgs[0].id.clone());
@@ -273,19 +331,31 @@ impl WasmHandler {
     fn process_one(&self, msg: &wit::Message) -> Outcome {
         let mut inst = match self.take_instance() {
             Ok(i) => i,
-            Err(e) => return Outcome::Failed(Failure::new(ErrorClass::Transient, format!("cannot instantiate the plugin: {e:#}"))),
+            Err(e) => {
+                return Outcome::Failed(Failure::new(
+                    ErrorClass::Transient,
+                    format!("cannot instantiate the plugin: {e:#}"),
+                ));
+            }
         };
         match self.call(&mut inst, std::slice::from_ref(msg)) {
             Ok(mut results) => {
                 self.give_back(inst);
-                self.outcome(results.pop().unwrap_or(Err(wit::HandlerError::Fatal("no result".into()))))
+                self.outcome(
+                    results
+                        .pop()
+                        .unwrap_or(Err(wit::HandlerError::Fatal("no result".into()))),
+                )
             }
             Err(err) => Outcome::Failed(self.describe_trap(&err, &inst.store)),
         }
     }
 
     fn give_back(&self, inst: Instance) {
-        self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(inst);
+        self.pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(inst);
     }
 
     /// Check one result against the output limits and convert it.
@@ -293,16 +363,25 @@ impl WasmHandler {
         let limits = &self.plugin.limits;
         match result {
             Err(e) => Outcome::Failed(convert::failure(e)),
-            Ok(outputs) if outputs.len() > limits.max_outputs as usize => Outcome::Failed(Failure::new(
-                ErrorClass::OutputLimit,
-                format!("{} outputs for one message, the limit is {}", outputs.len(), limits.max_outputs),
-            )),
+            Ok(outputs) if outputs.len() > limits.max_outputs as usize => {
+                Outcome::Failed(Failure::new(
+                    ErrorClass::OutputLimit,
+                    format!(
+                        "{} outputs for one message, the limit is {}",
+                        outputs.len(),
+                        limits.max_outputs
+                    ),
+                ))
+            }
             Ok(outputs) => {
                 let bytes: u64 = outputs.iter().map(|o| o.payload.len() as u64).sum();
                 if bytes > limits.max_output_bytes {
                     Outcome::Failed(Failure::new(
                         ErrorClass::OutputLimit,
-                        format!("{bytes} output bytes for one message, the limit is {}", limits.max_output_bytes),
+                        format!(
+                            "{bytes} output bytes for one message, the limit is {}",
+                            limits.max_output_bytes
+                        ),
                     ))
                 } else {
                     Outcome::Outputs(outputs.into_iter().map(convert::from_wit).collect())
@@ -317,17 +396,32 @@ impl WasmHandler {
         if let Some(desired) = state.limiter.hit {
             return Failure::new(
                 ErrorClass::MemoryLimit,
-                format!("memory limit of {} MiB exceeded (the guest asked for {desired} bytes)", self.plugin.limits.memory_mb),
+                format!(
+                    "memory limit of {} MiB exceeded (the guest asked for {desired} bytes)",
+                    self.plugin.limits.memory_mb
+                ),
             );
         }
-        let panic = state.last_panic.as_deref().map(|p| format!(" ({p})")).unwrap_or_default();
+        let panic = state
+            .last_panic
+            .as_deref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default();
         match err.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => {
-                Failure::new(ErrorClass::Timeout, format!("handler ran past its timeout of {} ms", self.plugin.limits.timeout_ms))
-            }
-            Some(Trap::StackOverflow) => {
-                Failure::new(ErrorClass::Trap, format!("stack overflow (stack limit {} KiB)", self.plugin.limits.stack_kb))
-            }
+            Some(Trap::Interrupt) => Failure::new(
+                ErrorClass::Timeout,
+                format!(
+                    "handler ran past its timeout of {} ms",
+                    self.plugin.limits.timeout_ms
+                ),
+            ),
+            Some(Trap::StackOverflow) => Failure::new(
+                ErrorClass::Trap,
+                format!(
+                    "stack overflow (stack limit {} KiB)",
+                    self.plugin.limits.stack_kb
+                ),
+            ),
             Some(trap) => Failure::new(ErrorClass::Trap, format!("trap: {trap}{panic}")),
             None => Failure::new(ErrorClass::Trap, format!("trap: {err:#}{panic}")),
         }
@@ -351,7 +445,10 @@ impl Transform for WasmHandler {
         let mut inst = match self.take_instance() {
             Ok(i) => i,
             Err(e) => {
-                let failure = Failure::new(ErrorClass::Transient, format!("cannot instantiate the plugin: {e:#}"));
+                let failure = Failure::new(
+                    ErrorClass::Transient,
+                    format!("cannot instantiate the plugin: {e:#}"),
+                );
                 return vec![Outcome::Failed(failure); n];
             }
         };
@@ -362,7 +459,10 @@ impl Transform for WasmHandler {
             }
             Ok(results) => {
                 self.give_back(inst);
-                let reason = format!("handle-batch returned {} results for {n} messages", results.len());
+                let reason = format!(
+                    "handle-batch returned {} results for {n} messages",
+                    results.len()
+                );
                 vec![Outcome::Failed(Failure::new(ErrorClass::Fatal, reason)); n]
             }
             // A trapped instance is never reused.

@@ -26,7 +26,12 @@ pub struct MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
             self.hit = Some(desired);
             // An error (not `Ok(false)`) traps right here, with a reason, instead of letting the
@@ -39,7 +44,12 @@ impl ResourceLimiter for MemoryCap {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -54,11 +64,21 @@ impl log::Host for HostState {
         let (pipeline, plugin) = (&*self.pipeline, &*self.plugin);
         let id = self.message_id.as_deref().unwrap_or("");
         match level {
-            log::Level::Trace => tracing::trace!(target: "sluice::handler", pipeline, plugin, message_id = id, "{message}"),
-            log::Level::Debug => tracing::debug!(target: "sluice::handler", pipeline, plugin, message_id = id, "{message}"),
-            log::Level::Info => tracing::info!(target: "sluice::handler", pipeline, plugin, message_id = id, "{message}"),
-            log::Level::Warn => tracing::warn!(target: "sluice::handler", pipeline, plugin, message_id = id, "{message}"),
-            log::Level::Error => tracing::error!(target: "sluice::handler", pipeline, plugin, message_id = id, "{message}"),
+            log::Level::Trace => {
+                tracing::trace!(target: "sluice::handler", pipeline, plugin, message_id = id, "{message}")
+            }
+            log::Level::Debug => {
+                tracing::debug!(target: "sluice::handler", pipeline, plugin, message_id = id, "{message}")
+            }
+            log::Level::Info => {
+                tracing::info!(target: "sluice::handler", pipeline, plugin, message_id = id, "{message}")
+            }
+            log::Level::Warn => {
+                tracing::warn!(target: "sluice::handler", pipeline, plugin, message_id = id, "{message}")
+            }
+            log::Level::Error => {
+                tracing::error!(target: "sluice::handler", pipeline, plugin, message_id = id, "{message}")
+            }
         }
     }
 }

@@ -23,13 +23,24 @@ struct Faulty;
 /// Recursion whose frames live on the WebAssembly stack (locals only, nothing in linear memory),
 /// so it is the host's `stack_kb` cap that stops it.
 fn recurse(depth: u64) -> u64 {
-    if std::hint::black_box(depth) == u64::MAX { 0 } else { recurse(depth + 1).wrapping_add(depth) }
+    if std::hint::black_box(depth) == u64::MAX {
+        0
+    } else {
+        recurse(depth + 1).wrapping_add(depth)
+    }
 }
 
 impl Handler for Faulty {
     fn handle(msg: Message) -> Result<Vec<Output>, HandlerError> {
         let text = String::from_utf8_lossy(&msg.payload).into_owned();
-        let echo = || Ok(vec![Output { payload: msg.payload.clone(), key: msg.key.clone(), headers: msg.headers.clone(), route: None }]);
+        let echo = || {
+            Ok(vec![Output {
+                payload: msg.payload.clone(),
+                key: msg.key.clone(),
+                headers: msg.headers.clone(),
+                route: None,
+            }])
+        };
         match text.as_str() {
             "trap" => panic!("asked to trap by message {}", msg.id),
             "loop" => loop {
@@ -44,24 +55,41 @@ impl Handler for Faulty {
             }
             "stack" => Ok(vec![Output::from_payload(recurse(0).to_string())]),
             "huge" => Ok(vec![Output::from_payload(vec![b'x'; 8 << 20])]),
-            "many" => Ok((0..5000).map(|i| Output::from_payload(i.to_string())).collect()),
+            "many" => Ok((0..5000)
+                .map(|i| Output::from_payload(i.to_string()))
+                .collect()),
             "transient" => Err(HandlerError::Transient("dependency unavailable".into())),
             "fatal" => Err(HandlerError::Fatal("cannot ever handle this".into())),
             "invalid" => Err(HandlerError::Invalid("payload is malformed".into())),
             "filter" => Ok(Vec::new()),
             _ => {
-                if let Some(n) = text.strip_prefix("slow:").and_then(|n| n.parse::<u64>().ok()) {
+                if let Some(n) = text
+                    .strip_prefix("slow:")
+                    .and_then(|n| n.parse::<u64>().ok())
+                {
                     let mut x = 0u64;
                     for i in 0..n * 1_000_000 {
                         x = std::hint::black_box(x.wrapping_add(i));
                     }
                     return echo();
                 }
-                if let Some(n) = text.strip_prefix("transient-until:").and_then(|n| n.parse::<u32>().ok()) {
-                    return if msg.metadata.attempt < n { Err(HandlerError::Transient(format!("attempt {} of {n}", msg.metadata.attempt))) } else { echo() };
+                if let Some(n) = text
+                    .strip_prefix("transient-until:")
+                    .and_then(|n| n.parse::<u32>().ok())
+                {
+                    return if msg.metadata.attempt < n {
+                        Err(HandlerError::Transient(format!(
+                            "attempt {} of {n}",
+                            msg.metadata.attempt
+                        )))
+                    } else {
+                        echo()
+                    };
                 }
                 if let Some(route) = text.strip_prefix("route:") {
-                    return Ok(vec![Output::from_payload(msg.payload.clone()).with_route(route)]);
+                    return Ok(vec![
+                        Output::from_payload(msg.payload.clone()).with_route(route),
+                    ]);
                 }
                 echo()
             }

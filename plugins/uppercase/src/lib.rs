@@ -1,7 +1,7 @@
 //! `uppercase`: ASCII-uppercases the payload; key, headers and route pass through.
 //! The smallest useful handler, and the one the benchmarks measure.
 
-use sluice_sdk::{export_handler, Handler, HandlerError, Message, Output};
+use sluice_sdk::{Handler, HandlerError, Message, Output, export_handler};
 
 struct Uppercase;
 
@@ -9,7 +9,12 @@ impl Handler for Uppercase {
     fn handle(msg: Message) -> Result<Vec<Output>, HandlerError> {
         let mut payload = msg.payload;
         payload.make_ascii_uppercase();
-        Ok(vec![Output { payload, key: msg.key, headers: msg.headers, route: None }])
+        Ok(vec![Output {
+            payload,
+            key: msg.key,
+            headers: msg.headers,
+            route: None,
+        }])
     }
 }
 

@@ -1,0 +1,30 @@
+# Sluice container image: the host binary plus the example plugins and pipelines.
+#
+#   docker build -t sluice .
+#   docker run --rm sluice                                   # runs /etc/sluice/pipelines
+#   docker run --rm -v $PWD/my-pipelines:/etc/sluice/pipelines -v $PWD/my-plugins:/etc/sluice/plugins sluice
+#
+# glibc base on purpose: wasmtime's musl target is tier 3.
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN rustup target add wasm32-unknown-unknown wasm32-wasip2 \
+ && SLUICE_PROFILE=release CARGO_TARGET_DIR=/src/target scripts/build-plugins.sh \
+ && cargo build --release -p sluice --bin sluice
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --home-dir /var/lib/sluice --create-home sluice \
+ && install -d -o sluice -g sluice /var/cache/sluice
+COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
+# Pipelines name plugins as ../plugins/dist/*.wasm, so keep that layout under /etc/sluice.
+COPY --from=build /src/plugins/dist /etc/sluice/plugins/dist
+COPY pipelines /etc/sluice/pipelines
+USER sluice
+WORKDIR /var/lib/sluice
+ENV SLUICE_CACHE_DIR=/var/cache/sluice \
+    QUICKSTART_DEAD_LETTER=/var/lib/sluice/quickstart-dead-letter.jsonl \
+    OUT_DIR=/var/lib/sluice
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["sluice"]
+CMD ["run", "/etc/sluice/pipelines"]
