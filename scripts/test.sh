@@ -14,6 +14,10 @@ echo "== clippy"
 cargo clippy --quiet --workspace --all-targets --exclude uppercase --exclude json-enrich --exclude faulty \
   --exclude wrong-world --exclude needs-wasi -- -D warnings
 echo "== tests"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 cargo test --workspace --exclude uppercase --exclude json-enrich --exclude faulty --exclude wrong-world \
-  --exclude needs-wasi
+  --exclude needs-wasi 2>&1 | tee "$log"
 echo "== all checks passed in $(( $(date +%s) - started ))s"
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
