@@ -31,7 +31,7 @@ pub fn check_plugins(host: &PluginHost, p: &LoadedPipeline) -> Vec<ConfigError> 
             let loaded = host
                 .load(&p.base_dir.join(&h.plugin), &h.limits)
                 .and_then(|plugin| {
-                    plugin.into_handler(&p.config.name, &h.display_name(), settings(h))
+                    plugin.into_handler(&p.config.name, &h.display_name(), settings(h), h.batch_abi)
                 });
             loaded.err().map(|e| ConfigError {
                 file: p.file.clone(),
@@ -84,7 +84,7 @@ pub fn build(host: &PluginHost, p: &LoadedPipeline) -> anyhow::Result<BuiltPipel
             .load(&p.base_dir.join(&h.plugin), &h.limits)
             .with_context(|| format!("pipeline {}", cfg.name))?;
         let handler = plugin
-            .into_handler(&cfg.name, &name, settings(h))
+            .into_handler(&cfg.name, &name, settings(h), h.batch_abi)
             .with_context(|| format!("pipeline {}", cfg.name))?;
         tracing::info!(pipeline = %cfg.name, handler = %name, sha256 = %handler.hash(), "handler loaded");
         handlers.push(Arc::new(handler));

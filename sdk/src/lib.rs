@@ -20,13 +20,15 @@
 //! `target/wasm32-wasip2/plugin/` is the component a pipeline file names.
 
 pub mod json;
+#[doc(hidden)]
+pub mod packed;
 
-/// The generated bindings for `sluice:plugin@0.1.0` (world `handler-with-init`).
+/// The generated bindings for `sluice:plugin@0.1.0` (world `handler-full`).
 #[allow(missing_docs, clippy::all, unsafe_code)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit/v0.1",
-        world: "handler-with-init",
+        world: "handler-full",
         pub_export_macro: true,
         export_macro_name: "__export_bindings",
         default_bindings_module: "sluice_sdk::bindings",
@@ -115,7 +117,32 @@ pub fn __install_panic_hook() {
     });
 }
 
-/// Export a [`Handler`] implementation as the component's `message-handler` and `lifecycle`.
+/// The packed fast path (`docs/packed-batch.md`): decode, [`Handler::handle_batch`], encode.
+/// A batch the host encoded wrongly fails every message as `fatal`, never the instance.
+#[doc(hidden)]
+pub fn __handle_packed<H: Handler>(batch: Vec<u8>) -> Vec<u8> {
+    let results = match packed::decode_batch(&batch) {
+        Ok(msgs) => {
+            drop(batch);
+            H::handle_batch(msgs)
+        }
+        Err(reason) => {
+            let count = batch
+                .get(..4)
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+            vec![
+                Err(HandlerError::Fatal(format!(
+                    "malformed packed batch: {reason}"
+                )));
+                count.min(1 << 16)
+            ]
+        }
+    };
+    packed::encode_results(&results)
+}
+
+/// Export a [`Handler`] implementation as the component's `message-handler`, `lifecycle` and
+/// `packed-handler`.
 #[macro_export]
 macro_rules! export_handler {
     ($ty:ident) => {
@@ -129,6 +156,12 @@ macro_rules! export_handler {
             ) -> Vec<Result<Vec<$crate::Output>, $crate::HandlerError>> {
                 $crate::__install_panic_hook();
                 <$ty as $crate::Handler>::handle_batch(msgs)
+            }
+        }
+        impl $crate::bindings::exports::sluice::plugin::packed_handler::Guest for $ty {
+            fn handle_packed(batch: Vec<u8>) -> Vec<u8> {
+                $crate::__install_panic_hook();
+                $crate::__handle_packed::<$ty>(batch)
             }
         }
         impl $crate::bindings::exports::sluice::plugin::lifecycle::Guest for $ty {

@@ -55,7 +55,7 @@ pub fn wasm_handler(name: &str, limits: LimitsConfig, config: &[(&str, &str)]) -
         .collect();
     Arc::new(
         plugin
-            .into_handler("test", name, config)
+            .into_handler("test", name, config, sluice::config::BatchAbi::Auto)
             .expect("plugin initialises"),
     )
 }

@@ -82,7 +82,12 @@ fn init_refusing_its_configuration_fails_the_handler() {
         .load(&plugin_path("json-enrich"), &LimitsConfig::default())
         .unwrap();
     let err = plugin
-        .into_handler("p", "json-enrich", vec![("colour".into(), "blue".into())])
+        .into_handler(
+            "p",
+            "json-enrich",
+            vec![("colour".into(), "blue".into())],
+            sluice::config::BatchAbi::Auto,
+        )
         .err()
         .expect("refused");
     let err = format!("{err:#}");

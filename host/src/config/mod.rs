@@ -52,6 +52,20 @@ pub struct HandlerConfig {
     pub config: BTreeMap<String, Scalar>,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// How batches cross into the component. Default: `auto`.
+    #[serde(default)]
+    pub batch_abi: BatchAbi,
+}
+
+/// How the host hands a batch to a handler.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchAbi {
+    /// The packed fast path when the component exports it, else `handle-batch`.
+    #[default]
+    Auto,
+    /// Always `handle-batch` through the canonical ABI (to rule out an SDK's packed codec).
+    Canonical,
 }
 
 impl HandlerConfig {

@@ -11,6 +11,8 @@ pub mod v0_1 {
 
     /// Export name of the handler interface; its presence identifies a 0.1 handler.
     pub const HANDLER_EXPORT: &str = "sluice:plugin/message-handler@0.1.0";
+    /// Export name of the optional packed fast path.
+    pub const PACKED_EXPORT: &str = "sluice:plugin/packed-handler@0.1.0";
     /// Export name of the optional `init` interface.
     pub const LIFECYCLE_EXPORT: &str = "sluice:plugin/lifecycle@0.1.0";
     /// Everything a 0.1 handler may import.

@@ -13,6 +13,7 @@ mod cache;
 pub mod componentize;
 mod convert;
 mod inspect;
+pub mod packed;
 mod state;
 
 use std::collections::HashMap;
@@ -21,10 +22,10 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
-use wasmtime::component::{ComponentExportIndex, HasSelf, Linker};
+use wasmtime::component::{ComponentExportIndex, HasSelf, Linker, TypedFunc};
 use wasmtime::{Engine, Store, Trap};
 
-use crate::config::LimitsConfig;
+use crate::config::{BatchAbi, LimitsConfig};
 use crate::engine::{ErrorClass, Failure, Outcome, Transform};
 use crate::message::Message;
 use bindings::v0_1::{self, sluice::plugin::types as wit};
@@ -117,9 +118,13 @@ impl PluginHost {
             .map_err(|e| anyhow!("imports do not match what the host provides: {e:#}"))?;
         let pre = v0_1::HandlerPre::new(pre)
             .map_err(|e| anyhow!("does not implement world {}: {e:#}", v0_1::WORLD))?;
-        let init = component
-            .get_export_index(None, v0_1::LIFECYCLE_EXPORT)
-            .and_then(|lifecycle| component.get_export_index(Some(&lifecycle), "init"));
+        let export = |interface: &str, func: &str| {
+            component
+                .get_export_index(None, interface)
+                .and_then(|i| component.get_export_index(Some(&i), func))
+        };
+        let init = export(v0_1::LIFECYCLE_EXPORT, "init");
+        let packed = export(v0_1::PACKED_EXPORT, "handle-packed");
         Ok(Plugin {
             path: path.to_path_buf(),
             hash,
@@ -128,6 +133,7 @@ impl PluginHost {
             engine,
             pre,
             init,
+            packed,
             limits: limits.clone(),
         })
     }
@@ -194,19 +200,23 @@ pub struct Plugin {
     engine: Engine,
     pre: v0_1::HandlerPre<HostState>,
     init: Option<ComponentExportIndex>,
+    packed: Option<ComponentExportIndex>,
     limits: LimitsConfig,
 }
 
 impl Plugin {
-    /// A handler for `pipeline`, named `name`, initialised with `config`. One instance is made
+    /// A handler for `pipeline`, named `name`, initialised with `config`, taking batches as `abi`
+    /// says. One instance is made
     /// (and `init` run) now, so a plugin that refuses its configuration fails here.
     pub fn into_handler(
         self,
         pipeline: &str,
         name: &str,
         config: Vec<(String, String)>,
+        abi: BatchAbi,
     ) -> anyhow::Result<WasmHandler> {
         let handler = WasmHandler {
+            packed: abi == BatchAbi::Auto && self.packed.is_some(),
             name: name.to_owned(),
             pipeline: pipeline.into(),
             plugin_name: name.into(),
@@ -236,6 +246,7 @@ impl Plugin {
 struct Instance {
     store: Store<HostState>,
     bindings: v0_1::Handler,
+    packed: Option<PackedFunc>,
 }
 
 type CallResult = Result<Vec<wit::Output>, wit::HandlerError>;
@@ -247,6 +258,8 @@ pub struct WasmHandler {
     plugin_name: Arc<str>,
     config: Vec<(String, String)>,
     deadline_ticks: u64,
+    /// Batches go through `handle-packed` (the component has it and the pipeline allows it).
+    packed: bool,
     plugin: Plugin,
     pool: Mutex<Vec<Instance>>,
     counters: Arc<Mutex<HashMap<String, u64>>>,
@@ -299,7 +312,17 @@ impl WasmHandler {
                 .map_err(|e| self.describe_trap(&e, &store).into_error())?;
             result.map_err(|reason| anyhow!("init refused the configuration: {reason}"))?;
         }
-        Ok(Instance { store, bindings })
+        let packed = match &self.plugin.packed {
+            Some(index) if self.packed => {
+                Some(instance.get_typed_func::<(Vec<u8>,), (Vec<u8>,)>(&mut store, index)?)
+            }
+            _ => None,
+        };
+        Ok(Instance {
+            store,
+            bindings,
+            packed,
+        })
     }
 
     fn take_instance(&self) -> anyhow::Result<Instance> {
@@ -310,15 +333,20 @@ impl WasmHandler {
         }
     }
 
+    fn prepare(&self, inst: &mut Instance, single_id: Option<&str>) {
+        inst.store.set_epoch_deadline(self.deadline_ticks);
+        let state = inst.store.data_mut();
+        state.message_id = single_id.map(str::to_owned);
+        state.last_panic = None;
+    }
+
+    /// Through the canonical ABI: `handle` for one message, `handle-batch` for more.
     fn call(
         &self,
         inst: &mut Instance,
         msgs: &[wit::Message],
     ) -> wasmtime::Result<Vec<CallResult>> {
-        inst.store.set_epoch_deadline(self.deadline_ticks);
-        let state = inst.store.data_mut();
-        state.message_id = (msgs.len() == 1).then(|| msgs[0].id.clone());
-        state.last_panic = None;
+        self.prepare(inst, (msgs.len() == 1).then(|| msgs[0].id.as_str()));
         let exports = inst.bindings.sluice_plugin_message_handler();
         if let [one] = msgs {
             Ok(vec![exports.call_handle(&mut inst.store, one)?])
@@ -327,28 +355,40 @@ impl WasmHandler {
         }
     }
 
+    /// Through `handle-packed`: one buffer in, one buffer out (`docs/packed-batch.md`).
+    fn call_packed(
+        &self,
+        inst: &mut Instance,
+        func: PackedFunc,
+        batch: &[Message],
+    ) -> wasmtime::Result<Vec<u8>> {
+        self.prepare(inst, None);
+        let (results,) = func.call(&mut inst.store, (packed::encode_batch(batch),))?;
+        Ok(results)
+    }
+
     /// One message on its own, used to find the culprit after a batch trapped.
     fn process_one(&self, msg: &wit::Message) -> Outcome {
         let mut inst = match self.take_instance() {
             Ok(i) => i,
-            Err(e) => {
-                return Outcome::Failed(Failure::new(
-                    ErrorClass::Transient,
-                    format!("cannot instantiate the plugin: {e:#}"),
-                ));
-            }
+            Err(e) => return Outcome::Failed(cannot_instantiate(&e)),
         };
         match self.call(&mut inst, std::slice::from_ref(msg)) {
             Ok(mut results) => {
                 self.give_back(inst);
-                self.outcome(
-                    results
-                        .pop()
-                        .unwrap_or(Err(wit::HandlerError::Fatal("no result".into()))),
-                )
+                let result = results
+                    .pop()
+                    .unwrap_or(Err(wit::HandlerError::Fatal("no result".into())));
+                self.outcome(result)
             }
             Err(err) => Outcome::Failed(self.describe_trap(&err, &inst.store)),
         }
+    }
+
+    /// Every message of a batch whose call trapped, one at a time in fresh instances, so that only
+    /// the culprit fails.
+    fn isolate(&self, msgs: &[wit::Message]) -> Vec<Outcome> {
+        msgs.iter().map(|m| self.process_one(m)).collect()
     }
 
     fn give_back(&self, inst: Instance) {
@@ -358,49 +398,49 @@ impl WasmHandler {
             .push(inst);
     }
 
-    /// Check one result against the output limits and convert it.
+    /// Convert one canonical-ABI result and check it against the output limits.
     fn outcome(&self, result: CallResult) -> Outcome {
-        let limits = &self.plugin.limits;
-        match result {
+        self.within_limits(match result {
             Err(e) => Outcome::Failed(convert::failure(e)),
-            Ok(outputs) if outputs.len() > limits.max_outputs as usize => {
-                Outcome::Failed(Failure::new(
-                    ErrorClass::OutputLimit,
-                    format!(
-                        "{} outputs for one message, the limit is {}",
-                        outputs.len(),
-                        limits.max_outputs
-                    ),
-                ))
-            }
-            Ok(outputs) => {
-                let bytes: u64 = outputs.iter().map(|o| o.payload.len() as u64).sum();
-                if bytes > limits.max_output_bytes {
-                    Outcome::Failed(Failure::new(
-                        ErrorClass::OutputLimit,
-                        format!(
-                            "{bytes} output bytes for one message, the limit is {}",
-                            limits.max_output_bytes
-                        ),
-                    ))
-                } else {
-                    Outcome::Outputs(outputs.into_iter().map(convert::from_wit).collect())
-                }
-            }
+            Ok(outputs) => Outcome::Outputs(outputs.into_iter().map(convert::from_wit).collect()),
+        })
+    }
+
+    /// Check one message's outputs against `max_outputs` and `max_output_bytes`.
+    fn within_limits(&self, outcome: Outcome) -> Outcome {
+        let limits = &self.plugin.limits;
+        let Outcome::Outputs(outputs) = &outcome else {
+            return outcome;
+        };
+        if outputs.len() > limits.max_outputs as usize {
+            let reason = format!(
+                "{} outputs for one message, the limit is {}",
+                outputs.len(),
+                limits.max_outputs
+            );
+            return Outcome::Failed(Failure::new(ErrorClass::OutputLimit, reason));
         }
+        let bytes: u64 = outputs.iter().map(|o| o.payload.len() as u64).sum();
+        if bytes > limits.max_output_bytes {
+            let reason = format!(
+                "{bytes} output bytes for one message, the limit is {}",
+                limits.max_output_bytes
+            );
+            return Outcome::Failed(Failure::new(ErrorClass::OutputLimit, reason));
+        }
+        outcome
     }
 
     /// Turn a failed call into a typed failure with a reason a person can act on.
     fn describe_trap(&self, err: &wasmtime::Error, store: &Store<HostState>) -> Failure {
         let state = store.data();
+        let limits = &self.plugin.limits;
         if let Some(desired) = state.limiter.hit {
-            return Failure::new(
-                ErrorClass::MemoryLimit,
-                format!(
-                    "memory limit of {} MiB exceeded (the guest asked for {desired} bytes)",
-                    self.plugin.limits.memory_mb
-                ),
+            let reason = format!(
+                "memory limit of {} MiB exceeded (the guest asked for {desired} bytes)",
+                limits.memory_mb
             );
+            return Failure::new(ErrorClass::MemoryLimit, reason);
         }
         let panic = state
             .last_panic
@@ -410,22 +450,25 @@ impl WasmHandler {
         match err.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => Failure::new(
                 ErrorClass::Timeout,
-                format!(
-                    "handler ran past its timeout of {} ms",
-                    self.plugin.limits.timeout_ms
-                ),
+                format!("handler ran past its timeout of {} ms", limits.timeout_ms),
             ),
             Some(Trap::StackOverflow) => Failure::new(
                 ErrorClass::Trap,
-                format!(
-                    "stack overflow (stack limit {} KiB)",
-                    self.plugin.limits.stack_kb
-                ),
+                format!("stack overflow (stack limit {} KiB)", limits.stack_kb),
             ),
             Some(trap) => Failure::new(ErrorClass::Trap, format!("trap: {trap}{panic}")),
             None => Failure::new(ErrorClass::Trap, format!("trap: {err:#}{panic}")),
         }
     }
+}
+
+type PackedFunc = TypedFunc<(Vec<u8>,), (Vec<u8>,)>;
+
+fn cannot_instantiate(e: &anyhow::Error) -> Failure {
+    Failure::new(
+        ErrorClass::Transient,
+        format!("cannot instantiate the plugin: {e:#}"),
+    )
 }
 
 impl Failure {
@@ -441,17 +484,36 @@ impl Transform for WasmHandler {
 
     fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
         let n = batch.len();
-        let msgs: Vec<wit::Message> = batch.into_iter().map(convert::to_wit).collect();
         let mut inst = match self.take_instance() {
             Ok(i) => i,
-            Err(e) => {
-                let failure = Failure::new(
-                    ErrorClass::Transient,
-                    format!("cannot instantiate the plugin: {e:#}"),
-                );
-                return vec![Outcome::Failed(failure); n];
-            }
+            Err(e) => return vec![Outcome::Failed(cannot_instantiate(&e)); n],
         };
+        if let Some(func) = inst.packed.filter(|_| n > 1) {
+            return match self.call_packed(&mut inst, func, &batch) {
+                Ok(buf) => {
+                    self.give_back(inst);
+                    match packed::decode_results(bytes::Bytes::from(buf), n) {
+                        Ok(outcomes) => outcomes
+                            .into_iter()
+                            .map(|o| self.within_limits(o))
+                            .collect(),
+                        Err(reason) => {
+                            let reason = format!(
+                                "handler `{}` returned a malformed packed result: {reason}",
+                                self.name
+                            );
+                            vec![Outcome::Failed(Failure::new(ErrorClass::Fatal, reason)); n]
+                        }
+                    }
+                }
+                // A trapped instance is never reused.
+                Err(_) => {
+                    drop(inst);
+                    self.isolate(&batch.into_iter().map(convert::to_wit).collect::<Vec<_>>())
+                }
+            };
+        }
+        let msgs: Vec<wit::Message> = batch.into_iter().map(convert::to_wit).collect();
         match self.call(&mut inst, &msgs) {
             Ok(results) if results.len() == n => {
                 self.give_back(inst);
@@ -468,9 +530,8 @@ impl Transform for WasmHandler {
             // A trapped instance is never reused.
             Err(err) if n == 1 => vec![Outcome::Failed(self.describe_trap(&err, &inst.store))],
             Err(_) => {
-                // Which message did it? Run each on its own so the others are unaffected.
                 drop(inst);
-                msgs.iter().map(|m| self.process_one(m)).collect()
+                self.isolate(&msgs)
             }
         }
     }
