@@ -7,9 +7,12 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+pub use bytestring::ByteString;
 
-/// Header (name, value) pairs in broker order; names may repeat.
-pub type Headers = Vec<(String, String)>;
+/// Header (name, value) pairs in broker order; names may repeat. Names and values are
+/// `Bytes`-backed strings, so headers read from a buffer (a broker frame, a handler's packed
+/// result) are slices of it rather than copies.
+pub type Headers = Vec<(ByteString, ByteString)>;
 
 /// A message received from a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +84,7 @@ impl Output {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| &**v)
     }
 }
 
@@ -91,7 +94,7 @@ impl Message {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| &**v)
     }
 }
 

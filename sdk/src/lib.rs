@@ -16,12 +16,17 @@
 //! export_handler!(Upper);
 //! ```
 //!
-//! Build with `cargo build --target wasm32-wasip2 --profile plugin`; the `.wasm` in
-//! `target/wasm32-wasip2/plugin/` is the component a pipeline file names.
+//! Build a core module with `cargo build --release --target wasm32-unknown-unknown`, then make
+//! it a component with `sluice plugin componentize <module.wasm> -o <handler.wasm>`.
+//!
+//! For batches the host calls the packed fast path, which hands [`Handler::handle_view`] a
+//! message borrowed from the batch buffer; its default turns the view into an owned [`Message`]
+//! for [`Handler::handle`]. Implement `handle_view` as well when every allocation counts.
 
 pub mod json;
-#[doc(hidden)]
 pub mod packed;
+
+pub use packed::{MessageView, MetadataView, OutputRef, Outputs, RawHeaders};
 
 /// The generated bindings for `sluice:plugin@0.1.0` (world `handler-full`).
 #[allow(missing_docs, clippy::all, unsafe_code)]
@@ -54,6 +59,16 @@ pub trait Handler {
     /// Handle a batch. Default: [`Handler::handle`] on each message, in order.
     fn handle_batch(msgs: Vec<Message>) -> Vec<Result<Vec<Output>, HandlerError>> {
         msgs.into_iter().map(Self::handle).collect()
+    }
+
+    /// Handle one message of a packed batch without copying it: read from `msg`, write outputs
+    /// to `out` (nothing written means filtered). On `Err`, whatever was written is discarded.
+    /// Default: [`MessageView::to_owned`], then [`Handler::handle`].
+    fn handle_view(msg: &MessageView<'_>, out: &mut Outputs<'_>) -> Result<(), HandlerError> {
+        for o in Self::handle(msg.to_owned())? {
+            out.push_owned(&o);
+        }
+        Ok(())
     }
 }
 
@@ -117,28 +132,31 @@ pub fn __install_panic_hook() {
     });
 }
 
-/// The packed fast path (`docs/packed-batch.md`): decode, [`Handler::handle_batch`], encode.
-/// A batch the host encoded wrongly fails every message as `fatal`, never the instance.
+/// The packed fast path (`docs/packed-batch.md`): read views, [`Handler::handle_view`] each,
+/// write the results. A batch the host encoded wrongly fails its messages as `fatal`, never the
+/// instance.
 #[doc(hidden)]
 pub fn __handle_packed<H: Handler>(batch: Vec<u8>) -> Vec<u8> {
-    let results = match packed::decode_batch(&batch) {
-        Ok(msgs) => {
-            drop(batch);
-            H::handle_batch(msgs)
-        }
-        Err(reason) => {
-            let count = batch
-                .get(..4)
-                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
-            vec![
-                Err(HandlerError::Fatal(format!(
-                    "malformed packed batch: {reason}"
-                )));
-                count.min(1 << 16)
-            ]
-        }
+    let (count, views) = match packed::read_batch(&batch) {
+        Ok(v) => v,
+        // Not even the count is readable: zero results, which the host reports for every message.
+        Err(_) => return packed::ResultWriter::new(0, 4).finish(),
     };
-    packed::encode_results(&results)
+    let mut results = packed::ResultWriter::new(count, batch.len() + 64);
+    let mut written = 0;
+    for view in views {
+        match view {
+            Ok(msg) => results.result(|out| H::handle_view(&msg, out)),
+            Err(reason) => {
+                // The rest of the batch cannot be read: fail it message by message.
+                let e = HandlerError::Fatal(format!("malformed packed batch: {reason}"));
+                (written..count).for_each(|_| results.error(&e));
+                break;
+            }
+        }
+        written += 1;
+    }
+    results.finish()
 }
 
 /// Export a [`Handler`] implementation as the component's `message-handler`, `lifecycle` and

@@ -1,99 +1,233 @@
-//! The guest side of the packed batch format (`docs/packed-batch.md`): decode the host's batch,
-//! encode the results. The host decodes defensively; this side trusts the host's encoding but
-//! still never panics on a short buffer.
+//! The guest side of the packed batch format (`docs/packed-batch.md`).
+//!
+//! Messages are read as [`MessageView`]s that borrow from the host's buffer, and outputs are
+//! written straight into the result buffer, so a handler that implements
+//! [`Handler::handle_view`](crate::Handler::handle_view) allocates nothing per message beyond what
+//! it computes itself.
 
 use crate::{HandlerError, Message, Metadata, Output};
 
 const NONE: u32 = u32::MAX;
 
-/// Decode a packed batch into messages.
-pub fn decode_batch(buf: &[u8]) -> Result<Vec<Message>, String> {
-    let mut r = Reader { buf, pos: 0 };
-    let count = r.u32()? as usize;
-    let mut msgs = Vec::with_capacity(count.min(1 << 16));
-    for _ in 0..count {
-        let id = r.string()?;
-        let key = r.opt_bytes()?.map(<[u8]>::to_vec);
-        let payload = r.bytes()?.to_vec();
-        let headers = r.headers()?;
-        let source = r.string()?;
-        let topic = r.string()?;
-        let partition = r
-            .flagged(4)?
-            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-        let offset = r.flagged(8)?.map(i64_le);
-        let timestamp_ms = r.flagged(8)?.map(i64_le);
-        let received_ms = i64_le(r.take(8)?);
-        let attempt = r.u32()?;
-        msgs.push(Message {
-            id,
-            key,
-            payload,
-            headers,
-            metadata: Metadata {
-                source,
-                topic,
-                partition,
-                offset,
-                timestamp_ms,
-                received_ms,
-                attempt,
-            },
-        });
-    }
-    Ok(msgs)
+/// A message borrowed from the batch buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageView<'a> {
+    pub id: &'a str,
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+    /// The message's headers as they are encoded in the batch; see [`MessageView::headers`].
+    pub raw_headers: RawHeaders<'a>,
+    pub metadata: MetadataView<'a>,
 }
 
-/// Encode results, one per message, in order.
-pub fn encode_results(results: &[Result<Vec<Output>, HandlerError>]) -> Vec<u8> {
-    let size: usize = results
-        .iter()
-        .map(|r| match r {
-            Ok(outs) => {
-                5 + outs
-                    .iter()
-                    .map(|o| 24 + o.payload.len() + o.key.as_ref().map_or(0, Vec::len))
-                    .sum::<usize>()
-            }
-            Err(_) => 64,
-        })
-        .sum();
-    let mut buf = Vec::with_capacity(4 + size);
-    put_u32(&mut buf, results.len() as u32);
-    for result in results {
-        match result {
-            Ok(outputs) => {
-                buf.push(0);
-                put_u32(&mut buf, outputs.len() as u32);
-                for o in outputs {
-                    put_bytes(&mut buf, &o.payload);
-                    put_opt_bytes(&mut buf, o.key.as_deref());
-                    put_u32(&mut buf, o.headers.len() as u32);
-                    for (n, v) in &o.headers {
-                        put_bytes(&mut buf, n.as_bytes());
-                        put_bytes(&mut buf, v.as_bytes());
-                    }
-                    put_opt_bytes(&mut buf, o.route.as_deref().map(str::as_bytes));
-                }
+/// Read-only metadata of a [`MessageView`].
+#[derive(Debug, Clone, Copy)]
+pub struct MetadataView<'a> {
+    pub source: &'a str,
+    pub topic: &'a str,
+    pub partition: Option<i32>,
+    pub offset: Option<i64>,
+    pub timestamp_ms: Option<i64>,
+    pub received_ms: i64,
+    pub attempt: u32,
+}
+
+/// Encoded headers: a count and the `(name, value)` pairs, copied verbatim when passed through.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawHeaders<'a> {
+    count: u32,
+    bytes: &'a [u8],
+}
+
+impl<'a> RawHeaders<'a> {
+    /// No headers.
+    pub const NONE: RawHeaders<'static> = RawHeaders { count: 0, bytes: &[] };
+
+    /// The `(name, value)` pairs, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        let mut r = Reader { buf: self.bytes, pos: 0 };
+        (0..self.count).map_while(move |_| Some((r.str().ok()?, r.str().ok()?)))
+    }
+
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+impl<'a> MessageView<'a> {
+    /// The `(name, value)` header pairs, in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.raw_headers.iter()
+    }
+
+    /// The first header called `name`.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// An owned copy, for handlers that implement only [`Handler::handle`](crate::Handler::handle).
+    pub fn to_owned(&self) -> Message {
+        let m = &self.metadata;
+        Message {
+            id: self.id.to_owned(),
+            key: self.key.map(<[u8]>::to_vec),
+            payload: self.payload.to_vec(),
+            headers: self.headers().map(|(n, v)| (n.to_owned(), v.to_owned())).collect(),
+            metadata: Metadata {
+                source: m.source.to_owned(),
+                topic: m.topic.to_owned(),
+                partition: m.partition,
+                offset: m.offset,
+                timestamp_ms: m.timestamp_ms,
+                received_ms: m.received_ms,
+                attempt: m.attempt,
+            },
+        }
+    }
+}
+
+/// An output written without owning its parts.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputRef<'a> {
+    pub payload: &'a [u8],
+    pub key: Option<&'a [u8]>,
+    /// Headers copied verbatim (usually the input's, `msg.raw_headers`), then `extra_headers`.
+    pub headers: RawHeaders<'a>,
+    pub extra_headers: &'a [(&'a str, &'a str)],
+    pub route: Option<&'a str>,
+}
+
+impl<'a> OutputRef<'a> {
+    /// This payload, no key, no headers, default route.
+    pub fn new(payload: &'a [u8]) -> Self {
+        OutputRef { payload, key: None, headers: RawHeaders::NONE, extra_headers: &[], route: None }
+    }
+}
+
+/// Where a handler writes the outputs for one message.
+#[derive(Debug)]
+pub struct Outputs<'b> {
+    buf: &'b mut Vec<u8>,
+    count: u32,
+}
+
+impl Outputs<'_> {
+    /// Emit one output.
+    pub fn push(&mut self, o: OutputRef<'_>) {
+        put_bytes(self.buf, o.payload);
+        put_opt_bytes(self.buf, o.key);
+        put_u32(self.buf, o.headers.count + o.extra_headers.len() as u32);
+        self.buf.extend_from_slice(o.headers.bytes);
+        for (n, v) in o.extra_headers {
+            put_bytes(self.buf, n.as_bytes());
+            put_bytes(self.buf, v.as_bytes());
+        }
+        put_opt_bytes(self.buf, o.route.map(str::as_bytes));
+        self.count += 1;
+    }
+
+    /// Emit an owned [`Output`].
+    pub fn push_owned(&mut self, o: &Output) {
+        put_bytes(self.buf, &o.payload);
+        put_opt_bytes(self.buf, o.key.as_deref());
+        put_u32(self.buf, o.headers.len() as u32);
+        for (n, v) in &o.headers {
+            put_bytes(self.buf, n.as_bytes());
+            put_bytes(self.buf, v.as_bytes());
+        }
+        put_opt_bytes(self.buf, o.route.as_deref().map(str::as_bytes));
+        self.count += 1;
+    }
+}
+
+/// Builds the result buffer, one result per message.
+#[derive(Debug)]
+pub struct ResultWriter {
+    buf: Vec<u8>,
+}
+
+impl ResultWriter {
+    /// A writer for `count` results, sized for about `capacity` bytes.
+    pub fn new(count: usize, capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity);
+        put_u32(&mut buf, count as u32);
+        ResultWriter { buf }
+    }
+
+    /// Write one message's result: `f` emits its outputs, or fails (then whatever it emitted is
+    /// discarded and the error is written instead).
+    pub fn result(&mut self, f: impl FnOnce(&mut Outputs<'_>) -> Result<(), HandlerError>) {
+        let start = self.buf.len();
+        self.buf.push(0);
+        put_u32(&mut self.buf, 0);
+        let mut outputs = Outputs { buf: &mut self.buf, count: 0 };
+        match f(&mut outputs) {
+            Ok(()) => {
+                let count = outputs.count.to_le_bytes();
+                self.buf[start + 1..start + 5].copy_from_slice(&count);
             }
             Err(e) => {
-                let (tag, reason) = match e {
-                    HandlerError::Transient(r) => (1, r),
-                    HandlerError::Fatal(r) => (2, r),
-                    HandlerError::Invalid(r) => (3, r),
-                };
-                buf.push(tag);
-                put_bytes(&mut buf, reason.as_bytes());
+                self.buf.truncate(start);
+                self.error(&e);
             }
         }
     }
-    buf
+
+    /// Write one message's error.
+    pub fn error(&mut self, e: &HandlerError) {
+        let (tag, reason) = match e {
+            HandlerError::Transient(r) => (1, r),
+            HandlerError::Fatal(r) => (2, r),
+            HandlerError::Invalid(r) => (3, r),
+        };
+        self.buf.push(tag);
+        put_bytes(&mut self.buf, reason.as_bytes());
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.buf
+    }
 }
 
-fn i64_le(b: &[u8]) -> i64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    i64::from_le_bytes(a)
+/// The messages of a packed batch, as views.
+pub fn read_batch(buf: &[u8]) -> Result<(usize, impl Iterator<Item = Result<MessageView<'_>, String>>), String> {
+    let mut r = Reader { buf, pos: 0 };
+    let count = r.u32()? as usize;
+    let mut failed = false;
+    let iter = (0..count).map_while(move |_| {
+        if failed {
+            return None;
+        }
+        let view = r.message();
+        failed = view.is_err();
+        Some(view)
+    });
+    Ok((count, iter))
+}
+
+/// Decode a packed batch into owned messages.
+pub fn decode_batch(buf: &[u8]) -> Result<Vec<Message>, String> {
+    let (_, views) = read_batch(buf)?;
+    views.map(|v| v.map(|v| v.to_owned())).collect()
+}
+
+/// Encode owned results, one per message, in order.
+pub fn encode_results(results: &[Result<Vec<Output>, HandlerError>]) -> Vec<u8> {
+    let mut w = ResultWriter::new(results.len(), 64 * results.len());
+    for r in results {
+        match r {
+            Ok(outputs) => w.result(|out| {
+                outputs.iter().for_each(|o| out.push_owned(o));
+                Ok(())
+            }),
+            Err(e) => w.error(e),
+        }
+    }
+    w.finish()
 }
 
 fn put_u32(buf: &mut Vec<u8>, v: u32) {
@@ -119,11 +253,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or("truncated batch")?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or("truncated batch")?;
         let out = &self.buf[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -132,6 +262,11 @@ impl<'a> Reader<'a> {
     fn u32(&mut self) -> Result<u32, String> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn i64(&mut self) -> Result<i64, String> {
+        let b = self.take(8)?;
+        Ok(i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], String> {
@@ -146,22 +281,45 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn string(&mut self) -> Result<String, String> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| "a string is not UTF-8".to_owned())
+    fn str(&mut self) -> Result<&'a str, String> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| "a string is not UTF-8".to_owned())
     }
 
-    fn flagged(&mut self, width: usize) -> Result<Option<&'a [u8]>, String> {
+    fn flagged<const N: usize>(&mut self) -> Result<Option<[u8; N]>, String> {
         let flag = self.take(1)?[0];
-        let value = self.take(width)?;
+        let mut value = [0u8; N];
+        value.copy_from_slice(self.take(N)?);
         Ok((flag != 0).then_some(value))
     }
 
-    fn headers(&mut self) -> Result<Vec<(String, String)>, String> {
-        let n = self.u32()? as usize;
-        let mut h = Vec::with_capacity(n.min(256));
-        for _ in 0..n {
-            h.push((self.string()?, self.string()?));
+    fn headers(&mut self) -> Result<RawHeaders<'a>, String> {
+        let count = self.u32()?;
+        let start = self.pos;
+        for _ in 0..count {
+            self.str()?;
+            self.str()?;
         }
-        Ok(h)
+        Ok(RawHeaders { count, bytes: &self.buf[start..self.pos] })
+    }
+
+    fn message(&mut self) -> Result<MessageView<'a>, String> {
+        let id = self.str()?;
+        let key = self.opt_bytes()?;
+        let payload = self.bytes()?;
+        let raw_headers = self.headers()?;
+        let source = self.str()?;
+        let topic = self.str()?;
+        let partition = self.flagged::<4>()?.map(i32::from_le_bytes);
+        let offset = self.flagged::<8>()?.map(i64::from_le_bytes);
+        let timestamp_ms = self.flagged::<8>()?.map(i64::from_le_bytes);
+        let received_ms = self.i64()?;
+        let attempt = self.u32()?;
+        Ok(MessageView {
+            id,
+            key,
+            payload,
+            raw_headers,
+            metadata: MetadataView { source, topic, partition, offset, timestamp_ms, received_ms, attempt },
+        })
     }
 }

@@ -280,5 +280,5 @@ pub fn header<'a>(msg: &'a StoredMessage, name: &str) -> Option<&'a str> {
     msg.headers
         .iter()
         .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| &**v)
 }

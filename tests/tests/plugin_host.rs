@@ -138,7 +138,7 @@ fn uppercase_keeps_key_and_headers() {
     };
     assert_eq!(&o[0].payload[..], b"HELLO");
     assert_eq!(o[0].key.as_deref(), Some(&b"k"[..]));
-    assert_eq!(o[0].headers, vec![("h".to_owned(), "v".to_owned())]);
+    assert_eq!(o[0].headers, vec![("h".into(), "v".into())]);
     let Outcome::Outputs(o) = &out[1] else {
         panic!("{out:?}")
     };

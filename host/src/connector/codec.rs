@@ -103,10 +103,11 @@ fn decode_json(line: &[u8]) -> Result<Decoded, String> {
             .into_iter()
             .map(|(k, v)| {
                 Ok((
-                    k,
+                    k.into(),
                     v.as_str()
                         .ok_or("header values must be strings")?
-                        .to_owned(),
+                        .to_owned()
+                        .into(),
                 ))
             })
             .collect::<Result<_, &str>>()?,
@@ -149,7 +150,7 @@ mod tests {
             .decode(br#"{"payload": {"a": 1}, "headers": {"h": "v"}}"#)
             .unwrap();
         assert_eq!(&d.payload[..], br#"{"a":1}"#);
-        assert_eq!(d.headers, vec![("h".to_owned(), "v".to_owned())]);
+        assert_eq!(d.headers, vec![("h".into(), "v".into())]);
     }
 
     #[test]

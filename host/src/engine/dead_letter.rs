@@ -27,22 +27,22 @@ pub fn dead_letter_output(
     handler: Option<&str>,
 ) -> Output {
     let mut h = msg.headers.clone();
-    h.push((headers::REASON.into(), failure.reason.clone()));
+    h.push((headers::REASON.into(), failure.reason.clone().into()));
     h.push((headers::ERROR_CLASS.into(), failure.class.as_str().into()));
-    h.push((headers::ATTEMPTS.into(), msg.meta.attempt.to_string()));
+    h.push((headers::ATTEMPTS.into(), msg.meta.attempt.to_string().into()));
     h.push((headers::PIPELINE.into(), pipeline.into()));
     if let Some(handler) = handler {
         h.push((headers::HANDLER.into(), handler.into()));
     }
-    h.push((headers::SOURCE.into(), msg.meta.source.to_string()));
-    h.push((headers::TOPIC.into(), msg.meta.topic.to_string()));
+    h.push((headers::SOURCE.into(), msg.meta.source.to_string().into()));
+    h.push((headers::TOPIC.into(), msg.meta.topic.to_string().into()));
     if let Some(p) = msg.meta.partition {
-        h.push((headers::PARTITION.into(), p.to_string()));
+        h.push((headers::PARTITION.into(), p.to_string().into()));
     }
     if let Some(o) = msg.meta.offset {
-        h.push((headers::OFFSET.into(), o.to_string()));
+        h.push((headers::OFFSET.into(), o.to_string().into()));
     }
-    h.push((headers::MESSAGE_ID.into(), msg.id.clone()));
+    h.push((headers::MESSAGE_ID.into(), msg.id.clone().into()));
     Output {
         payload: msg.payload.clone(),
         key: msg.key.clone(),

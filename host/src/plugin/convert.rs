@@ -11,7 +11,7 @@ pub fn to_wit(m: Message) -> wit::Message {
         id: m.id,
         key: m.key.map(|k| k.to_vec()),
         payload: m.payload.to_vec(),
-        headers: m.headers,
+        headers: m.headers.into_iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
         metadata: wit::Metadata {
             source: m.meta.source.to_string(),
             topic: m.meta.topic.to_string(),
@@ -28,7 +28,7 @@ pub fn from_wit(o: wit::Output) -> Output {
     Output {
         payload: Bytes::from(o.payload),
         key: o.key.map(Bytes::from),
-        headers: o.headers,
+        headers: o.headers.into_iter().map(|(n, v)| (n.into(), v.into())).collect(),
         route: o.route,
     }
 }

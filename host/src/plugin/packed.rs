@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use crate::engine::{ErrorClass, Failure, Outcome};
-use crate::message::{Headers, Message, Output};
+use crate::message::{ByteString, Headers, Message, Output};
 
 const NONE: u32 = u32::MAX;
 
@@ -91,7 +91,7 @@ pub fn decode_results(buf: Bytes, expected: usize) -> Result<Vec<Outcome>, Strin
                     let payload = r.bytes()?;
                     let key = r.opt_bytes()?;
                     let headers = r.headers()?;
-                    let route = r.opt_bytes()?.map(utf8).transpose()?;
+                    let route = r.opt_bytes()?.map(utf8).transpose()?.map(String::from);
                     outputs.push(Output {
                         payload,
                         key,
@@ -107,7 +107,7 @@ pub fn decode_results(buf: Bytes, expected: usize) -> Result<Vec<Outcome>, Strin
                     ErrorClass::Fatal,
                     ErrorClass::Invalid,
                 ][tag as usize - 1];
-                Outcome::Failed(Failure::new(class, utf8(r.bytes()?)?))
+                Outcome::Failed(Failure::new(class, String::from(utf8(r.bytes()?)?)))
             }
             tag => return Err(format!("unknown result tag {tag}")),
         };
@@ -119,8 +119,8 @@ pub fn decode_results(buf: Bytes, expected: usize) -> Result<Vec<Outcome>, Strin
     Ok(outcomes)
 }
 
-fn utf8(b: Bytes) -> Result<String, String> {
-    String::from_utf8(b.to_vec()).map_err(|_| "a string is not UTF-8".to_owned())
+fn utf8(b: Bytes) -> Result<ByteString, String> {
+    ByteString::try_from(b).map_err(|_| "a string is not UTF-8".to_owned())
 }
 
 struct Reader {
@@ -210,7 +210,7 @@ mod tests {
         };
         assert_eq!(&o[0].payload[..], b"hi");
         assert_eq!(o[0].key, None);
-        assert_eq!(o[0].headers, vec![("h".to_owned(), "v".to_owned())]);
+        assert_eq!(o[0].headers, vec![("h".into(), "v".into())]);
         assert_eq!(o[0].route.as_deref(), Some("r"));
         assert_eq!(
             out[1],
