@@ -3,7 +3,7 @@
 //! Prints, all measured in the same run:
 //! - end-to-end messages/s with no handler (the relay baseline), the native `uppercase`
 //!   handler, and the WASM `uppercase` component, and the WASM/native ratio;
-//! - the handler call alone, in ns per message, for batches of 1 and of `BATCH`.
+//! - the handler call alone, in ns per message, for batches of 1 and of `batch_size()`.
 //!
 //! Run: `scripts/build-plugins.sh && cargo run --release -p sluice-bench -- [messages]`
 
@@ -27,7 +27,12 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const BATCH: usize = 128;
+fn batch_size() -> usize {
+    std::env::var("SLUICE_BENCH_BATCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(128)
+}
 
 /// The same transformation as the `uppercase` component, in native code.
 struct NativeUppercase;
@@ -37,16 +42,16 @@ impl Transform for NativeUppercase {
         "native-uppercase"
     }
 
-    fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
+    fn process(&self, batch: &[Message]) -> Vec<Outcome> {
         batch
-            .into_iter()
+            .iter()
             .map(|m| {
                 let mut payload = m.payload.to_vec();
                 payload.make_ascii_uppercase();
                 Outcome::Outputs(vec![Output {
                     payload: Bytes::from(payload),
-                    key: m.key,
-                    headers: m.headers,
+                    key: m.key.clone(),
+                    headers: m.headers.clone(),
                     route: None,
                 }])
             })
@@ -87,7 +92,7 @@ async fn end_to_end(count: u64, chain: Vec<Arc<dyn Transform>>) -> anyhow::Resul
         dead_letter: Arc::new(DropSink),
         delivery: DeliveryConfig {
             max_in_flight: 4096,
-            batch_size: BATCH,
+            batch_size: batch_size(),
             ..DeliveryConfig::default()
         },
         shutdown_deadline: Duration::from_secs(10),
@@ -125,59 +130,101 @@ fn call_cost(handler: &dyn Transform, batch: usize, total: usize) -> f64 {
     for b in 0..total / batch {
         let msgs: Vec<Message> = (0..batch).map(|i| message(b * batch + i)).collect();
         let started = Instant::now();
-        drop(std::hint::black_box(handler.process(msgs)));
+        let out = std::hint::black_box(handler.process(&msgs));
+        let ok = out
+            .iter()
+            .all(|o| matches!(o, Outcome::Outputs(v) if v.len() == 1));
+        drop(out);
         timed += started.elapsed();
+        // A figure for failed calls would be meaningless.
+        assert!(
+            ok,
+            "handler `{}` did not produce one output per message",
+            handler.name()
+        );
     }
     timed.as_nanos() as f64 / ((total / batch) * batch) as f64
 }
 
+/// `SLUICE_BENCH_<name>` from the environment, parsed, or `default`.
+fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(format!("SLUICE_BENCH_{name}"))
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Knobs (environment): `SLUICE_BENCH_REPS` runs per figure, median reported (default 5);
+/// `SLUICE_BENCH_BATCH` (default 128); `SLUICE_BENCH_PLUGIN` the component in `plugins/dist/`
+/// (default `uppercase`); `SLUICE_BENCH_CALL_ONLY=1` skips the end-to-end part.
 fn main() -> anyhow::Result<()> {
     let count: u64 = std::env::args()
         .nth(1)
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(2_000_000);
+    let reps: usize = knob("REPS", 5).max(1);
+    let plugin_name: String = knob("PLUGIN", "uppercase".to_owned());
     let host = PluginHost::new(Some(std::env::temp_dir().join("sluice-bench-cache")));
     let plugin = host.load(
-        &repo().join("plugins/dist/uppercase.wasm"),
+        &repo().join(format!("plugins/dist/{plugin_name}.wasm")),
         &LimitsConfig::default(),
     )?;
     let wasm: Arc<dyn Transform> = Arc::new(plugin.into_handler(
         "bench",
-        "uppercase",
+        &plugin_name,
         Vec::new(),
         sluice::config::BatchAbi::Auto,
     )?);
     let native: Arc<dyn Transform> = Arc::new(NativeUppercase);
 
-    println!("Handler call alone (256-byte payload, key, one header), ns per message:");
-    for batch in [1, BATCH] {
-        let total = if batch == 1 { 100_000 } else { 200_000 };
-        // Warm up, then measure.
-        call_cost(&*wasm, batch, total / 10);
-        let w = call_cost(&*wasm, batch, total);
-        let n = call_cost(&*native, batch, total);
+    println!(
+        "Handler call alone (256-byte payload, key, one header), ns per message, median of {reps}:"
+    );
+    for batch in [1, batch_size()] {
+        let total = if batch == 1 { 50_000 } else { 200_000 };
+        call_cost(&*wasm, batch, total / 10); // warm-up
+        let (mut w, mut n) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            w.push(call_cost(&*wasm, batch, total));
+            n.push(call_cost(&*native, batch, total));
+        }
+        let (w, n) = (median(w), median(n));
         println!(
             "  batch {batch:>4}: wasm {w:>8.0} ns   native {n:>8.0} ns   ratio {:.2}x",
             w / n
         );
     }
-
-    if std::env::var_os("SLUICE_BENCH_CALL_ONLY").is_some() {
+    if knob("CALL_ONLY", 0) == 1 {
         return Ok(());
     }
+
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     println!(
-        "End to end, generate → handler → drop, {count} messages of 256 bytes, batch {BATCH}:"
+        "End to end, generate → handler → drop, {count} messages of 256 bytes, batch {}, median of {reps}:",
+        batch_size()
     );
-    let relay = rt.block_on(end_to_end(count, Vec::new()))?;
-    let native_rate = rt.block_on(end_to_end(count, vec![native]))?;
-    let wasm_rate = rt.block_on(end_to_end(count, vec![wasm]))?;
-    println!("  relay (no handler): {:>12.0} msg/s", relay);
-    println!("  native uppercase:   {:>12.0} msg/s", native_rate);
-    println!("  wasm uppercase:     {:>12.0} msg/s", wasm_rate);
+    let (mut relay, mut native_rate, mut wasm_rate) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..reps {
+        relay.push(rt.block_on(end_to_end(count, Vec::new()))?);
+        native_rate.push(rt.block_on(end_to_end(count, vec![native.clone()]))?);
+        wasm_rate.push(rt.block_on(end_to_end(count, vec![wasm.clone()]))?);
+    }
+    let (relay, native_rate, wasm_rate) = (median(relay), median(native_rate), median(wasm_rate));
+    println!("  relay (no handler): {relay:>12.0} msg/s");
+    println!("  native uppercase:   {native_rate:>12.0} msg/s");
+    println!(
+        "  wasm {plugin_name}:{:>w$}{wasm_rate:>12.0} msg/s",
+        "",
+        w = 14usize.saturating_sub(plugin_name.len())
+    );
     println!(
         "  wasm/native time ratio: {:.2}x   wasm/relay throughput: {:.0}%",
         native_rate / wasm_rate,

@@ -143,8 +143,7 @@ pub fn __handle_packed<H: Handler>(batch: Vec<u8>) -> Vec<u8> {
         Err(_) => return packed::ResultWriter::new(0, 4).finish(),
     };
     let mut results = packed::ResultWriter::new(count, batch.len() + 64);
-    let mut written = 0;
-    for view in views {
+    for (written, view) in views.enumerate() {
         match view {
             Ok(msg) => results.result(|out| H::handle_view(&msg, out)),
             Err(reason) => {
@@ -154,7 +153,6 @@ pub fn __handle_packed<H: Handler>(batch: Vec<u8>) -> Vec<u8> {
                 break;
             }
         }
-        written += 1;
     }
     results.finish()
 }

@@ -9,10 +9,11 @@ use crate::{HandlerError, Message, Metadata, Output};
 
 const NONE: u32 = u32::MAX;
 
-/// A message borrowed from the batch buffer.
+/// A message borrowed from the batch buffer. Strings are checked for UTF-8 only when read, so
+/// a handler pays for nothing it does not look at.
 #[derive(Debug, Clone, Copy)]
 pub struct MessageView<'a> {
-    pub id: &'a str,
+    id: &'a [u8],
     pub key: Option<&'a [u8]>,
     pub payload: &'a [u8],
     /// The message's headers as they are encoded in the batch; see [`MessageView::headers`].
@@ -23,8 +24,8 @@ pub struct MessageView<'a> {
 /// Read-only metadata of a [`MessageView`].
 #[derive(Debug, Clone, Copy)]
 pub struct MetadataView<'a> {
-    pub source: &'a str,
-    pub topic: &'a str,
+    source: &'a [u8],
+    topic: &'a [u8],
     pub partition: Option<i32>,
     pub offset: Option<i64>,
     pub timestamp_ms: Option<i64>,
@@ -41,11 +42,17 @@ pub struct RawHeaders<'a> {
 
 impl<'a> RawHeaders<'a> {
     /// No headers.
-    pub const NONE: RawHeaders<'static> = RawHeaders { count: 0, bytes: &[] };
+    pub const NONE: RawHeaders<'static> = RawHeaders {
+        count: 0,
+        bytes: &[],
+    };
 
     /// The `(name, value)` pairs, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        let mut r = Reader { buf: self.bytes, pos: 0 };
+        let mut r = Reader {
+            buf: self.bytes,
+            pos: 0,
+        };
         (0..self.count).map_while(move |_| Some((r.str().ok()?, r.str().ok()?)))
     }
 
@@ -58,7 +65,30 @@ impl<'a> RawHeaders<'a> {
     }
 }
 
+/// The host writes only valid UTF-8; should a string be broken anyway, it reads as empty rather
+/// than trap the handler.
+fn text(b: &[u8]) -> &str {
+    std::str::from_utf8(b).unwrap_or_default()
+}
+
+impl<'a> MetadataView<'a> {
+    /// The pipeline's source name.
+    pub fn source(&self) -> &'a str {
+        text(self.source)
+    }
+
+    /// Topic, queue, subject or file.
+    pub fn topic(&self) -> &'a str {
+        text(self.topic)
+    }
+}
+
 impl<'a> MessageView<'a> {
+    /// Unique within the source.
+    pub fn id(&self) -> &'a str {
+        text(self.id)
+    }
+
     /// The `(name, value)` header pairs, in order.
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         self.raw_headers.iter()
@@ -73,13 +103,16 @@ impl<'a> MessageView<'a> {
     pub fn to_owned(&self) -> Message {
         let m = &self.metadata;
         Message {
-            id: self.id.to_owned(),
+            id: self.id().to_owned(),
             key: self.key.map(<[u8]>::to_vec),
             payload: self.payload.to_vec(),
-            headers: self.headers().map(|(n, v)| (n.to_owned(), v.to_owned())).collect(),
+            headers: self
+                .headers()
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect(),
             metadata: Metadata {
-                source: m.source.to_owned(),
-                topic: m.topic.to_owned(),
+                source: m.source().to_owned(),
+                topic: m.topic().to_owned(),
                 partition: m.partition,
                 offset: m.offset,
                 timestamp_ms: m.timestamp_ms,
@@ -104,7 +137,13 @@ pub struct OutputRef<'a> {
 impl<'a> OutputRef<'a> {
     /// This payload, no key, no headers, default route.
     pub fn new(payload: &'a [u8]) -> Self {
-        OutputRef { payload, key: None, headers: RawHeaders::NONE, extra_headers: &[], route: None }
+        OutputRef {
+            payload,
+            key: None,
+            headers: RawHeaders::NONE,
+            extra_headers: &[],
+            route: None,
+        }
     }
 }
 
@@ -164,7 +203,10 @@ impl ResultWriter {
         let start = self.buf.len();
         self.buf.push(0);
         put_u32(&mut self.buf, 0);
-        let mut outputs = Outputs { buf: &mut self.buf, count: 0 };
+        let mut outputs = Outputs {
+            buf: &mut self.buf,
+            count: 0,
+        };
         match f(&mut outputs) {
             Ok(()) => {
                 let count = outputs.count.to_le_bytes();
@@ -194,7 +236,9 @@ impl ResultWriter {
 }
 
 /// The messages of a packed batch, as views.
-pub fn read_batch(buf: &[u8]) -> Result<(usize, impl Iterator<Item = Result<MessageView<'_>, String>>), String> {
+pub fn read_batch(
+    buf: &[u8],
+) -> Result<(usize, impl Iterator<Item = Result<MessageView<'_>, String>>), String> {
     let mut r = Reader { buf, pos: 0 };
     let count = r.u32()? as usize;
     let mut failed = false;
@@ -253,7 +297,11 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or("truncated batch")?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or("truncated batch")?;
         let out = &self.buf[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -266,7 +314,9 @@ impl<'a> Reader<'a> {
 
     fn i64(&mut self) -> Result<i64, String> {
         let b = self.take(8)?;
-        Ok(i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        Ok(i64::from_le_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ]))
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], String> {
@@ -296,19 +346,22 @@ impl<'a> Reader<'a> {
         let count = self.u32()?;
         let start = self.pos;
         for _ in 0..count {
-            self.str()?;
-            self.str()?;
+            self.bytes()?;
+            self.bytes()?;
         }
-        Ok(RawHeaders { count, bytes: &self.buf[start..self.pos] })
+        Ok(RawHeaders {
+            count,
+            bytes: &self.buf[start..self.pos],
+        })
     }
 
     fn message(&mut self) -> Result<MessageView<'a>, String> {
-        let id = self.str()?;
+        let id = self.bytes()?;
         let key = self.opt_bytes()?;
         let payload = self.bytes()?;
         let raw_headers = self.headers()?;
-        let source = self.str()?;
-        let topic = self.str()?;
+        let source = self.bytes()?;
+        let topic = self.bytes()?;
         let partition = self.flagged::<4>()?.map(i32::from_le_bytes);
         let offset = self.flagged::<8>()?.map(i64::from_le_bytes);
         let timestamp_ms = self.flagged::<8>()?.map(i64::from_le_bytes);
@@ -319,7 +372,15 @@ impl<'a> Reader<'a> {
             key,
             payload,
             raw_headers,
-            metadata: MetadataView { source, topic, partition, offset, timestamp_ms, received_ms, attempt },
+            metadata: MetadataView {
+                source,
+                topic,
+                partition,
+                offset,
+                timestamp_ms,
+                received_ms,
+                attempt,
+            },
         })
     }
 }

@@ -228,13 +228,13 @@ pub struct FnTransform<F> {
     pub f: F,
 }
 
-impl<F: Fn(Message) -> Outcome + Send + Sync> Transform for FnTransform<F> {
+impl<F: Fn(&Message) -> Outcome + Send + Sync> Transform for FnTransform<F> {
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
-        batch.into_iter().map(&self.f).collect()
+    fn process(&self, batch: &[Message]) -> Vec<Outcome> {
+        batch.iter().map(&self.f).collect()
     }
 }
 
@@ -249,7 +249,7 @@ impl Transform for StampingTransform {
         "stamp"
     }
 
-    fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
+    fn process(&self, batch: &[Message]) -> Vec<Outcome> {
         let now = Instant::now();
         self.seen
             .lock()

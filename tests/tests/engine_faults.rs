@@ -483,11 +483,11 @@ async fn handler_chain_feeds_outputs_to_the_next_handler() {
     let (dead, _) = memory_sink("chain-dead");
     let fan_out: Arc<dyn Transform> = Arc::new(FnTransform {
         name: "twice".into(),
-        f: |m: sluice::message::Message| {
-            let mut second = Output::pass_through(&m);
+        f: |m: &sluice::message::Message| {
+            let mut second = Output::pass_through(m);
             second.payload =
                 bytes::Bytes::from(format!("{}2", String::from_utf8_lossy(&m.payload)));
-            Outcome::Outputs(vec![Output::pass_through(&m), second])
+            Outcome::Outputs(vec![Output::pass_through(m), second])
         },
     });
     let chain = vec![

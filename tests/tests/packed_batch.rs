@@ -18,7 +18,10 @@ fn sample(i: u32) -> Message {
         id: format!("orders:{i}"),
         key: (i % 2 == 1).then(|| Bytes::from(vec![0xff, i as u8])),
         payload: Bytes::from(format!("payload-{i}-\u{e9}")),
-        headers: vec![("a".into(), "1".into()), ("a".into(), format!("{i}").into())],
+        headers: vec![
+            ("a".into(), "1".into()),
+            ("a".into(), format!("{i}").into()),
+        ],
         meta,
     }
 }
@@ -26,13 +29,17 @@ fn sample(i: u32) -> Message {
 #[test]
 fn host_encoding_decodes_in_the_sdk_field_for_field() {
     let msgs: Vec<Message> = (0..5).map(sample).collect();
-    let decoded = sluice_sdk::packed::decode_batch(&packed::encode_batch(&msgs)).unwrap();
+    let decoded = sluice_sdk::packed::decode_batch(packed::encode_batch(&msgs).as_slice()).unwrap();
     assert_eq!(decoded.len(), 5);
     for (m, d) in msgs.iter().zip(&decoded) {
         assert_eq!(d.id, m.id);
         assert_eq!(d.key.as_deref(), m.key.as_deref());
         assert_eq!(d.payload, m.payload.to_vec());
-        let expected: Vec<(String, String)> = m.headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        let expected: Vec<(String, String)> = m
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
         assert_eq!(d.headers, expected);
         assert_eq!(d.metadata.source, "kafka");
         assert_eq!(d.metadata.topic, "orders");
@@ -130,8 +137,8 @@ fn packed_and_canonical_calls_give_the_same_outcomes() {
             })
             .collect::<Vec<_>>()
     };
-    let a = packed.process(batch());
-    let b = canonical.process(batch());
+    let a = packed.process(&batch());
+    let b = canonical.process(&batch());
     assert_eq!(a, b);
     assert!(
         matches!(&a[0], Outcome::Outputs(o) if &o[0].payload[..] == b"ok" && o[0].headers.len() == 2)
@@ -140,7 +147,7 @@ fn packed_and_canonical_calls_give_the_same_outcomes() {
     assert!(matches!(&a[9], Outcome::Failed(f) if f.class == ErrorClass::Timeout));
     // A batch without a misbehaving message goes through in one packed call.
     let clean: Vec<Message> = (0..64).map(sample).collect();
-    let out = packed.process(clean.clone());
-    assert_eq!(out, canonical.process(clean));
+    let out = packed.process(&clean);
+    assert_eq!(out, canonical.process(&clean));
     assert_eq!(out.len(), 64);
 }

@@ -132,7 +132,7 @@ fn compiled_components_are_cached_by_content_hash() {
 #[test]
 fn uppercase_keeps_key_and_headers() {
     let h = wasm_handler("uppercase", LimitsConfig::default(), &[]);
-    let out = h.process(vec![message("hello"), message("World")]);
+    let out = h.process(&[message("hello"), message("World")]);
     let Outcome::Outputs(o) = &out[0] else {
         panic!("{out:?}")
     };
@@ -162,7 +162,7 @@ fn json_enrich_validates_enriches_and_routes() {
         r#"{"event_type":"x","event_id":"e","timestamp":1,"version":"1","data":[],"metadata":{"producer":"p"}}"#.to_owned(),
         r#"{"event_type":"x","event_id":"e","timestamp":1,"version":"1","data":{},"metadata":{}}"#.to_owned(),
     ];
-    let out = h.process(cases.iter().map(|c| message(c)).collect());
+    let out = h.process(&cases.iter().map(|c| message(c)).collect::<Vec<_>>());
     let Outcome::Outputs(o) = &out[0] else {
         panic!("{out:?}")
     };
@@ -219,12 +219,12 @@ fn json_enrich_validates_enriches_and_routes() {
 fn a_trapped_instance_is_replaced_and_the_next_call_works() {
     let h: Arc<dyn Transform> = wasm_handler("faulty", LimitsConfig::default(), &[]);
     for _ in 0..3 {
-        let out = h.process(vec![message("trap")]);
+        let out = h.process(&[message("trap")]);
         assert!(
             matches!(&out[0], Outcome::Failed(f) if f.class == ErrorClass::Trap),
             "{out:?}"
         );
-        let out = h.process(vec![message("fine")]);
+        let out = h.process(&[message("fine")]);
         assert!(
             matches!(&out[0], Outcome::Outputs(o) if &o[0].payload[..] == b"fine"),
             "{out:?}"

@@ -29,7 +29,10 @@ pub fn dead_letter_output(
     let mut h = msg.headers.clone();
     h.push((headers::REASON.into(), failure.reason.clone().into()));
     h.push((headers::ERROR_CLASS.into(), failure.class.as_str().into()));
-    h.push((headers::ATTEMPTS.into(), msg.meta.attempt.to_string().into()));
+    h.push((
+        headers::ATTEMPTS.into(),
+        msg.meta.attempt.to_string().into(),
+    ));
     h.push((headers::PIPELINE.into(), pipeline.into()));
     if let Some(handler) = handler {
         h.push((headers::HANDLER.into(), handler.into()));

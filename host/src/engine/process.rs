@@ -73,7 +73,36 @@ pub(super) struct InFlight {
     _slot: WindowSlot,
 }
 
+/// A delivery whose message is out in the handler chain.
+struct Waiting {
+    token: AckToken,
+    decode_error: Option<String>,
+    slot: WindowSlot,
+}
+
+impl Waiting {
+    fn join(self, msg: Message) -> InFlight {
+        InFlight {
+            msg,
+            token: self.token,
+            decode_error: self.decode_error,
+            _slot: self.slot,
+        }
+    }
+}
+
 impl InFlight {
+    fn split(self) -> (Message, Waiting) {
+        (
+            self.msg,
+            Waiting {
+                token: self.token,
+                decode_error: self.decode_error,
+                slot: self._slot,
+            },
+        )
+    }
+
     pub fn new(d: Delivery, slot: WindowSlot) -> Self {
         InFlight {
             msg: d.message,
@@ -122,7 +151,19 @@ async fn process(ctx: Arc<Ctx>, batch: Vec<InFlight>) {
         .collect();
     let mut deliveries = undecodable;
 
-    let results = run_chain(&ctx, batch.iter().map(|f| f.msg.clone()).collect()).await;
+    // The messages travel through the chain and come back; the rest of each delivery waits here.
+    let (msgs, waiting): (Vec<Message>, Vec<Waiting>) =
+        batch.into_iter().map(InFlight::split).unzip();
+    let (msgs, results) = run_chain(&ctx, msgs).await;
+    if msgs.len() != waiting.len() {
+        // Only when the runtime is going away; dropping the deliveries abandons them.
+        return;
+    }
+    let batch: Vec<InFlight> = msgs
+        .into_iter()
+        .zip(waiting)
+        .map(|(msg, w)| w.join(msg))
+        .collect();
     for (f, result) in batch.iter().zip(results) {
         verdicts.push(match result {
             Ok(outputs) if outputs.is_empty() => Verdict::Filtered,
@@ -312,32 +353,27 @@ type ChainResult = Result<Vec<Output>, (Failure, Option<String>)>;
 
 /// Run `msgs` through every stage. Outputs of one stage are the next stage's messages (same id
 /// and metadata); a failure anywhere fails the original message. Routes come from the last stage.
-async fn run_chain(ctx: &Ctx, msgs: Vec<Message>) -> Vec<ChainResult> {
+async fn run_chain(ctx: &Ctx, msgs: Vec<Message>) -> (Vec<Message>, Vec<ChainResult>) {
     if ctx.chain.is_empty() {
-        return msgs
+        let results = msgs
             .iter()
             .map(|m| Ok(vec![Output::pass_through(m)]))
             .collect();
+        return (msgs, results);
     }
     let mut results: Vec<ChainResult> = msgs.iter().map(|_| Ok(Vec::new())).collect();
-    let mut current: Vec<(usize, Message)> = msgs.into_iter().enumerate().collect();
+    // Each stage's inputs with the index of the delivery each one came from.
+    let mut current: (Vec<usize>, Vec<Message>) = ((0..msgs.len()).collect(), msgs);
+    let mut originals: Option<Vec<Message>> = None;
     for (stage_no, stage) in ctx.chain.iter().enumerate() {
-        if current.is_empty() {
+        if current.1.is_empty() {
             break;
         }
         let last = stage_no + 1 == ctx.chain.len();
-        let (origins, inputs): (Vec<usize>, Vec<Message>) = current.into_iter().unzip();
-        let headers: Vec<(String, crate::message::Metadata)> = if last {
-            Vec::new()
-        } else {
-            inputs
-                .iter()
-                .map(|m| (m.id.clone(), m.meta.clone()))
-                .collect()
-        };
-        let outcomes = call_stage(ctx, stage, inputs).await;
-        let mut next = Vec::new();
-        for (k, (origin, outcome)) in origins.into_iter().zip(outcomes).enumerate() {
+        let (origins, inputs) = current;
+        let (inputs, outcomes) = call_stage(ctx, stage, inputs).await;
+        let mut next = (Vec::new(), Vec::new());
+        for ((origin, input), outcome) in origins.into_iter().zip(&inputs).zip(outcomes) {
             if results[origin].is_err() {
                 continue;
             }
@@ -351,50 +387,65 @@ async fn run_chain(ctx: &Ctx, msgs: Vec<Message>) -> Vec<ChainResult> {
                     }
                 }
                 Outcome::Outputs(outputs) => {
-                    let (id, meta) = &headers[k];
-                    next.extend(outputs.into_iter().map(|o| {
-                        (
-                            origin,
-                            Message {
-                                id: id.clone(),
-                                key: o.key,
-                                payload: o.payload,
-                                headers: o.headers,
-                                meta: meta.clone(),
-                            },
-                        )
-                    }));
+                    for o in outputs {
+                        next.0.push(origin);
+                        next.1.push(Message {
+                            id: input.id.clone(),
+                            key: o.key,
+                            payload: o.payload,
+                            headers: o.headers,
+                            meta: input.meta.clone(),
+                        });
+                    }
                 }
             }
         }
+        // The first stage's inputs are the deliveries' own messages: keep them.
+        if originals.is_none() {
+            originals = Some(inputs);
+        }
         current = next;
     }
-    results
+    (originals.unwrap_or_default(), results)
 }
 
-/// One stage call on a blocking thread, bounded by the worker pool.
-async fn call_stage(ctx: &Ctx, stage: &Arc<dyn Transform>, inputs: Vec<Message>) -> Vec<Outcome> {
+/// One stage call on a blocking thread, bounded by the worker pool. The inputs go to the
+/// thread and come back, so that the handler borrows them instead of the engine copying them.
+async fn call_stage(
+    ctx: &Ctx,
+    stage: &Arc<dyn Transform>,
+    inputs: Vec<Message>,
+) -> (Vec<Message>, Vec<Outcome>) {
     let n = inputs.len();
     let permit = ctx.workers.clone().acquire_owned().await;
     let stage_for_call = stage.clone();
     let joined = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        stage_for_call.process(inputs)
+        let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            stage_for_call.process(&inputs)
+        }));
+        (inputs, outcomes)
     })
     .await;
+    let fail = |reason: String| vec![Outcome::Failed(Failure::new(ErrorClass::Fatal, reason)); n];
     match joined {
-        Ok(outcomes) if outcomes.len() == n => outcomes,
-        Ok(outcomes) => {
+        Ok((inputs, Ok(outcomes))) if outcomes.len() == n => (inputs, outcomes),
+        Ok((inputs, Ok(outcomes))) => {
             let reason = format!(
                 "handler `{}` returned {} results for {n} messages",
                 stage.name(),
                 outcomes.len()
             );
-            vec![Outcome::Failed(Failure::new(ErrorClass::Fatal, reason)); n]
+            (inputs, fail(reason))
         }
-        Err(err) => {
-            let reason = format!("handler `{}` crashed in the host: {err}", stage.name());
-            vec![Outcome::Failed(Failure::new(ErrorClass::Fatal, reason)); n]
-        }
+        Ok((inputs, Err(_))) => (
+            inputs,
+            fail(format!("handler `{}` crashed in the host", stage.name())),
+        ),
+        // The blocking pool is shutting down: the messages are gone with it, nothing was sent.
+        Err(err) => (
+            Vec::new(),
+            fail(format!("handler `{}` could not run: {err}", stage.name())),
+        ),
     }
 }

@@ -13,8 +13,9 @@ pub trait Transform: Send + Sync {
     /// Name for logs, metrics and dead-letter headers.
     fn name(&self) -> &str;
 
-    /// Handle a batch; exactly one outcome per message, in order.
-    fn process(&self, batch: Vec<Message>) -> Vec<Outcome>;
+    /// Handle a batch; exactly one outcome per message, in order. The batch is borrowed: the
+    /// engine keeps the originals for retries and dead letters.
+    fn process(&self, batch: &[Message]) -> Vec<Outcome>;
 }
 
 /// What became of one message in one stage.

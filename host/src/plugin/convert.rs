@@ -6,12 +6,16 @@ use super::bindings::v0_1::sluice::plugin::types as wit;
 use crate::engine::{ErrorClass, Failure};
 use crate::message::{Message, Output};
 
-pub fn to_wit(m: Message) -> wit::Message {
+pub fn to_wit(m: &Message) -> wit::Message {
     wit::Message {
-        id: m.id,
-        key: m.key.map(|k| k.to_vec()),
+        id: m.id.clone(),
+        key: m.key.as_ref().map(|k| k.to_vec()),
         payload: m.payload.to_vec(),
-        headers: m.headers.into_iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+        headers: m
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
         metadata: wit::Metadata {
             source: m.meta.source.to_string(),
             topic: m.meta.topic.to_string(),
@@ -28,7 +32,11 @@ pub fn from_wit(o: wit::Output) -> Output {
     Output {
         payload: Bytes::from(o.payload),
         key: o.key.map(Bytes::from),
-        headers: o.headers.into_iter().map(|(n, v)| (n.into(), v.into())).collect(),
+        headers: o
+            .headers
+            .into_iter()
+            .map(|(n, v)| (n.into(), v.into()))
+            .collect(),
         route: o.route,
     }
 }

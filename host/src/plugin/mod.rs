@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
-use wasmtime::component::{ComponentExportIndex, HasSelf, Linker, TypedFunc};
+use wasmtime::component::{ComponentExportIndex, HasSelf, Linker};
 use wasmtime::{Engine, Store, Trap};
 
 use crate::config::{BatchAbi, LimitsConfig};
@@ -314,7 +314,12 @@ impl WasmHandler {
         }
         let packed = match &self.plugin.packed {
             Some(index) if self.packed => {
-                Some(instance.get_typed_func::<(Vec<u8>,), (Vec<u8>,)>(&mut store, index)?)
+                let func = instance
+                    .get_func(&mut store, index)
+                    .context("handle-packed is not a function")?;
+                // Check the signature once here; each call re-types it (cheap) to borrow its input.
+                func.typed::<(&[u8],), (Vec<u8>,)>(&store)?;
+                Some(func)
             }
             _ => None,
         };
@@ -363,7 +368,10 @@ impl WasmHandler {
         batch: &[Message],
     ) -> wasmtime::Result<Vec<u8>> {
         self.prepare(inst, None);
-        let (results,) = func.call(&mut inst.store, (packed::encode_batch(batch),))?;
+        let encoded = packed::encode_batch(batch);
+        let (results,) = func
+            .typed::<(&[u8],), (Vec<u8>,)>(&inst.store)?
+            .call(&mut inst.store, (encoded.as_slice(),))?;
         Ok(results)
     }
 
@@ -462,7 +470,8 @@ impl WasmHandler {
     }
 }
 
-type PackedFunc = TypedFunc<(Vec<u8>,), (Vec<u8>,)>;
+/// `handle-packed`, typed at each call: its parameter borrows the encoded batch.
+type PackedFunc = wasmtime::component::Func;
 
 fn cannot_instantiate(e: &anyhow::Error) -> Failure {
     Failure::new(
@@ -482,14 +491,14 @@ impl Transform for WasmHandler {
         &self.name
     }
 
-    fn process(&self, batch: Vec<Message>) -> Vec<Outcome> {
+    fn process(&self, batch: &[Message]) -> Vec<Outcome> {
         let n = batch.len();
         let mut inst = match self.take_instance() {
             Ok(i) => i,
             Err(e) => return vec![Outcome::Failed(cannot_instantiate(&e)); n],
         };
         if let Some(func) = inst.packed.filter(|_| n > 1) {
-            return match self.call_packed(&mut inst, func, &batch) {
+            return match self.call_packed(&mut inst, func, batch) {
                 Ok(buf) => {
                     self.give_back(inst);
                     match packed::decode_results(bytes::Bytes::from(buf), n) {
@@ -509,11 +518,11 @@ impl Transform for WasmHandler {
                 // A trapped instance is never reused.
                 Err(_) => {
                     drop(inst);
-                    self.isolate(&batch.into_iter().map(convert::to_wit).collect::<Vec<_>>())
+                    self.isolate(&batch.iter().map(convert::to_wit).collect::<Vec<_>>())
                 }
             };
         }
-        let msgs: Vec<wit::Message> = batch.into_iter().map(convert::to_wit).collect();
+        let msgs: Vec<wit::Message> = batch.iter().map(convert::to_wit).collect();
         match self.call(&mut inst, &msgs) {
             Ok(results) if results.len() == n => {
                 self.give_back(inst);

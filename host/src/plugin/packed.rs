@@ -8,8 +8,27 @@ use crate::message::{ByteString, Headers, Message, Output};
 
 const NONE: u32 = u32::MAX;
 
+/// A packed batch, placed mid-page in its buffer (see [`encode_batch`]).
+#[derive(Debug)]
+pub struct EncodedBatch {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl EncodedBatch {
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
 /// Encode `msgs` as a packed batch.
-pub fn encode_batch(msgs: &[Message]) -> Vec<u8> {
+///
+/// The batch starts half a page into its buffer. Wasmtime copies it into the guest with `memcpy`,
+/// and the guest allocator's blocks sit just past a page boundary, as a fresh host buffer does:
+/// source and destination then share their offsets within a page ("4K aliasing"), and glibc's
+/// `rep movsb` copy ran at a tenth of its speed (measured: 154 → 45 ns per message for the copy
+/// with aliasing avoided). Half a page apart, every load is far from every recent store.
+pub fn encode_batch(msgs: &[Message]) -> EncodedBatch {
     let size: usize = msgs
         .iter()
         .map(|m| {
@@ -19,15 +38,24 @@ pub fn encode_batch(msgs: &[Message]) -> Vec<u8> {
                 + headers_len(&m.headers)
         })
         .sum();
-    let mut buf = Vec::with_capacity(4 + size);
-    put_u32(&mut buf, msgs.len() as u32);
+    let mut buf = Vec::with_capacity(PAGE + 4 + size);
+    let start = (PAGE / 2 + PAGE - buf.as_ptr() as usize % PAGE) % PAGE;
+    buf.resize(start, 0);
+    encode_into(msgs, &mut buf);
+    EncodedBatch { buf, start }
+}
+
+const PAGE: usize = 4096;
+
+fn encode_into(msgs: &[Message], buf: &mut Vec<u8>) {
+    put_u32(buf, msgs.len() as u32);
     for m in msgs {
-        put_bytes(&mut buf, m.id.as_bytes());
-        put_opt_bytes(&mut buf, m.key.as_deref());
-        put_bytes(&mut buf, &m.payload);
-        put_headers(&mut buf, &m.headers);
-        put_bytes(&mut buf, m.meta.source.as_bytes());
-        put_bytes(&mut buf, m.meta.topic.as_bytes());
+        put_bytes(buf, m.id.as_bytes());
+        put_opt_bytes(buf, m.key.as_deref());
+        put_bytes(buf, &m.payload);
+        put_headers(buf, &m.headers);
+        put_bytes(buf, m.meta.source.as_bytes());
+        put_bytes(buf, m.meta.topic.as_bytes());
         match m.meta.partition {
             Some(p) => {
                 buf.push(1);
@@ -40,9 +68,8 @@ pub fn encode_batch(msgs: &[Message]) -> Vec<u8> {
             buf.extend_from_slice(&v.unwrap_or(0).to_le_bytes());
         }
         buf.extend_from_slice(&m.meta.received_ms.to_le_bytes());
-        put_u32(&mut buf, m.meta.attempt);
+        put_u32(buf, m.meta.attempt);
     }
-    buf
 }
 
 fn headers_len(h: &Headers) -> usize {
@@ -129,23 +156,32 @@ struct Reader {
 }
 
 impl Reader {
-    fn take(&mut self, n: usize) -> Result<Bytes, String> {
+    /// The next `n` bytes, borrowed: for integers, which need no `Bytes` handle (each handle is
+    /// an atomic reference count, measurable per field).
+    fn raw(&mut self, n: usize) -> Result<&[u8], String> {
         let end = self
             .pos
             .checked_add(n)
             .filter(|&e| e <= self.buf.len())
             .ok_or("truncated buffer")?;
-        let out = self.buf.slice(self.pos..end);
+        let out = &self.buf[self.pos..end];
         self.pos = end;
         Ok(out)
     }
 
+    /// The next `n` bytes as a slice of the buffer (no copy).
+    fn take(&mut self, n: usize) -> Result<Bytes, String> {
+        let start = self.pos;
+        self.raw(n)?;
+        Ok(self.buf.slice(start..self.pos))
+    }
+
     fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
+        Ok(self.raw(1)?[0])
     }
 
     fn u32(&mut self) -> Result<u32, String> {
-        let b = self.take(4)?;
+        let b = self.raw(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 

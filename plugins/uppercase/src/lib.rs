@@ -21,14 +21,23 @@ impl Handler for Uppercase {
     fn handle(msg: Message) -> Result<Vec<Output>, HandlerError> {
         let mut payload = msg.payload;
         payload.make_ascii_uppercase();
-        Ok(vec![Output { payload, key: msg.key, headers: msg.headers, route: None }])
+        Ok(vec![Output {
+            payload,
+            key: msg.key,
+            headers: msg.headers,
+            route: None,
+        }])
     }
 
     fn handle_view(msg: &MessageView<'_>, out: &mut Outputs<'_>) -> Result<(), HandlerError> {
         SCRATCH.with_borrow_mut(|upper| {
             upper.clear();
             upper.extend(msg.payload.iter().map(u8::to_ascii_uppercase));
-            out.push(OutputRef { key: msg.key, headers: msg.raw_headers, ..OutputRef::new(upper) });
+            out.push(OutputRef {
+                key: msg.key,
+                headers: msg.raw_headers,
+                ..OutputRef::new(upper)
+            });
         });
         Ok(())
     }
