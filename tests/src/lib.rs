@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use sluice::config::{DeliveryConfig, LimitsConfig, RetryConfig};
 use sluice::connector::memory::{MemoryQueue, StoredMessage};
 use sluice::connector::{BuildContext, Sink, SinkFactory, SourceFactory};
-use sluice::engine::{Outcome, Pipeline, PipelineStats, Transform};
+use sluice::engine::{Outcome, Pipeline, PipelineStats, RunEnd, Transform};
 use sluice::message::{Message, Output};
 use sluice::plugin::{PluginHost, WasmHandler};
 use tokio::sync::Semaphore;
@@ -143,6 +143,40 @@ pub fn memory_sink(prefix: &str) -> (Arc<dyn Sink>, Arc<MemoryQueue>) {
         cfg.build(&ctx).expect("memory sink"),
         MemoryQueue::named(&name),
     )
+}
+
+/// A pipeline running on the test's runtime.
+pub struct Running {
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<RunEnd>>,
+}
+
+/// Start `pipeline`; stop it with [`Running::stop`].
+pub fn start(pipeline: Pipeline) -> Running {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(pipeline.run(shutdown.clone()));
+    Running { shutdown, task }
+}
+
+impl Running {
+    /// Request a graceful shutdown and wait for it.
+    pub async fn stop(self) -> RunEnd {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("pipeline task")
+            .expect("pipeline run")
+    }
+}
+
+/// Run `pipeline` until `queue` has acked `n` deliveries in all, then stop it gracefully.
+pub async fn run_until_acked(pipeline: Pipeline, queue: &MemoryQueue, n: u64) -> RunEnd {
+    let running = start(pipeline);
+    wait_until(&format!("{n} acked"), Duration::from_secs(30), || {
+        queue.stats.acked.load(Ordering::SeqCst) == n
+    })
+    .await;
+    running.stop().await
 }
 
 /// Poll `cond` every 10 ms until it holds; panics with `what` after `limit` (a liveness guard

@@ -11,7 +11,6 @@ use sluice::connector::memory::StoredMessage;
 use sluice::engine::{Outcome, RunEnd, Transform, dead_letter_headers as dl};
 use sluice::message::Output;
 use sluice_tests::*;
-use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -43,15 +42,7 @@ async fn nacked_deliveries_are_redelivered_until_the_sink_recovers() {
         dead,
         fast_delivery(16, 8, 2),
     );
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(pipeline.run(shutdown.clone()));
-
-    wait_until("all 50 acked", WAIT, || {
-        q.stats.acked.load(Ordering::SeqCst) == 50
-    })
-    .await;
-    shutdown.cancel();
-    assert_eq!(run.await.unwrap().unwrap(), RunEnd::Drained);
+    assert_eq!(run_until_acked(pipeline, &q, 50).await, RunEnd::Drained);
 
     let expected: Vec<String> = inputs
         .iter()
@@ -97,15 +88,7 @@ async fn transient_errors_retry_then_dead_letter_with_headers_and_original_bytes
     let chain: Vec<Arc<dyn Transform>> = vec![wasm_handler("faulty", LimitsConfig::default(), &[])];
     let (pipeline, stats) =
         memory_pipeline(&name, 60_000, chain, out, dead, fast_delivery(8, 8, 4));
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(pipeline.run(shutdown.clone()));
-
-    wait_until("both settled", WAIT, || {
-        q.stats.acked.load(Ordering::SeqCst) == 2
-    })
-    .await;
-    shutdown.cancel();
-    run.await.unwrap().unwrap();
+    run_until_acked(pipeline, &q, 2).await;
 
     let delivered = out_q.drain();
     assert_eq!(
@@ -147,7 +130,7 @@ async fn transient_errors_retry_then_dead_letter_with_headers_and_original_bytes
 async fn misbehaving_guests_are_dead_lettered_and_their_neighbours_unaffected() {
     let payloads: Vec<&[u8]> = vec![
         b"ok-1", b"trap", b"ok-2", b"loop", b"ok-3", b"bomb", b"ok-4", b"huge", b"many", b"stack",
-        b"ok-5",
+        b"slow:1", b"ok-5",
     ];
     let (queue, q) = queue_with("faults", &payloads);
     let (out, out_q) = memory_sink("faults-out");
@@ -164,25 +147,24 @@ async fn misbehaving_guests_are_dead_lettered_and_their_neighbours_unaffected() 
     // One batch holds them all: a trap inside a batch must not fail its neighbours.
     let (pipeline, stats) =
         memory_pipeline(&queue, 60_000, chain, out, dead, fast_delivery(64, 64, 3));
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(pipeline.run(shutdown.clone()));
+    let running = start(pipeline);
 
-    wait_until("all 11 settled", WAIT, || {
-        q.stats.acked.load(Ordering::SeqCst) == 11
+    wait_until("all 12 settled", WAIT, || {
+        q.stats.acked.load(Ordering::SeqCst) == 12
     })
     .await;
     // The host keeps running: a later message is handled normally.
     q.push(StoredMessage::new(&b"ok-6"[..]));
     wait_until("ok-6 settled", WAIT, || {
-        q.stats.acked.load(Ordering::SeqCst) == 12
+        q.stats.acked.load(Ordering::SeqCst) == 13
     })
     .await;
-    shutdown.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await;
 
     assert_eq!(
         sorted_payloads(&out_q.drain()),
-        vec!["ok-1", "ok-2", "ok-3", "ok-4", "ok-5", "ok-6"]
+        vec!["ok-1", "ok-2", "ok-3", "ok-4", "ok-5", "ok-6", "slow:1"],
+        "a slow message within its timeout is handled like any other"
     );
     let dead = dead_q.drain();
     let class_of = |payload: &str| {
@@ -236,8 +218,7 @@ async fn back_pressure_holds_the_exact_in_flight_bound() {
         dead,
         fast_delivery(7, 3, 3),
     );
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(pipeline.run(shutdown.clone()));
+    let running = start(pipeline);
 
     wait_until("the window to fill", WAIT, || q.in_flight() == 7).await;
     // Give a broken engine every chance to pull more than it may.
@@ -257,8 +238,7 @@ async fn back_pressure_holds_the_exact_in_flight_bound() {
         q.stats.acked.load(Ordering::SeqCst) == 100
     })
     .await;
-    shutdown.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await;
     assert_eq!(
         q.stats.max_in_flight.load(Ordering::SeqCst),
         7,
@@ -291,14 +271,7 @@ async fn rate_limit_holds_in_every_one_second_window() {
         dead,
         delivery,
     );
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(pipeline.run(shutdown.clone()));
-    wait_until("all acked", WAIT, || {
-        q.stats.acked.load(Ordering::SeqCst) == 36
-    })
-    .await;
-    shutdown.cancel();
-    run.await.unwrap().unwrap();
+    run_until_acked(pipeline, &q, 36).await;
 
     assert_eq!(out_q.drain().len(), 36);
     let seen = stamp.seen.lock().unwrap().clone();
@@ -334,14 +307,12 @@ async fn graceful_shutdown_mid_stream_loses_nothing_and_duplicates_nothing() {
         dead.clone(),
         fast_delivery(32, 8, 3),
     );
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(pipeline.run(shutdown.clone()));
+    let running = start(pipeline);
     wait_until("some output", WAIT, || {
         stats.outputs.load(Ordering::SeqCst) >= 50
     })
     .await;
-    shutdown.cancel();
-    assert_eq!(run.await.unwrap().unwrap(), RunEnd::Drained);
+    assert_eq!(running.stop().await, RunEnd::Drained);
 
     let first_run = stats.acked.load(Ordering::SeqCst);
     assert!(first_run < 400, "shutdown happened mid-stream");
@@ -366,14 +337,7 @@ async fn graceful_shutdown_mid_stream_loses_nothing_and_duplicates_nothing() {
         dead,
         fast_delivery(32, 8, 3),
     );
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(pipeline.run(shutdown.clone()));
-    wait_until("the rest", WAIT, || {
-        q.stats.acked.load(Ordering::SeqCst) == 400
-    })
-    .await;
-    shutdown.cancel();
-    run.await.unwrap().unwrap();
+    run_until_acked(pipeline, &q, 400).await;
     assert_eq!(first_run + stats2.acked.load(Ordering::SeqCst), 400);
 
     let expected: Vec<String> = inputs
@@ -404,14 +368,12 @@ async fn shutdown_deadline_leaves_unfinished_work_unacknowledged_for_redelivery(
         fast_delivery(5, 5, 3),
     );
     pipeline.shutdown_deadline = Duration::from_millis(100);
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(pipeline.run(shutdown.clone()));
+    let running = start(pipeline);
     wait_until("the window to fill", WAIT, || {
         gate.waiting.load(Ordering::SeqCst) == 5
     })
     .await;
-    shutdown.cancel();
-    assert_eq!(run.await.unwrap().unwrap(), RunEnd::DeadlineExceeded);
+    assert_eq!(running.stop().await, RunEnd::DeadlineExceeded);
     assert_eq!(
         stats.acked.load(Ordering::SeqCst),
         0,
@@ -422,14 +384,7 @@ async fn shutdown_deadline_leaves_unfinished_work_unacknowledged_for_redelivery(
 
     // After the visibility timeout the abandoned five come back; a healthy run delivers all 20.
     let (pipeline, _) = memory_pipeline(&queue, 500, Vec::new(), out, dead, fast_delivery(5, 5, 3));
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(pipeline.run(shutdown.clone()));
-    wait_until("all acked", WAIT, || {
-        q.stats.acked.load(Ordering::SeqCst) == 20
-    })
-    .await;
-    shutdown.cancel();
-    run.await.unwrap().unwrap();
+    run_until_acked(pipeline, &q, 20).await;
     let expected: Vec<String> = inputs
         .iter()
         .map(|p| String::from_utf8_lossy(p).into_owned())
@@ -458,14 +413,7 @@ async fn routes_filters_unknown_routes_and_invalid_policy() {
     delivery.on_invalid = sluice::config::InvalidPolicy::Discard;
     let (mut pipeline, stats) = memory_pipeline(&queue, 60_000, chain, out, dead, delivery);
     pipeline.sinks.insert("audit".into(), audit);
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(pipeline.run(shutdown.clone()));
-    wait_until("all settled", WAIT, || {
-        q.stats.acked.load(Ordering::SeqCst) == 5
-    })
-    .await;
-    shutdown.cancel();
-    run.await.unwrap().unwrap();
+    run_until_acked(pipeline, &q, 5).await;
 
     assert_eq!(sorted_payloads(&out_q.drain()), vec!["plain"]);
     assert_eq!(sorted_payloads(&audit_q.drain()), vec!["route:audit"]);
@@ -496,14 +444,7 @@ async fn handler_chain_feeds_outputs_to_the_next_handler() {
     ];
     let (pipeline, stats) =
         memory_pipeline(&queue, 60_000, chain, out, dead, fast_delivery(8, 8, 3));
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(pipeline.run(shutdown.clone()));
-    wait_until("both settled", WAIT, || {
-        q.stats.acked.load(Ordering::SeqCst) == 2
-    })
-    .await;
-    shutdown.cancel();
-    run.await.unwrap().unwrap();
+    run_until_acked(pipeline, &q, 2).await;
     assert_eq!(sorted_payloads(&out_q.drain()), vec!["A", "A2", "B", "B2"]);
     assert_eq!(stats.outputs.load(Ordering::SeqCst), 4);
 }
@@ -525,11 +466,7 @@ async fn dead_letter_sink_failure_nacks_instead_of_acking() {
         flaky_dead as Arc<dyn Sink>,
         fast_delivery(4, 4, 2),
     );
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(pipeline.run(shutdown.clone()));
-    wait_until("acked", WAIT, || q.stats.acked.load(Ordering::SeqCst) == 1).await;
-    shutdown.cancel();
-    run.await.unwrap().unwrap();
+    run_until_acked(pipeline, &q, 1).await;
     assert!(q.stats.nacked.load(Ordering::SeqCst) >= 1);
     let dead = dead_q.drain();
     assert_eq!(dead.len(), 1);
