@@ -8,6 +8,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 started=$(date +%s)
 scripts/setup.sh
+scripts/brokers.sh
 echo "== rustfmt"
 cargo fmt --all --check
 echo "== clippy"

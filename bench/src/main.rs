@@ -76,6 +76,7 @@ async fn end_to_end(count: u64, chain: Vec<Arc<dyn Transform>>) -> anyhow::Resul
     };
     let ctx = BuildContext {
         pipeline: "bench".into(),
+        max_in_flight: 4096,
         base_dir: repo(),
     };
     let stats = Arc::new(PipelineStats::default());

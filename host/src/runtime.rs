@@ -53,6 +53,7 @@ pub fn build(host: &PluginHost, p: &LoadedPipeline) -> anyhow::Result<BuiltPipel
     let cfg = &p.config;
     let ctx = BuildContext {
         pipeline: cfg.name.as_str().into(),
+        max_in_flight: cfg.delivery.max_in_flight,
         base_dir: p.base_dir.clone(),
     };
     let source_factory = cfg.source.factory();

@@ -110,6 +110,7 @@ pub fn memory_pipeline(
     };
     let ctx = BuildContext {
         pipeline: "test".into(),
+        max_in_flight: 1024,
         base_dir: repo_root(),
     };
     let stats = Arc::new(PipelineStats::default());
@@ -137,6 +138,7 @@ pub fn memory_sink(prefix: &str) -> (Arc<dyn Sink>, Arc<MemoryQueue>) {
     };
     let ctx = BuildContext {
         pipeline: "test".into(),
+        max_in_flight: 1024,
         base_dir: repo_root(),
     };
     (

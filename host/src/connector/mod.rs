@@ -9,6 +9,7 @@ pub mod drop;
 pub mod file;
 pub mod generate;
 pub mod memory;
+pub mod rabbitmq;
 pub mod stdio;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +54,12 @@ pub trait Source: Send {
     /// Wait for at least one delivery and return up to `max` of those available now, without
     /// waiting to fill the batch. `Ok(None)` means the stream has ended (finite sources only).
     async fn next_batch(&mut self, max: usize) -> anyhow::Result<Option<Vec<Delivery>>>;
+
+    /// Called once after every delivery is settled, before the source is dropped: flush
+    /// acknowledgements to the broker and close connections.
+    async fn close(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// A destination that confirms what it accepted.
@@ -72,6 +79,8 @@ pub trait Sink: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct BuildContext {
     pub pipeline: Arc<str>,
+    /// The pipeline's `delivery.max_in_flight` (a source's default prefetch).
+    pub max_in_flight: usize,
     /// Directory of the pipeline file; relative paths in connector settings resolve against it.
     pub base_dir: PathBuf,
 }
@@ -150,11 +159,13 @@ registry! {
         file => file::FileSourceConfig,
         stdin => stdio::StdinSourceConfig,
         memory => memory::MemorySourceConfig,
+        rabbitmq => rabbitmq::RabbitMqSourceConfig,
     }
     sinks {
         file => file::FileSinkConfig,
         stdout => stdio::StdoutSinkConfig,
         memory => memory::MemorySinkConfig,
         drop => drop::DropSinkConfig,
+        rabbitmq => rabbitmq::RabbitMqSinkConfig,
     }
 }

@@ -215,6 +215,9 @@ impl Pipeline {
             warn!(pipeline = %name, error = %format!("{err:#}"), "dead-letter sink close failed");
         }
         // The source lives until here so that its acknowledgements reach the broker.
+        if let Err(err) = source.close().await {
+            warn!(pipeline = %name, error = %format!("{err:#}"), "source close failed");
+        }
         drop(source);
         info!(
             pipeline = %name,
