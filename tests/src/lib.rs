@@ -16,6 +16,9 @@ use sluice::message::{Message, Output};
 use sluice::plugin::{PluginHost, WasmHandler};
 use tokio::sync::Semaphore;
 
+pub mod brokers;
+pub mod conformance;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

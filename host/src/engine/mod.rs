@@ -168,6 +168,7 @@ impl Pipeline {
                 }
                 Err(err) => {
                     source_failures += 1;
+                    PipelineStats::add(&stats.source_errors, 1);
                     let delay = retry::backoff(&delivery.retry, source_failures.saturating_add(1));
                     warn!(pipeline = %name, error = %format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "source failed");
                     tokio::select! {

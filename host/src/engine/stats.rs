@@ -24,6 +24,8 @@ pub struct PipelineStats {
     pub nacked: AtomicU64,
     /// Sink writes that failed (each is retried).
     pub sink_errors: AtomicU64,
+    /// Pulls from the source that failed (lost connection and the like; each is retried).
+    pub source_errors: AtomicU64,
     /// Deliveries settled in any way.
     pub settled: AtomicU64,
     /// Deliveries pulled and not yet settled.

@@ -1,0 +1,338 @@
+//! The conformance suite every connector that acknowledges must pass (in the style of Benthos'
+//! integration suite): a [`Broker`] says how to reach one, and each suite function runs a real
+//! pipeline against it and counts messages in and out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sluice::config::LimitsConfig;
+use sluice::connector::{Sink, Source};
+use sluice::engine::{
+    ErrorClass, Failure, Outcome, Pipeline, PipelineStats, RunEnd, Transform,
+    dead_letter_headers as dl,
+};
+use sluice::message::{Message, Output};
+
+use crate::{
+    FnTransform, GateSink, StampingTransform, fast_delivery, start, wait_until, wasm_handler,
+};
+
+/// A message read back from a queue.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub payload: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+/// How the suite reaches one broker.
+#[async_trait]
+pub trait Broker: Send + Sync {
+    /// A new, empty queue.
+    async fn fresh_queue(&self, prefix: &str) -> String;
+    async fn publish(&self, queue: &str, payload: &[u8], headers: &[(&str, &str)]);
+    fn source(&self, queue: &str, max_in_flight: usize) -> Box<dyn Source>;
+    fn sink(&self, queue: &str) -> Arc<dyn Sink>;
+    /// Take what `queue` holds, waiting (up to 30 s) until `expect` messages arrived.
+    async fn drain(&self, queue: &str, expect: usize) -> Vec<Received>;
+    /// Messages waiting in `queue` (read after a pipeline stopped: nothing is in flight then).
+    async fn depth(&self, queue: &str) -> usize;
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn pipeline(
+    source: Box<dyn Source>,
+    chain: Vec<Arc<dyn Transform>>,
+    out: Arc<dyn Sink>,
+    dead: Arc<dyn Sink>,
+    max_in_flight: usize,
+    batch_size: usize,
+) -> (Pipeline, Arc<PipelineStats>) {
+    let stats = Arc::new(PipelineStats::default());
+    let p = Pipeline {
+        name: "conformance".into(),
+        source,
+        source_redelivers: true,
+        chain,
+        sinks: HashMap::from([("out".to_owned(), out)]),
+        default_sink: "out".into(),
+        dead_letter: dead,
+        delivery: fast_delivery(max_in_flight, batch_size, 3),
+        shutdown_deadline: Duration::from_secs(20),
+        workers: 2,
+        stats: stats.clone(),
+    };
+    (p, stats)
+}
+
+fn numbered(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:04}")).collect()
+}
+
+async fn publish_all<B: Broker + ?Sized>(b: &B, queue: &str, payloads: &[String]) {
+    for p in payloads {
+        b.publish(queue, p.as_bytes(), &[("n", p)]).await;
+    }
+}
+
+fn payloads(got: &[Received]) -> Vec<String> {
+    got.iter()
+        .map(|r| String::from_utf8_lossy(&r.payload).into_owned())
+        .collect()
+}
+
+/// 1,000 messages one at a time (window 1) through a WASM handler, broker to broker: each arrives
+/// exactly once, in order, headers intact, and the input is fully acknowledged.
+pub async fn sequential<B: Broker + ?Sized>(b: &B) {
+    let (input, output, dead) = (
+        b.fresh_queue("seq-in").await,
+        b.fresh_queue("seq-out").await,
+        b.fresh_queue("seq-dead").await,
+    );
+    let sent = numbered("seq", 1000);
+    publish_all(b, &input, &sent).await;
+    let chain = vec![wasm_handler("uppercase", LimitsConfig::default(), &[]) as Arc<dyn Transform>];
+    let (p, stats) = pipeline(
+        b.source(&input, 1),
+        chain,
+        b.sink(&output),
+        b.sink(&dead),
+        1,
+        1,
+    );
+    let running = start(p);
+    wait_until("1000 acked", WAIT, || {
+        stats.acked.load(Ordering::SeqCst) == 1000
+    })
+    .await;
+    assert_eq!(running.stop().await, RunEnd::Drained);
+    let got = b.drain(&output, 1000).await;
+    let expected: Vec<String> = sent.iter().map(|s| s.to_uppercase()).collect();
+    assert_eq!(payloads(&got), expected, "each exactly once, in order");
+    assert!(
+        got.iter()
+            .zip(&sent)
+            .all(|(r, s)| r.headers.get("n") == Some(s)),
+        "headers intact"
+    );
+    assert_eq!(b.depth(&input).await, 0, "input fully acknowledged");
+    assert_eq!(b.depth(&dead).await, 0);
+}
+
+/// 1,000 messages with 64 in flight, every tenth failing transiently on its first attempt: all
+/// arrive exactly once after retries.
+pub async fn parallel_with_transient_failures<B: Broker + ?Sized>(b: &B) {
+    let (input, output, dead) = (
+        b.fresh_queue("par-in").await,
+        b.fresh_queue("par-out").await,
+        b.fresh_queue("par-dead").await,
+    );
+    let sent = numbered("par", 1000);
+    publish_all(b, &input, &sent).await;
+    let flaky: Arc<dyn Transform> = Arc::new(FnTransform {
+        name: "every-tenth-fails-once".into(),
+        f: |m: &Message| {
+            let n: usize = String::from_utf8_lossy(&m.payload[4..])
+                .parse()
+                .unwrap_or(0);
+            if n.is_multiple_of(10) && m.meta.attempt == 1 {
+                Outcome::Failed(Failure::new(ErrorClass::Transient, "first attempt fails"))
+            } else {
+                Outcome::Outputs(vec![Output::pass_through(m)])
+            }
+        },
+    });
+    let (p, stats) = pipeline(
+        b.source(&input, 64),
+        vec![flaky],
+        b.sink(&output),
+        b.sink(&dead),
+        64,
+        16,
+    );
+    let running = start(p);
+    wait_until("1000 acked", WAIT, || {
+        stats.acked.load(Ordering::SeqCst) == 1000
+    })
+    .await;
+    running.stop().await;
+    let mut got = payloads(&b.drain(&output, 1000).await);
+    got.sort();
+    assert_eq!(got, sent, "each exactly once");
+    assert_eq!(stats.retries.load(Ordering::SeqCst), 100);
+    assert_eq!(b.depth(&input).await, 0);
+    assert_eq!(b.depth(&dead).await, 0);
+}
+
+/// The host stops mid-stream and a new one takes over: nothing lost, duplicates at most the
+/// in-flight window.
+pub async fn restart_mid_stream<B: Broker + ?Sized>(b: &B) {
+    let (input, output, dead) = (
+        b.fresh_queue("rs-in").await,
+        b.fresh_queue("rs-out").await,
+        b.fresh_queue("rs-dead").await,
+    );
+    let sent = numbered("rs", 500);
+    publish_all(b, &input, &sent).await;
+    let slow = Arc::new(StampingTransform {
+        seen: Default::default(),
+        delay: Duration::from_millis(2),
+    });
+    let (p, stats) = pipeline(
+        b.source(&input, 32),
+        vec![slow.clone() as Arc<dyn Transform>],
+        b.sink(&output),
+        b.sink(&dead),
+        32,
+        8,
+    );
+    let running = start(p);
+    wait_until("some output", WAIT, || {
+        stats.outputs.load(Ordering::SeqCst) >= 100
+    })
+    .await;
+    running.stop().await;
+    let first = stats.acked.load(Ordering::SeqCst);
+    assert!(first < 500, "stopped mid-stream");
+    let (p, stats) = pipeline(
+        b.source(&input, 32),
+        vec![slow as Arc<dyn Transform>],
+        b.sink(&output),
+        b.sink(&dead),
+        32,
+        8,
+    );
+    let running = start(p);
+    wait_until("the rest", WAIT, || {
+        first + stats.acked.load(Ordering::SeqCst) >= 500
+    })
+    .await;
+    running.stop().await;
+    let got = payloads(&b.drain(&output, 500).await);
+    let mut distinct = got.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct, sent, "nothing lost");
+    assert!(
+        got.len() - 500 <= 32,
+        "duplicates at most the window: {}",
+        got.len() - 500
+    );
+    assert_eq!(b.depth(&input).await, 0);
+}
+
+/// A poison message reaches the dead-letter queue byte for byte with its reason headers; the
+/// others are unaffected.
+pub async fn poison_to_dead_letter<B: Broker + ?Sized>(b: &B) {
+    let (input, output, dead) = (
+        b.fresh_queue("p-in").await,
+        b.fresh_queue("p-out").await,
+        b.fresh_queue("p-dead").await,
+    );
+    b.publish(&input, b"ok-1", &[]).await;
+    b.publish(&input, b"trap", &[("origin", "billing")]).await;
+    b.publish(&input, b"ok-2", &[]).await;
+    let chain = vec![wasm_handler("faulty", LimitsConfig::default(), &[]) as Arc<dyn Transform>];
+    let (p, stats) = pipeline(
+        b.source(&input, 8),
+        chain,
+        b.sink(&output),
+        b.sink(&dead),
+        8,
+        8,
+    );
+    let running = start(p);
+    wait_until("3 settled", WAIT, || {
+        stats.settled.load(Ordering::SeqCst) == 3
+    })
+    .await;
+    running.stop().await;
+    let mut ok = payloads(&b.drain(&output, 2).await);
+    ok.sort();
+    assert_eq!(ok, vec!["ok-1", "ok-2"]);
+    let poison = b.drain(&dead, 1).await;
+    assert_eq!(poison.len(), 1);
+    assert_eq!(poison[0].payload, b"trap", "byte for byte");
+    let h = &poison[0].headers;
+    assert_eq!(h.get("origin").map(String::as_str), Some("billing"));
+    assert_eq!(h.get(dl::ERROR_CLASS).map(String::as_str), Some("trap"));
+    assert!(
+        h.get(dl::REASON)
+            .is_some_and(|r| r.contains("asked to trap")),
+        "{h:?}"
+    );
+    assert_eq!(h.get(dl::TOPIC).map(String::as_str), Some(input.as_str()));
+    assert_eq!(b.depth(&input).await, 0);
+}
+
+/// With the sink blocked, exactly `max_in_flight` deliveries are pulled; unblocked, all arrive.
+pub async fn back_pressure<B: Broker + ?Sized>(b: &B) {
+    let (input, output, dead) = (
+        b.fresh_queue("bp-in").await,
+        b.fresh_queue("bp-out").await,
+        b.fresh_queue("bp-dead").await,
+    );
+    let sent = numbered("bp", 100);
+    publish_all(b, &input, &sent).await;
+    let gate = GateSink::closed(b.sink(&output));
+    let (p, stats) = pipeline(
+        b.source(&input, 10),
+        Vec::new(),
+        gate.clone(),
+        b.sink(&dead),
+        10,
+        4,
+    );
+    let running = start(p);
+    wait_until("the window to fill", WAIT, || {
+        stats.received.load(Ordering::SeqCst) == 10
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        stats.received.load(Ordering::SeqCst),
+        10,
+        "never more than the window"
+    );
+    assert_eq!(stats.in_flight.load(Ordering::SeqCst), 10);
+    gate.open();
+    wait_until("100 acked", WAIT, || {
+        stats.acked.load(Ordering::SeqCst) == 100
+    })
+    .await;
+    running.stop().await;
+    let mut got = payloads(&b.drain(&output, 100).await);
+    got.sort();
+    assert_eq!(got, sent);
+    assert!(gate.max_waiting.load(Ordering::SeqCst) <= 10);
+}
+
+/// Every suite function as a `#[tokio::test]`, for one broker.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($broker:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_sequential() {
+            $crate::conformance::sequential(&$broker).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_parallel_with_transient_failures() {
+            $crate::conformance::parallel_with_transient_failures(&$broker).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_restart_mid_stream() {
+            $crate::conformance::restart_mid_stream(&$broker).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_poison_to_dead_letter() {
+            $crate::conformance::poison_to_dead_letter(&$broker).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_back_pressure() {
+            $crate::conformance::back_pressure(&$broker).await;
+        }
+    };
+}

@@ -1,0 +1,9 @@
+//! The conformance suite (`tests/src/conformance.rs`) for every connector that acknowledges.
+
+mod memory {
+    sluice_tests::conformance_tests!(sluice_tests::brokers::MemoryBroker);
+}
+
+mod rabbitmq {
+    sluice_tests::conformance_tests!(sluice_tests::brokers::RabbitMqBroker::default());
+}
