@@ -1,0 +1,269 @@
+//! RabbitMQ → `uppercase` (WASM) → RabbitMQ through Sluice, against a raw relay with the same
+//! client settings and no WASM, in the same run, on the broker at 127.0.0.1:5672.
+//!
+//! Both sides: prefetch 1024, batches of up to 128 messages taken from what has arrived, each
+//! batch published with publisher confirms and acknowledged only after its confirms.
+//!
+//! Run: `scripts/build-plugins.sh && cargo run --release -p sluice-bench --bin rabbitmq -- [messages]`
+//! The Python consumer our users write today is `bench/python/consumer.py` (see bench/README.md).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt as _, StreamExt as _};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueuePurgeOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use sluice::config::{DeliveryConfig, LimitsConfig};
+use sluice::connector::drop::DropSink;
+use sluice::connector::rabbitmq::{RabbitMqSinkConfig, RabbitMqSourceConfig};
+use sluice::connector::{BuildContext, SinkFactory, SourceFactory};
+use sluice::engine::{Pipeline, PipelineStats, Transform};
+use sluice::plugin::PluginHost;
+use tokio_util::sync::CancellationToken;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const PREFETCH: u16 = 1024;
+const BATCH: usize = 128;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent")
+        .to_path_buf()
+}
+
+/// A 256-byte JSON payload, so the Python consumer can validate it with pydantic.
+fn payload(i: usize) -> Vec<u8> {
+    let head = format!("{{\"id\": {i}, \"text\": \"");
+    let mut p = head.into_bytes();
+    while p.len() < 254 {
+        p.push(b'a' + (p.len() % 26) as u8);
+    }
+    p.extend_from_slice(b"\"}");
+    p
+}
+
+async fn setup(ch: &Channel, queues: &[&str], n: usize) -> anyhow::Result<()> {
+    for q in queues {
+        ch.queue_declare(
+            (*q).into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        ch.queue_purge((*q).into(), QueuePurgeOptions::default())
+            .await?;
+    }
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .ok();
+    let mut confirms = Vec::with_capacity(n);
+    for i in 0..n {
+        confirms.push(
+            ch.basic_publish(
+                "".into(),
+                queues[0].into(),
+                BasicPublishOptions::default(),
+                &payload(i),
+                BasicProperties::default(),
+            )
+            .await?,
+        );
+    }
+    for c in confirms {
+        c.await?;
+    }
+    Ok(())
+}
+
+async fn sluice_run(ch: &Channel, n: usize) -> anyhow::Result<f64> {
+    setup(ch, &["bench-in", "bench-out"], n).await?;
+    let host = PluginHost::new(Some(std::env::temp_dir().join("sluice-bench-cache")));
+    let plugin = host.load(
+        &repo().join("plugins/dist/uppercase.wasm"),
+        &LimitsConfig::default(),
+    )?;
+    let handler: Arc<dyn Transform> = Arc::new(plugin.into_handler(
+        "bench",
+        "uppercase",
+        Vec::new(),
+        sluice::config::BatchAbi::Auto,
+    )?);
+    let ctx = BuildContext {
+        pipeline: "bench".into(),
+        max_in_flight: PREFETCH as usize,
+        base_dir: repo(),
+    };
+    let source = RabbitMqSourceConfig {
+        url: URL.into(),
+        queue: "bench-in".into(),
+        declare: false,
+        prefetch: Some(PREFETCH),
+    }
+    .build(&ctx)?;
+    let sink = RabbitMqSinkConfig {
+        url: URL.into(),
+        exchange: String::new(),
+        routing_key: Some("bench-out".into()),
+        declare_queue: None,
+        persistent: false,
+    }
+    .build(&ctx)?;
+    let stats = Arc::new(PipelineStats::default());
+    let pipeline = Pipeline {
+        name: "bench".into(),
+        source,
+        source_redelivers: true,
+        chain: vec![handler],
+        sinks: HashMap::from([("out".to_owned(), sink)]),
+        default_sink: "out".into(),
+        dead_letter: Arc::new(DropSink),
+        delivery: DeliveryConfig {
+            max_in_flight: PREFETCH as usize,
+            batch_size: BATCH,
+            ..DeliveryConfig::default()
+        },
+        shutdown_deadline: Duration::from_secs(10),
+        workers: 2,
+        stats: stats.clone(),
+    };
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let run = tokio::spawn(pipeline.run(shutdown.clone()));
+    while PipelineStats::get(&stats.acked) < n as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    shutdown.cancel();
+    run.await??;
+    Ok(n as f64 / elapsed)
+}
+
+/// What a careful hand-written consumer does, with no WASM: the same prefetch, the same batching
+/// and the same confirm-then-ack order, uppercasing in Rust.
+async fn raw_relay(conn: &Connection, ch: &Channel, n: usize) -> anyhow::Result<f64> {
+    setup(ch, &["bench-in", "bench-out"], n).await?;
+    let consume = conn.create_channel().await?;
+    consume
+        .basic_qos(PREFETCH, BasicQosOptions::default())
+        .await?;
+    let publish = conn.create_channel().await?;
+    publish
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let mut consumer = consume
+        .basic_consume(
+            "bench-in".into(),
+            "raw".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let started = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let Some(first) = consumer.next().await else {
+            anyhow::bail!("consumer ended")
+        };
+        let mut batch = vec![first?];
+        while batch.len() < BATCH {
+            match consumer.next().now_or_never() {
+                Some(Some(d)) => batch.push(d?),
+                _ => break,
+            }
+        }
+        let mut confirms = Vec::with_capacity(batch.len());
+        for d in &batch {
+            let upper = d.data.to_ascii_uppercase();
+            confirms.push(
+                publish
+                    .basic_publish(
+                        "".into(),
+                        "bench-out".into(),
+                        BasicPublishOptions::default(),
+                        &upper,
+                        BasicProperties::default(),
+                    )
+                    .await?,
+            );
+        }
+        for c in confirms {
+            c.await?;
+        }
+        for d in batch {
+            d.ack(BasicAckOptions::default()).await?;
+            done += 1;
+        }
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The Python consumer of `bench/python/consumer.py`, if aio-pika is installed.
+async fn python_consumer(ch: &Channel, n: usize) -> anyhow::Result<Option<f64>> {
+    let available = std::process::Command::new("python3")
+        .args(["-c", "import aio_pika, pydantic"])
+        .status();
+    if !available.is_ok_and(|s| s.success()) {
+        return Ok(None);
+    }
+    setup(ch, &["bench-in", "bench-out"], n).await?;
+    let out = tokio::process::Command::new("python3")
+        .arg(repo().join("bench/python/consumer.py"))
+        .arg(n.to_string())
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "python consumer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rate = text.split_whitespace().nth(1).and_then(|r| r.parse().ok());
+    Ok(rate)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(100_000);
+    let conn = Connection::connect(URL, ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    let reps = 3;
+    let (mut raw, mut sluice) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        raw.push(raw_relay(&conn, &ch, n).await?);
+        sluice.push(sluice_run(&ch, n).await?);
+    }
+    raw.sort_by(f64::total_cmp);
+    sluice.sort_by(f64::total_cmp);
+    let (raw, sluice) = (raw[reps / 2], sluice[reps / 2]);
+    println!(
+        "RabbitMQ → uppercase → RabbitMQ, {n} messages of 256 bytes, prefetch {PREFETCH}, median of {reps}:"
+    );
+    println!("  raw relay (lapin, no WASM): {raw:>10.0} msg/s");
+    println!("  sluice (WASM uppercase):    {sluice:>10.0} msg/s");
+    println!("  sluice / raw relay: {:.0}%", 100.0 * sluice / raw);
+    match python_consumer(&ch, n / 5).await? {
+        Some(py) => println!(
+            "  python (aio-pika + pydantic, {} messages): {py:>10.0} msg/s   sluice / python: {:.1}x",
+            n / 5,
+            sluice / py
+        ),
+        None => {
+            println!("  python consumer skipped: `pip install aio-pika pydantic` to include it")
+        }
+    }
+    Ok(())
+}
