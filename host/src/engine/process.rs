@@ -211,18 +211,26 @@ fn invalid_verdict(ctx: &Ctx, failure: Failure, handler: Option<String>) -> Verd
 }
 
 /// Write outputs and dead-letter copies, then settle each delivery by what was confirmed.
-async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, verdicts: Vec<Verdict>) {
+async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, mut verdicts: Vec<Verdict>) {
     // Group every output by sink, remembering which delivery it belongs to.
     let mut by_sink: HashMap<&str, (Vec<usize>, Vec<Output>)> = HashMap::new();
     let mut dead: (Vec<usize>, Vec<Output>) = (Vec::new(), Vec::new());
-    for (i, (f, verdict)) in deliveries.iter().zip(&verdicts).enumerate() {
+    for (i, (f, verdict)) in deliveries.iter().zip(verdicts.iter_mut()).enumerate() {
         match verdict {
             Verdict::Deliver(outputs) => {
-                for out in outputs {
-                    let sink = out.route.as_deref().unwrap_or(&ctx.default_sink);
+                // Moved, not copied: only the verdict's kind is needed after this.
+                for out in std::mem::take(outputs) {
+                    // Routes were checked against the sinks above, so the lookup finds one.
+                    let sink = match &out.route {
+                        Some(route) => ctx
+                            .sinks
+                            .get_key_value(route.as_str())
+                            .map_or(ctx.default_sink.as_str(), |(k, _)| k.as_str()),
+                        None => ctx.default_sink.as_str(),
+                    };
                     let entry = by_sink.entry(sink).or_default();
                     entry.0.push(i);
-                    entry.1.push(out.clone());
+                    entry.1.push(out);
                 }
             }
             Verdict::DeadLetter(failure, handler) => {
