@@ -20,3 +20,10 @@ if ! listening 5672; then
   wait_for RabbitMQ 5672 90
 fi
 echo "brokers: RabbitMQ on 127.0.0.1:5672"
+
+# libzmq peers for the ZeroMQ interoperability tests: pyzmq ships libzmq in its wheel.
+if ! python3 -c "import zmq" 2>/dev/null; then
+  echo "brokers: installing pyzmq (libzmq peers for the ZeroMQ tests)"
+  python3 -m pip install --quiet --disable-pip-version-check pyzmq
+fi
+echo "brokers: pyzmq $(python3 -c 'import zmq; print(zmq.zmq_version())') (libzmq)"

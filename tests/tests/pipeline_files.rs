@@ -38,7 +38,7 @@ fn every_bad_file_gives_its_exact_errors() {
         (
             "source: { type: kafkaa }\nsinks: { p: { type: drop } }\ndead_letter: { type: drop }",
             &[
-                "pipelines/orders.yaml: source.type: unknown type `kafkaa`, expected one of `generate`, `file`, `stdin`, `memory`, `rabbitmq`",
+                "pipelines/orders.yaml: source.type: unknown type `kafkaa`, expected one of `generate`, `file`, `stdin`, `memory`, `rabbitmq`, `zeromq`",
             ],
         ),
         (
@@ -119,6 +119,12 @@ fn every_bad_file_gives_its_exact_errors() {
     for (text, expected) in cases {
         assert_eq!(errors(text), *expected, "for file:\n{text}");
     }
+}
+
+#[test]
+fn a_zeromq_source_is_accepted_once_at_most_once_is() {
+    let text = "source: { type: zeromq, endpoint: \"tcp://127.0.0.1:5555\" }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }\ndelivery: { guarantee: at_most_once }";
+    assert_eq!(errors(text), Vec::<String>::new());
 }
 
 #[test]

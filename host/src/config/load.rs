@@ -220,6 +220,15 @@ fn parse_value(text: &str, default_name: &str) -> Result<PipelineConfig, Vec<Fie
         let mut errs = Vec::new();
         source.factory().validate(&mut errs);
         errors.extend(errs.into_iter().map(|e| e.under("source")));
+        if source.factory().at_most_once() && delivery.guarantee != super::Guarantee::AtMostOnce {
+            errors.push(FieldError::new(
+                "source.type",
+                format!(
+                    "a `{}` source cannot acknowledge, so it delivers at most once; set `delivery.guarantee: at_most_once` to accept that",
+                    source.type_name()
+                ),
+            ));
+        }
     }
     for (sink_name, sink) in &sinks {
         let mut errs = Vec::new();

@@ -124,6 +124,19 @@ pub struct DeliveryConfig {
     pub rate_limit: Option<RateLimitConfig>,
     /// What to do with a message a handler calls `invalid`. Default: `dead_letter`.
     pub on_invalid: InvalidPolicy,
+    /// The guarantee the pipeline asks for. Default: `at_least_once`; a source that cannot
+    /// acknowledge (ZeroMQ) needs an explicit `at_most_once`.
+    pub guarantee: Guarantee,
+}
+
+/// Delivery guarantee a pipeline asks of its source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    #[default]
+    AtLeastOnce,
+    /// Accept that a message taken from the source may be lost (a crash, a full restart).
+    AtMostOnce,
 }
 
 impl Default for DeliveryConfig {
@@ -134,6 +147,7 @@ impl Default for DeliveryConfig {
             retry: RetryConfig::default(),
             rate_limit: None,
             on_invalid: InvalidPolicy::DeadLetter,
+            guarantee: Guarantee::AtLeastOnce,
         }
     }
 }

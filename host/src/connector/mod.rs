@@ -11,6 +11,7 @@ pub mod generate;
 pub mod memory;
 pub mod rabbitmq;
 pub mod stdio;
+pub mod zeromq;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -105,6 +106,11 @@ pub trait SourceFactory {
     fn redelivers(&self) -> bool {
         true
     }
+    /// `true` when a message can be lost once received (no acknowledgement at all, e.g. ZeroMQ):
+    /// such a source needs the pipeline to accept `delivery.guarantee: at_most_once`.
+    fn at_most_once(&self) -> bool {
+        false
+    }
 }
 
 /// Implemented by each sink connector's config type.
@@ -160,6 +166,7 @@ registry! {
         stdin => stdio::StdinSourceConfig,
         memory => memory::MemorySourceConfig,
         rabbitmq => rabbitmq::RabbitMqSourceConfig,
+        zeromq => zeromq::ZeroMqSourceConfig,
     }
     sinks {
         file => file::FileSinkConfig,
@@ -167,5 +174,6 @@ registry! {
         memory => memory::MemorySinkConfig,
         drop => drop::DropSinkConfig,
         rabbitmq => rabbitmq::RabbitMqSinkConfig,
+        zeromq => zeromq::ZeroMqSinkConfig,
     }
 }
