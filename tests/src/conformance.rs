@@ -17,7 +17,8 @@ use sluice::engine::{
 use sluice::message::{Message, Output};
 
 use crate::{
-    FnTransform, GateSink, StampingTransform, fast_delivery, start, wait_until, wasm_handler,
+    FnTransform, GateSink, StampingTransform, fast_delivery, start, test_pipeline, wait_until,
+    wasm_handler,
 };
 
 /// A message read back from a queue.
@@ -51,21 +52,13 @@ fn pipeline(
     max_in_flight: usize,
     batch_size: usize,
 ) -> (Pipeline, Arc<PipelineStats>) {
-    let stats = Arc::new(PipelineStats::default());
-    let p = Pipeline {
-        name: "conformance".into(),
+    test_pipeline(
         source,
-        source_redelivers: true,
         chain,
-        sinks: HashMap::from([("out".to_owned(), out)]),
-        default_sink: "out".into(),
-        dead_letter: dead,
-        delivery: fast_delivery(max_in_flight, batch_size, 3),
-        shutdown_deadline: Duration::from_secs(20),
-        workers: 2,
-        stats: stats.clone(),
-    };
-    (p, stats)
+        out,
+        dead,
+        fast_delivery(max_in_flight, batch_size, 3),
+    )
 }
 
 fn numbered(prefix: &str, n: usize) -> Vec<String> {

@@ -116,10 +116,28 @@ pub fn memory_pipeline(
         max_in_flight: 1024,
         base_dir: repo_root(),
     };
+    test_pipeline(
+        source_cfg.build(&ctx).expect("memory source"),
+        chain,
+        out,
+        dead_letter,
+        delivery,
+    )
+}
+
+/// A pipeline for tests: `source` → `chain` → the sink `out` (the default), with `dead_letter`,
+/// 2 workers and a 10 s shutdown deadline. The source is taken to redeliver what it is handed back.
+pub fn test_pipeline(
+    source: Box<dyn sluice::connector::Source>,
+    chain: Vec<Arc<dyn Transform>>,
+    out: Arc<dyn Sink>,
+    dead_letter: Arc<dyn Sink>,
+    delivery: DeliveryConfig,
+) -> (Pipeline, Arc<PipelineStats>) {
     let stats = Arc::new(PipelineStats::default());
     let pipeline = Pipeline {
         name: "test".into(),
-        source: source_cfg.build(&ctx).expect("memory source"),
+        source,
         source_redelivers: true,
         chain,
         sinks: HashMap::from([("out".to_owned(), out)]),

@@ -2,7 +2,6 @@
 //! (`conformance.rs`) covers round trips, order, transient retries, restarts, poison messages and
 //! back-pressure; this file covers what is particular to the connector.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -21,21 +20,13 @@ fn pipeline(
     dead: Arc<dyn Sink>,
     max_attempts: u32,
 ) -> (Pipeline, Arc<PipelineStats>) {
-    let stats = Arc::new(PipelineStats::default());
-    let p = Pipeline {
-        name: "rabbit-test".into(),
+    test_pipeline(
         source,
-        source_redelivers: true,
         chain,
-        sinks: HashMap::from([("out".to_owned(), out)]),
-        default_sink: "out".into(),
-        dead_letter: dead,
-        delivery: fast_delivery(64, 32, max_attempts),
-        shutdown_deadline: Duration::from_secs(10),
-        workers: 2,
-        stats: stats.clone(),
-    };
-    (p, stats)
+        out,
+        dead,
+        fast_delivery(64, 32, max_attempts),
+    )
 }
 
 async fn wait_for(what: &str, cond: impl FnMut() -> bool) {

@@ -2,7 +2,6 @@
 //! reconnects with backoff and nothing is lost. Alone in its own test binary, because it takes
 //! the broker away from everything else for a moment; it always starts it again.
 
-use std::collections::HashMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,7 +9,7 @@ use std::time::Duration;
 
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
-use sluice::engine::{Pipeline, PipelineStats, Transform};
+use sluice::engine::Transform;
 use sluice_tests::brokers::RabbitMqBroker;
 use sluice_tests::conformance::Broker;
 use sluice_tests::*;
@@ -60,20 +59,13 @@ async fn the_pipeline_survives_a_broker_restart_without_losing_messages() {
         seen: Default::default(),
         delay: Duration::from_millis(5),
     });
-    let stats = Arc::new(PipelineStats::default());
-    let p = Pipeline {
-        name: "bounce".into(),
-        source: b.source(&input, 32),
-        source_redelivers: true,
-        chain: vec![slow as Arc<dyn Transform>],
-        sinks: HashMap::from([("out".to_owned(), b.sink(&output))]),
-        default_sink: "out".into(),
-        dead_letter: dead,
-        delivery: fast_delivery(32, 8, 3),
-        shutdown_deadline: Duration::from_secs(10),
-        workers: 2,
-        stats: stats.clone(),
-    };
+    let (p, stats) = test_pipeline(
+        b.source(&input, 32),
+        vec![slow as Arc<dyn Transform>],
+        b.sink(&output),
+        dead,
+        fast_delivery(32, 8, 3),
+    );
     let running = start(p);
     wait_until("some output", Duration::from_secs(30), || {
         stats.outputs.load(Ordering::SeqCst) >= 50

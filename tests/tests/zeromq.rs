@@ -1,6 +1,5 @@
 //! The `zeromq` connector against real libzmq peers (pyzmq, installed by scripts/brokers.sh).
 
-use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -33,23 +32,12 @@ fn pipeline(
     out: Arc<dyn sluice::connector::Sink>,
     redelivers: bool,
 ) -> (Pipeline, Arc<PipelineStats>) {
-    let stats = Arc::new(PipelineStats::default());
     let (dead, _) = memory_sink("zmq-dead");
     let mut delivery = fast_delivery(64, 16, 3);
     delivery.guarantee = Guarantee::AtMostOnce;
-    let p = Pipeline {
-        name: "zmq".into(),
-        source,
-        source_redelivers: redelivers,
-        chain: Vec::new(),
-        sinks: HashMap::from([("out".to_owned(), out)]),
-        default_sink: "out".into(),
-        dead_letter: dead,
-        delivery,
-        shutdown_deadline: Duration::from_secs(5),
-        workers: 2,
-        stats: stats.clone(),
-    };
+    let (mut p, stats) = test_pipeline(source, Vec::new(), out, dead, delivery);
+    p.source_redelivers = redelivers;
+    p.shutdown_deadline = Duration::from_secs(5);
     (p, stats)
 }
 

@@ -61,6 +61,21 @@ fn yes() -> bool {
     true
 }
 
+/// Declare `queue` as a durable queue (a no-op if it exists with the same settings); `who` names
+/// the connector in the error.
+async fn declare_durable(channel: &lapin::Channel, queue: &str, who: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let options = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue.into(), options, lapin::types::FieldTable::default())
+        .await
+        .with_context(|| format!("{who}: cannot declare queue `{queue}`"))?;
+    Ok(())
+}
+
 fn check_url(url: &str, errors: &mut Vec<FieldError>) {
     if url.parse::<lapin::uri::AMQPUri>().is_err() {
         errors.push(FieldError::new(

@@ -3,8 +3,7 @@
 
 use anyhow::{Context as _, bail};
 use async_trait::async_trait;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
@@ -40,14 +39,7 @@ impl RabbitMqSink {
             .await
             .context("rabbitmq sink: confirm.select")?;
         if let Some(queue) = &self.cfg.declare_queue {
-            let options = QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            };
-            channel
-                .queue_declare(queue.as_str().into(), options, FieldTable::default())
-                .await
-                .with_context(|| format!("rabbitmq sink: cannot declare queue `{queue}`"))?;
+            super::declare_durable(&channel, queue, "rabbitmq sink").await?;
         }
         Ok((connection, channel))
     }

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{FutureExt as _, StreamExt as _};
-use lapin::options::{BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::options::{BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use tokio::sync::{mpsc, oneshot};
@@ -103,14 +103,7 @@ impl RabbitMqSource {
             .await
             .context("rabbitmq source: basic.qos")?;
         if self.cfg.declare {
-            let options = QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            };
-            channel
-                .queue_declare(queue.as_str().into(), options, FieldTable::default())
-                .await
-                .with_context(|| format!("rabbitmq source: cannot declare queue `{queue}`"))?;
+            super::declare_durable(&channel, queue, "rabbitmq source").await?;
         }
         let consumer = channel
             .basic_consume(

@@ -73,6 +73,28 @@ pub struct ZeroMqSinkConfig {
     pub bind: Option<bool>,
 }
 
+/// Bind or connect `socket` to `endpoint`; `who` names the connector in the error.
+async fn attach<S: zeromq::Socket>(
+    socket: &mut S,
+    endpoint: &str,
+    bind: bool,
+    who: &str,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    if bind {
+        socket
+            .bind(endpoint)
+            .await
+            .with_context(|| format!("{who}: cannot bind {endpoint}"))?;
+    } else {
+        socket
+            .connect(endpoint)
+            .await
+            .with_context(|| format!("{who}: cannot connect to {endpoint}"))?;
+    }
+    Ok(())
+}
+
 fn check_endpoint(endpoint: &str, errors: &mut Vec<FieldError>) {
     if !(endpoint.starts_with("tcp://") || endpoint.starts_with("ipc://")) {
         errors.push(FieldError::new(

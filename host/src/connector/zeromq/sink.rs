@@ -32,28 +32,24 @@ impl ZeroMqSink {
         Ok(match self.cfg.socket {
             SinkSocket::Push => {
                 let mut s = PushSocket::new();
-                if self.cfg.bind.unwrap_or(false) {
-                    s.bind(endpoint)
-                        .await
-                        .with_context(|| format!("zeromq sink: cannot bind {endpoint}"))?;
-                } else {
-                    s.connect(endpoint)
-                        .await
-                        .with_context(|| format!("zeromq sink: cannot connect to {endpoint}"))?;
-                }
+                super::attach(
+                    &mut s,
+                    endpoint,
+                    self.cfg.bind.unwrap_or(false),
+                    "zeromq sink",
+                )
+                .await?;
                 Sender::Push(s)
             }
             SinkSocket::Pub => {
                 let mut s = PubSocket::new();
-                if self.cfg.bind.unwrap_or(true) {
-                    s.bind(endpoint)
-                        .await
-                        .with_context(|| format!("zeromq sink: cannot bind {endpoint}"))?;
-                } else {
-                    s.connect(endpoint)
-                        .await
-                        .with_context(|| format!("zeromq sink: cannot connect to {endpoint}"))?;
-                }
+                super::attach(
+                    &mut s,
+                    endpoint,
+                    self.cfg.bind.unwrap_or(true),
+                    "zeromq sink",
+                )
+                .await?;
                 Sender::Pub(s)
             }
         })

@@ -51,28 +51,24 @@ impl ZeroMqSource {
         Ok(match self.cfg.socket {
             SourceSocket::Pull => {
                 let mut s = PullSocket::new();
-                if self.cfg.bind.unwrap_or(true) {
-                    s.bind(endpoint)
-                        .await
-                        .with_context(|| format!("zeromq source: cannot bind {endpoint}"))?;
-                } else {
-                    s.connect(endpoint)
-                        .await
-                        .with_context(|| format!("zeromq source: cannot connect to {endpoint}"))?;
-                }
+                super::attach(
+                    &mut s,
+                    endpoint,
+                    self.cfg.bind.unwrap_or(true),
+                    "zeromq source",
+                )
+                .await?;
                 Receiver::Pull(s)
             }
             SourceSocket::Sub => {
                 let mut s = SubSocket::new();
-                if self.cfg.bind.unwrap_or(false) {
-                    s.bind(endpoint)
-                        .await
-                        .with_context(|| format!("zeromq source: cannot bind {endpoint}"))?;
-                } else {
-                    s.connect(endpoint)
-                        .await
-                        .with_context(|| format!("zeromq source: cannot connect to {endpoint}"))?;
-                }
+                super::attach(
+                    &mut s,
+                    endpoint,
+                    self.cfg.bind.unwrap_or(false),
+                    "zeromq source",
+                )
+                .await?;
                 for topic in self
                     .cfg
                     .topics
