@@ -13,7 +13,11 @@ wait_for() { # name port seconds
 }
 
 if ! listening 5672; then
-  if command -v rabbitmq-server >/dev/null; then
+  if rabbitmqctl -q ping >/dev/null 2>&1; then
+    # The node runs but its application was stopped (a broker-restart test cut short).
+    echo "brokers: starting the RabbitMQ application"
+    rabbitmqctl start_app
+  elif command -v rabbitmq-server >/dev/null; then
     echo "brokers: starting RabbitMQ"
     rabbitmq-server -detached
   fi
