@@ -1,0 +1,357 @@
+//! A loaded plugin bound to a pipeline: a pool of warm instances, the calls into them (packed or
+//! canonical), the limits checked on what comes back, and traps turned into typed failures.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, anyhow};
+use wasmtime::{Store, Trap};
+
+use super::bindings::v0_1::{self, sluice::plugin::types as wit};
+use super::state::{HostState, MemoryCap};
+use super::{EPOCH_TICK, Plugin, convert, packed};
+use crate::config::BatchAbi;
+use crate::engine::{ErrorClass, Failure, Outcome, Transform};
+use crate::message::Message;
+
+impl Plugin {
+    /// A handler for `pipeline`, named `name`, initialised with `config`, taking batches as `abi`
+    /// says. One instance is made
+    /// (and `init` run) now, so a plugin that refuses its configuration fails here.
+    pub fn into_handler(
+        self,
+        pipeline: &str,
+        name: &str,
+        config: Vec<(String, String)>,
+        abi: BatchAbi,
+    ) -> anyhow::Result<WasmHandler> {
+        let handler = WasmHandler {
+            packed: abi == BatchAbi::Auto && self.packed.is_some(),
+            name: name.to_owned(),
+            pipeline: pipeline.into(),
+            plugin_name: name.into(),
+            config,
+            deadline_ticks: self
+                .limits
+                .timeout_ms
+                .div_ceil(EPOCH_TICK.as_millis() as u64)
+                + 1,
+            plugin: self,
+            pool: Mutex::new(Vec::new()),
+            counters: Arc::default(),
+        };
+        let first = handler
+            .instantiate()
+            .with_context(|| format!("handler `{name}`"))?;
+        handler
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(first);
+        Ok(handler)
+    }
+}
+
+/// A live instance and its store.
+struct Instance {
+    store: Store<HostState>,
+    bindings: v0_1::Handler,
+    packed: Option<PackedFunc>,
+}
+
+type CallResult = Result<Vec<wit::Output>, wit::HandlerError>;
+
+/// A plugin bound to one pipeline: a pool of warm instances, reused across calls.
+pub struct WasmHandler {
+    name: String,
+    pipeline: Arc<str>,
+    plugin_name: Arc<str>,
+    config: Vec<(String, String)>,
+    deadline_ticks: u64,
+    /// Batches go through `handle-packed` (the component has it and the pipeline allows it).
+    packed: bool,
+    plugin: Plugin,
+    pool: Mutex<Vec<Instance>>,
+    counters: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl WasmHandler {
+    /// The plugin's content hash.
+    pub fn hash(&self) -> &str {
+        &self.plugin.hash
+    }
+
+    /// Counters the handler added through `sluice:plugin/counters`.
+    pub fn counters(&self) -> HashMap<String, u64> {
+        self.counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn instantiate(&self) -> anyhow::Result<Instance> {
+        let limits = &self.plugin.limits;
+        let state = HostState {
+            limiter: MemoryCap {
+                max_bytes: usize::try_from(limits.memory_mb * 1024 * 1024)?,
+                hit: None,
+            },
+            pipeline: self.pipeline.clone(),
+            plugin: self.plugin_name.clone(),
+            message_id: None,
+            last_panic: None,
+            counters: self.counters.clone(),
+        };
+        let mut store = Store::new(&self.plugin.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(self.deadline_ticks);
+        let instance = self
+            .plugin
+            .pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .map_err(|e| self.describe_trap(&e, &store).into_error())?;
+        let bindings = v0_1::Handler::new(&mut store, &instance)?;
+        if let Some(init) = &self.plugin.init {
+            let init = instance.get_typed_func::<(Vec<(String, String)>,), (Result<(), String>,)>(
+                &mut store, init,
+            )?;
+            store.set_epoch_deadline(self.deadline_ticks);
+            let (result,) = init
+                .call(&mut store, (self.config.clone(),))
+                .map_err(|e| self.describe_trap(&e, &store).into_error())?;
+            result.map_err(|reason| anyhow!("init refused the configuration: {reason}"))?;
+        }
+        let packed = match &self.plugin.packed {
+            Some(index) if self.packed => {
+                let func = instance
+                    .get_func(&mut store, index)
+                    .context("handle-packed is not a function")?;
+                // Check the signature once here; each call re-types it (cheap) to borrow its input.
+                func.typed::<(&[u8],), (Vec<u8>,)>(&store)?;
+                Some(func)
+            }
+            _ => None,
+        };
+        Ok(Instance {
+            store,
+            bindings,
+            packed,
+        })
+    }
+
+    fn take_instance(&self) -> anyhow::Result<Instance> {
+        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match pooled {
+            Some(instance) => Ok(instance),
+            None => self.instantiate(),
+        }
+    }
+
+    fn prepare(&self, inst: &mut Instance, single_id: Option<&str>) {
+        inst.store.set_epoch_deadline(self.deadline_ticks);
+        let state = inst.store.data_mut();
+        state.message_id = single_id.map(str::to_owned);
+        state.last_panic = None;
+    }
+
+    /// Through the canonical ABI: `handle` for one message, `handle-batch` for more.
+    fn call(
+        &self,
+        inst: &mut Instance,
+        msgs: &[wit::Message],
+    ) -> wasmtime::Result<Vec<CallResult>> {
+        self.prepare(inst, (msgs.len() == 1).then(|| msgs[0].id.as_str()));
+        let exports = inst.bindings.sluice_plugin_message_handler();
+        if let [one] = msgs {
+            Ok(vec![exports.call_handle(&mut inst.store, one)?])
+        } else {
+            exports.call_handle_batch(&mut inst.store, msgs)
+        }
+    }
+
+    /// Through `handle-packed`: one buffer in, one buffer out (`docs/packed-batch.md`).
+    fn call_packed(
+        &self,
+        inst: &mut Instance,
+        func: PackedFunc,
+        batch: &[Message],
+    ) -> wasmtime::Result<Vec<u8>> {
+        self.prepare(inst, None);
+        let encoded = packed::encode_batch(batch);
+        let (results,) = func
+            .typed::<(&[u8],), (Vec<u8>,)>(&inst.store)?
+            .call(&mut inst.store, (encoded.as_slice(),))?;
+        Ok(results)
+    }
+
+    /// One message on its own, used to find the culprit after a batch trapped.
+    fn process_one(&self, msg: &wit::Message) -> Outcome {
+        let mut inst = match self.take_instance() {
+            Ok(i) => i,
+            Err(e) => return Outcome::Failed(cannot_instantiate(&e)),
+        };
+        match self.call(&mut inst, std::slice::from_ref(msg)) {
+            Ok(mut results) => {
+                self.give_back(inst);
+                let result = results
+                    .pop()
+                    .unwrap_or(Err(wit::HandlerError::Fatal("no result".into())));
+                self.outcome(result)
+            }
+            Err(err) => Outcome::Failed(self.describe_trap(&err, &inst.store)),
+        }
+    }
+
+    /// Every message of a batch whose call trapped, one at a time in fresh instances, so that only
+    /// the culprit fails.
+    fn isolate(&self, msgs: &[wit::Message]) -> Vec<Outcome> {
+        msgs.iter().map(|m| self.process_one(m)).collect()
+    }
+
+    fn give_back(&self, inst: Instance) {
+        self.pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(inst);
+    }
+
+    /// Convert one canonical-ABI result and check it against the output limits.
+    fn outcome(&self, result: CallResult) -> Outcome {
+        self.within_limits(match result {
+            Err(e) => Outcome::Failed(convert::failure(e)),
+            Ok(outputs) => Outcome::Outputs(outputs.into_iter().map(convert::from_wit).collect()),
+        })
+    }
+
+    /// Check one message's outputs against `max_outputs` and `max_output_bytes`.
+    fn within_limits(&self, outcome: Outcome) -> Outcome {
+        let limits = &self.plugin.limits;
+        let Outcome::Outputs(outputs) = &outcome else {
+            return outcome;
+        };
+        if outputs.len() > limits.max_outputs as usize {
+            let reason = format!(
+                "{} outputs for one message, the limit is {}",
+                outputs.len(),
+                limits.max_outputs
+            );
+            return Outcome::Failed(Failure::new(ErrorClass::OutputLimit, reason));
+        }
+        let bytes: u64 = outputs.iter().map(|o| o.payload.len() as u64).sum();
+        if bytes > limits.max_output_bytes {
+            let reason = format!(
+                "{bytes} output bytes for one message, the limit is {}",
+                limits.max_output_bytes
+            );
+            return Outcome::Failed(Failure::new(ErrorClass::OutputLimit, reason));
+        }
+        outcome
+    }
+
+    /// Turn a failed call into a typed failure with a reason a person can act on.
+    fn describe_trap(&self, err: &wasmtime::Error, store: &Store<HostState>) -> Failure {
+        let state = store.data();
+        let limits = &self.plugin.limits;
+        if let Some(desired) = state.limiter.hit {
+            let reason = format!(
+                "memory limit of {} MiB exceeded (the guest asked for {desired} bytes)",
+                limits.memory_mb
+            );
+            return Failure::new(ErrorClass::MemoryLimit, reason);
+        }
+        let panic = state
+            .last_panic
+            .as_deref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default();
+        match err.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => Failure::new(
+                ErrorClass::Timeout,
+                format!("handler ran past its timeout of {} ms", limits.timeout_ms),
+            ),
+            Some(Trap::StackOverflow) => Failure::new(
+                ErrorClass::Trap,
+                format!("stack overflow (stack limit {} KiB)", limits.stack_kb),
+            ),
+            Some(trap) => Failure::new(ErrorClass::Trap, format!("trap: {trap}{panic}")),
+            None => Failure::new(ErrorClass::Trap, format!("trap: {err:#}{panic}")),
+        }
+    }
+}
+
+/// `handle-packed`, typed at each call: its parameter borrows the encoded batch.
+type PackedFunc = wasmtime::component::Func;
+
+fn cannot_instantiate(e: &anyhow::Error) -> Failure {
+    Failure::new(
+        ErrorClass::Transient,
+        format!("cannot instantiate the plugin: {e:#}"),
+    )
+}
+
+impl Failure {
+    fn into_error(self) -> anyhow::Error {
+        anyhow!("{}: {}", self.class, self.reason)
+    }
+}
+
+impl Transform for WasmHandler {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn process(&self, batch: &[Message]) -> Vec<Outcome> {
+        let n = batch.len();
+        let mut inst = match self.take_instance() {
+            Ok(i) => i,
+            Err(e) => return vec![Outcome::Failed(cannot_instantiate(&e)); n],
+        };
+        if let Some(func) = inst.packed.filter(|_| n > 1) {
+            return match self.call_packed(&mut inst, func, batch) {
+                Ok(buf) => {
+                    self.give_back(inst);
+                    match packed::decode_results(bytes::Bytes::from(buf), n) {
+                        Ok(outcomes) => outcomes
+                            .into_iter()
+                            .map(|o| self.within_limits(o))
+                            .collect(),
+                        Err(reason) => {
+                            let reason = format!(
+                                "handler `{}` returned a malformed packed result: {reason}",
+                                self.name
+                            );
+                            vec![Outcome::Failed(Failure::new(ErrorClass::Fatal, reason)); n]
+                        }
+                    }
+                }
+                // A trapped instance is never reused.
+                Err(_) => {
+                    drop(inst);
+                    self.isolate(&batch.iter().map(convert::to_wit).collect::<Vec<_>>())
+                }
+            };
+        }
+        let msgs: Vec<wit::Message> = batch.iter().map(convert::to_wit).collect();
+        match self.call(&mut inst, &msgs) {
+            Ok(results) if results.len() == n => {
+                self.give_back(inst);
+                results.into_iter().map(|r| self.outcome(r)).collect()
+            }
+            Ok(results) => {
+                self.give_back(inst);
+                let reason = format!(
+                    "handle-batch returned {} results for {n} messages",
+                    results.len()
+                );
+                vec![Outcome::Failed(Failure::new(ErrorClass::Fatal, reason)); n]
+            }
+            // A trapped instance is never reused.
+            Err(err) if n == 1 => vec![Outcome::Failed(self.describe_trap(&err, &inst.store))],
+            Err(_) => {
+                drop(inst);
+                self.isolate(&msgs)
+            }
+        }
+    }
+}
