@@ -25,6 +25,26 @@ if ! listening 5672; then
 fi
 echo "brokers: RabbitMQ on 127.0.0.1:5672"
 
+# Kafka protocol: noida-db (PyPI) serves it from one binary, keeping its data on disk, so that a
+# broker-restart test finds its topics and committed offsets again. No Apache Kafka or Redpanda
+# build is reachable from this machine's registries; docs/connectors.md says what was tested where.
+KAFKA_PORT=9092
+BROKER_STATE=${SLUICE_BROKER_STATE:-/var/tmp/sluice-brokers}
+if ! listening "$KAFKA_PORT"; then
+  if ! command -v noida-db >/dev/null; then
+    echo "brokers: installing noida-db (Kafka-protocol broker)"
+    python3 -m pip install --quiet --disable-pip-version-check 'noida-db==0.2.3'
+  fi
+  mkdir -p "$BROKER_STATE"
+  echo "brokers: starting Kafka (noida-db) on 127.0.0.1:$KAFKA_PORT"
+  # (Its binary warns that it asks for a newer glibc symbol version, weakly; that is harmless.)
+  noida-db up --only kafka --kafka-port "$KAFKA_PORT" --host 127.0.0.1 \
+    --data-dir "$BROKER_STATE/noida" >"$BROKER_STATE/noida-up.log" 2>&1 ||
+    { cat "$BROKER_STATE/noida-up.log" >&2; exit 1; }
+  wait_for Kafka "$KAFKA_PORT" 30
+fi
+echo "brokers: Kafka on 127.0.0.1:$KAFKA_PORT"
+
 # libzmq peers for the ZeroMQ interoperability tests: pyzmq ships libzmq in its wheel.
 if ! python3 -c "import zmq" 2>/dev/null; then
   echo "brokers: installing pyzmq (libzmq peers for the ZeroMQ tests)"

@@ -53,6 +53,7 @@ impl Transform for NativeUppercase {
                     key: m.key.clone(),
                     headers: m.headers.clone(),
                     route: None,
+                    timestamp_ms: None,
                 }])
             })
             .collect()

@@ -66,6 +66,9 @@ pub struct Output {
     pub headers: Headers,
     /// Sink name; `None` means the pipeline's default sink.
     pub route: Option<String>,
+    /// Event time, ms since the Unix epoch, for sinks that carry one (Kafka). Handler outputs
+    /// inherit their input's timestamp; `None` lets the broker stamp it.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Output {
@@ -76,6 +79,7 @@ impl Output {
             key: msg.key.clone(),
             headers: msg.headers.clone(),
             route: None,
+            timestamp_ms: msg.meta.timestamp_ms,
         }
     }
 

@@ -35,11 +35,26 @@ fn validate_accepts_every_example_pipeline() {
     let out = sluice()
         .arg("validate")
         .arg(repo().join("pipelines"))
+        .arg(repo().join("pipelines/brokers"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("pipeline(s) valid"));
+    let examples = std::fs::read_dir(repo().join("pipelines"))
+        .unwrap()
+        .chain(std::fs::read_dir(repo().join("pipelines/brokers")).unwrap())
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "yaml")
+        })
+        .count();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("{examples} pipeline(s) valid")),
+        "every example, broker ones included"
+    );
 }
 
 #[test]

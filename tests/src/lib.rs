@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 
 pub mod brokers;
 pub mod conformance;
+pub mod kafka;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

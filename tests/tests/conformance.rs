@@ -7,3 +7,7 @@ mod memory {
 mod rabbitmq {
     sluice_tests::conformance_tests!(sluice_tests::brokers::RabbitMqBroker::default());
 }
+
+mod kafka {
+    sluice_tests::conformance_tests!(sluice_tests::kafka::KafkaBroker::default());
+}

@@ -135,6 +135,7 @@ mod tests {
             key: Some(Bytes::from_static(b"k1")),
             headers: vec![("a".into(), "1".into()), ("a".into(), "2".into())],
             route: Some("errors".into()),
+            timestamp_ms: None,
         };
         let mut line = Vec::new();
         Codec::Json.encode(&out, &mut line);

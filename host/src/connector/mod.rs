@@ -8,6 +8,7 @@ mod codec;
 pub mod drop;
 pub mod file;
 pub mod generate;
+pub mod kafka;
 pub mod memory;
 pub mod rabbitmq;
 pub mod stdio;
@@ -15,6 +16,7 @@ pub mod zeromq;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -61,7 +63,16 @@ pub trait Source: Send {
     async fn close(&mut self) -> anyhow::Result<()> {
         Ok(())
     }
+
+    /// Messages waiting in the broker for this consumer (Kafka consumer lag), kept up to date by
+    /// the source; -1 while unknown. `None` when the broker does not report it.
+    fn lag_gauge(&self) -> Option<LagGauge> {
+        None
+    }
 }
+
+/// A gauge a source updates from its own callbacks and the engine reads.
+pub type LagGauge = Arc<AtomicI64>;
 
 /// A destination that confirms what it accepted.
 #[async_trait]
@@ -126,6 +137,8 @@ macro_rules! registry {
         #[derive(Debug, Clone, Deserialize)]
         #[serde(tag = "type")]
         #[allow(non_camel_case_types)]
+        // Parsed once per pipeline: boxing the large connector configs would buy nothing.
+        #[allow(clippy::large_enum_variant)]
         pub enum SourceConfig { $($src($src_cfg),)* }
 
         impl SourceConfig {
@@ -141,6 +154,7 @@ macro_rules! registry {
         #[derive(Debug, Clone, Deserialize)]
         #[serde(tag = "type")]
         #[allow(non_camel_case_types)]
+        #[allow(clippy::large_enum_variant)]
         pub enum SinkConfig { $($snk($snk_cfg),)* }
 
         impl SinkConfig {
@@ -165,6 +179,7 @@ registry! {
         file => file::FileSourceConfig,
         stdin => stdio::StdinSourceConfig,
         memory => memory::MemorySourceConfig,
+        kafka => kafka::KafkaSourceConfig,
         rabbitmq => rabbitmq::RabbitMqSourceConfig,
         zeromq => zeromq::ZeroMqSourceConfig,
     }
@@ -173,6 +188,7 @@ registry! {
         stdout => stdio::StdoutSinkConfig,
         memory => memory::MemorySinkConfig,
         drop => drop::DropSinkConfig,
+        kafka => kafka::KafkaSinkConfig,
         rabbitmq => rabbitmq::RabbitMqSinkConfig,
         zeromq => zeromq::ZeroMqSinkConfig,
     }

@@ -51,5 +51,6 @@ pub fn dead_letter_output(
         key: msg.key.clone(),
         headers: h,
         route: None,
+        timestamp_ms: msg.meta.timestamp_ms,
     }
 }

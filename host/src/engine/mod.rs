@@ -120,6 +120,9 @@ impl Pipeline {
             workers: Arc::new(Semaphore::new(workers.max(1))),
         });
 
+        if let Some(gauge) = source.lag_gauge() {
+            let _ = stats.consumer_lag.set(gauge);
+        }
         info!(pipeline = %name, "pipeline started");
         let mut source_failures = 0u32;
         let mut source_ended = false;

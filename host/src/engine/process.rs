@@ -391,7 +391,11 @@ async fn run_chain(ctx: &Ctx, msgs: Vec<Message>) -> (Vec<Message>, Vec<ChainRes
                 }
                 Outcome::Outputs(outputs) if last => {
                     if let Ok(acc) = &mut results[origin] {
-                        acc.extend(outputs);
+                        // Event time travels with the message unless the handler set one.
+                        acc.extend(outputs.into_iter().map(|mut o| {
+                            o.timestamp_ms = o.timestamp_ms.or(input.meta.timestamp_ms);
+                            o
+                        }));
                     }
                 }
                 Outcome::Outputs(outputs) => {

@@ -1,7 +1,10 @@
 //! Counters every pipeline keeps; tests count messages in and out with them, and the metrics
 //! endpoint will expose them.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::connector::LagGauge;
 
 /// Live counters of one pipeline.
 #[derive(Debug, Default)]
@@ -30,11 +33,19 @@ pub struct PipelineStats {
     pub settled: AtomicU64,
     /// Deliveries pulled and not yet settled.
     pub in_flight: AtomicU64,
+    /// Messages waiting in the broker for this pipeline, when the source reports it (set at start).
+    pub consumer_lag: OnceLock<LagGauge>,
 }
 
 impl PipelineStats {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// The source's consumer lag, if it reports one and knows it yet.
+    pub fn lag(&self) -> Option<u64> {
+        let lag = self.consumer_lag.get()?.load(Ordering::Relaxed);
+        u64::try_from(lag).ok()
     }
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {

@@ -38,6 +38,7 @@ pub fn from_wit(o: wit::Output) -> Output {
             .map(|(n, v)| (n.into(), v.into()))
             .collect(),
         route: o.route,
+        timestamp_ms: None,
     }
 }
 

@@ -124,6 +124,7 @@ pub fn decode_results(buf: Bytes, expected: usize) -> Result<Vec<Outcome>, Strin
                         key,
                         headers,
                         route,
+                        timestamp_ms: None,
                     });
                 }
                 Outcome::Outputs(outputs)

@@ -57,6 +57,26 @@ pub struct RabbitMqSinkConfig {
     pub persistent: bool,
 }
 
+/// How long connecting (connection, channel, declarations, consumer) may take before it counts as
+/// a failure and is retried with backoff. A broker that is still booting can accept the TCP
+/// connection and then say nothing.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `connect` within [`CONNECT_TIMEOUT`]; `who` names the connector in the error.
+async fn within_connect_timeout<T>(
+    who: &str,
+    connect: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "{who}: connecting took longer than {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        })
+}
+
 fn yes() -> bool {
     true
 }

@@ -97,7 +97,7 @@ impl Sink for RabbitMqSink {
     async fn send(&self, batch: &[Output]) -> anyhow::Result<()> {
         let mut live = self.live.lock().await;
         if live.is_none() {
-            *live = Some(self.connect().await?);
+            *live = Some(super::within_connect_timeout("rabbitmq sink", self.connect()).await?);
         }
         let Some((_, channel)) = live.as_ref() else {
             bail!("rabbitmq sink: not connected")

@@ -157,7 +157,7 @@ impl Source for RabbitMqSource {
     async fn next_batch(&mut self, max: usize) -> anyhow::Result<Option<Vec<Delivery>>> {
         let acker = self.acker();
         if self.live.is_none() {
-            self.connect().await?;
+            super::within_connect_timeout("rabbitmq source", self.connect()).await?;
         }
         let Some(live) = self.live.as_mut() else {
             anyhow::bail!("rabbitmq source: not connected")

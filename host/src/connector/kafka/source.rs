@@ -1,0 +1,434 @@
+//! The Kafka source: one group member. Settlements move per-partition commit points
+//! ([`OffsetTracker`]); nacks come back from a local redelivery queue, since Kafka cannot
+//! redeliver a single record.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::FutureExt as _;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{BorrowedMessage, Headers as _};
+use rdkafka::{ClientConfig, ClientContext, Message as _, Offset, TopicPartitionList};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::offsets::{OffsetTracker, PartitionKey};
+use super::{Assignment, KafkaSourceConfig, StartFrom};
+use crate::ack::{AckToken, Acker, Settlement};
+use crate::connector::{BuildContext, Delivery, LagGauge, Source};
+use crate::message::{ByteString, Message, Metadata};
+
+type Consumer = StreamConsumer<GroupContext>;
+
+/// A delivery handed to the engine and not yet settled.
+struct Pending {
+    key: PartitionKey,
+    offset: i64,
+    generation: u64,
+    message: Message,
+}
+
+/// State shared by the source, its acker and the rebalance callbacks.
+struct Shared {
+    pipeline: Arc<str>,
+    tracker: Mutex<OffsetTracker>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_id: AtomicU64,
+    /// Nacked deliveries waiting for their delay, with the time they are due.
+    redeliveries: Mutex<Vec<(Instant, Pending)>>,
+    redelivery_queued: Notify,
+    consumer: OnceLock<Weak<Consumer>>,
+    lag: LagGauge,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// Store `point` as the next offset to consume for `key`; librdkafka commits it.
+    fn store(&self, key: &PartitionKey, point: i64) {
+        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::new();
+        if let Err(e) = tpl.add_partition_offset(&key.0, key.1, Offset::Offset(point)) {
+            tracing::warn!(pipeline = %self.pipeline, error = %e, "kafka: bad offset");
+            return;
+        }
+        if let Err(e) = consumer.store_offsets(&tpl) {
+            // The partition was revoked meanwhile: its new owner resumes from the last commit.
+            tracing::debug!(pipeline = %self.pipeline, topic = %key.0, partition = key.1, error = %e, "kafka: offset not stored");
+        }
+    }
+}
+
+impl Acker for Shared {
+    fn settle(&self, id: u64, how: Settlement) {
+        let Some(mut p) = lock(&self.pending).remove(&id) else {
+            return;
+        };
+        let delay = match how {
+            Settlement::Ack => {
+                let point = lock(&self.tracker).acked(&p.key, p.offset, p.generation);
+                if let Some(point) = point {
+                    self.store(&p.key, point);
+                }
+                return;
+            }
+            Settlement::Nack { delay } => {
+                p.message.meta.attempt += 1;
+                delay
+            }
+            // Left unsettled at shutdown: queue it again so that, should the host keep running,
+            // the offset does not stay in flight forever.
+            Settlement::Abandon => Duration::ZERO,
+        };
+        if lock(&self.tracker).is_current(&p.key, p.generation) {
+            lock(&self.redeliveries).push((Instant::now() + delay, p));
+            self.redelivery_queued.notify_one();
+        }
+    }
+}
+
+/// librdkafka's callbacks: rebalances and logs.
+pub struct GroupContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, line: &str) {
+        let pipeline = &self.shared.pipeline;
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(pipeline = %pipeline, facility, "librdkafka: {line}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(pipeline = %pipeline, facility, "librdkafka: {line}")
+            }
+            _ => tracing::debug!(pipeline = %pipeline, facility, "librdkafka: {line}"),
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(pipeline = %self.shared.pipeline, error = %error, "kafka: {reason}");
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        // Commit what is settled while the partitions are still ours, then forget them: what is
+        // in flight now is redelivered to their next owner, and its settlement will be ignored.
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(pipeline = %self.shared.pipeline, error = %e, "kafka: commit on revocation");
+        }
+        let keys: Vec<PartitionKey> = revoked
+            .elements()
+            .iter()
+            .map(|e| (Arc::from(e.topic()), e.partition()))
+            .collect();
+        let mut tracker = lock(&self.shared.tracker);
+        for key in &keys {
+            tracker.revoke(key);
+        }
+        drop(tracker);
+        lock(&self.shared.redeliveries).retain(|(_, p)| !keys.contains(&p.key));
+        tracing::info!(pipeline = %self.shared.pipeline, partitions = keys.len(), "kafka: partitions revoked");
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            tracing::info!(pipeline = %self.shared.pipeline, partitions = assigned.count(), "kafka: partitions assigned");
+        }
+    }
+}
+
+pub struct KafkaSource {
+    cfg: KafkaSourceConfig,
+    client: ClientConfig,
+    consumer: Option<Arc<Consumer>>,
+    shared: Arc<Shared>,
+    topics: HashMap<String, Arc<str>>,
+    source: Arc<str>,
+}
+
+impl KafkaSource {
+    pub fn new(cfg: KafkaSourceConfig, ctx: &BuildContext) -> anyhow::Result<Self> {
+        let mut client = cfg.common().client_config(Some(ctx));
+        client
+            .set("group.id", &cfg.group)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.commit.interval.ms",
+                cfg.commit_interval_ms.to_string(),
+            )
+            .set(
+                "auto.offset.reset",
+                match cfg.start_from {
+                    StartFrom::Earliest => "earliest",
+                    StartFrom::Latest => "latest",
+                },
+            )
+            .set(
+                "partition.assignment.strategy",
+                match cfg.assignment {
+                    Assignment::CooperativeSticky => "cooperative-sticky",
+                    Assignment::Range => "range",
+                    Assignment::Roundrobin => "roundrobin",
+                },
+            )
+            .set_log_level(RDKafkaLogLevel::Warning);
+        if let Some(ms) = cfg.session_timeout_ms {
+            client.set("session.timeout.ms", ms.to_string());
+        }
+        let shared = Arc::new(Shared {
+            pipeline: ctx.pipeline.clone(),
+            tracker: Mutex::default(),
+            pending: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            redeliveries: Mutex::default(),
+            redelivery_queued: Notify::new(),
+            consumer: OnceLock::new(),
+            lag: Arc::new(AtomicI64::new(-1)),
+        });
+        Ok(KafkaSource {
+            cfg,
+            client,
+            consumer: None,
+            shared,
+            topics: HashMap::new(),
+            source: Arc::from("kafka"),
+        })
+    }
+
+    fn consumer(&mut self) -> anyhow::Result<Arc<Consumer>> {
+        if let Some(c) = &self.consumer {
+            return Ok(c.clone());
+        }
+        let group = &self.cfg.group;
+        let consumer: Consumer = self
+            .client
+            .create_with_context(GroupContext {
+                shared: self.shared.clone(),
+            })
+            .with_context(|| {
+                format!("kafka source (group `{group}`): cannot create the consumer")
+            })?;
+        let topics: Vec<&str> = self.cfg.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).with_context(|| {
+            format!("kafka source (group `{group}`): cannot subscribe to {topics:?}")
+        })?;
+        let consumer = Arc::new(consumer);
+        let _ = self.shared.consumer.set(Arc::downgrade(&consumer));
+        if self.cfg.lag_interval_ms > 0 {
+            tokio::spawn(watch_lag(
+                Arc::downgrade(&consumer),
+                self.shared.lag.clone(),
+                Duration::from_millis(self.cfg.lag_interval_ms),
+            ));
+        }
+        tracing::info!(pipeline = %self.shared.pipeline, group = %group, topics = ?topics, "kafka source subscribed");
+        self.consumer = Some(consumer.clone());
+        Ok(consumer)
+    }
+
+    fn token(&self, pending: Pending) -> (Message, AckToken) {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let message = pending.message.clone();
+        lock(&self.shared.pending).insert(id, pending);
+        (
+            message,
+            AckToken::new(self.shared.clone() as Arc<dyn Acker>, id),
+        )
+    }
+
+    fn delivery(&mut self, m: &BorrowedMessage<'_>) -> Delivery {
+        let topic = match self.topics.get(m.topic()) {
+            Some(t) => t.clone(),
+            None => {
+                let t: Arc<str> = Arc::from(m.topic());
+                self.topics.insert(m.topic().to_owned(), t.clone());
+                t
+            }
+        };
+        let (partition, offset) = (m.partition(), m.offset());
+        let key: PartitionKey = (topic.clone(), partition);
+        let generation = lock(&self.shared.tracker).received(&key, offset);
+        let mut meta = Metadata::received_now(self.source.clone(), topic.clone());
+        meta.partition = Some(partition);
+        meta.offset = Some(offset);
+        meta.timestamp_ms = m.timestamp().to_millis();
+        let headers = m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| {
+                        let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                        (
+                            ByteString::from(h.key),
+                            ByteString::from(value.into_owned()),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let message = Message {
+            id: format!("{topic}:{partition}:{offset}"),
+            key: m.key().map(Bytes::copy_from_slice),
+            payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+            headers,
+            meta,
+        };
+        let (message, token) = self.token(Pending {
+            key,
+            offset,
+            generation,
+            message,
+        });
+        Delivery::new(message, token)
+    }
+
+    /// Nacked deliveries whose delay has passed (and whose partition is still ours), and when the
+    /// next one is due.
+    fn due_redeliveries(&self, max: usize) -> (Vec<Delivery>, Option<Instant>) {
+        let now = Instant::now();
+        let mut queued = lock(&self.shared.redeliveries);
+        let mut due = Vec::new();
+        let mut i = 0;
+        while i < queued.len() && due.len() < max {
+            if queued[i].0 <= now {
+                due.push(queued.swap_remove(i).1);
+            } else {
+                i += 1;
+            }
+        }
+        let next = queued.iter().map(|(at, _)| *at).min();
+        drop(queued);
+        let tracker = lock(&self.shared.tracker);
+        let due: Vec<Pending> = due
+            .into_iter()
+            .filter(|p| tracker.is_current(&p.key, p.generation))
+            .collect();
+        drop(tracker);
+        let deliveries = due
+            .into_iter()
+            .map(|p| {
+                let (message, token) = self.token(p);
+                Delivery::new(message, token)
+            })
+            .collect();
+        (deliveries, next)
+    }
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    async fn next_batch(&mut self, max: usize) -> anyhow::Result<Option<Vec<Delivery>>> {
+        let consumer = self.consumer()?;
+        loop {
+            let (mut batch, next_due) = self.due_redeliveries(max);
+            if !batch.is_empty() {
+                return Ok(Some(batch));
+            }
+            let wait_for_redelivery = async {
+                match next_due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => self.shared.redelivery_queued.notified().await,
+                }
+            };
+            // Cancel-safe: `recv` takes a record from librdkafka only in the poll that returns it.
+            let first = tokio::select! {
+                m = consumer.recv() => m,
+                () = wait_for_redelivery => continue,
+            };
+            let first = first.context("kafka source: consumer error")?;
+            batch.push(self.delivery(&first));
+            drop(first);
+            while batch.len() < max {
+                match consumer.recv().now_or_never() {
+                    Some(Ok(m)) => batch.push(self.delivery(&m)),
+                    _ => break,
+                }
+            }
+            return Ok(Some(batch));
+        }
+    }
+
+    async fn close(&mut self) -> anyhow::Result<()> {
+        let Some(consumer) = self.consumer.take() else {
+            return Ok(());
+        };
+        let group = self.cfg.group.clone();
+        // Committing and leaving the group block on the network: not on the async workers.
+        tokio::task::spawn_blocking(move || {
+            let committed = consumer.commit_consumer_state(CommitMode::Sync);
+            consumer.unsubscribe();
+            drop(consumer);
+            match committed {
+                // Nothing was stored since the last commit.
+                Err(rdkafka::error::KafkaError::ConsumerCommit(
+                    rdkafka::types::RDKafkaErrorCode::NoOffset,
+                )) => Ok(()),
+                other => other,
+            }
+        })
+        .await
+        .context("kafka source: close task")?
+        .with_context(|| format!("kafka source (group `{group}`): final commit"))
+    }
+
+    fn lag_gauge(&self) -> Option<LagGauge> {
+        (self.cfg.lag_interval_ms > 0).then(|| self.shared.lag.clone())
+    }
+}
+
+/// Every `interval`, until the consumer is gone: lag = sum over assigned partitions of the high
+/// watermark minus the group's committed offset (the partition start when nothing is committed).
+/// Read from the broker on a task of its own, because librdkafka only serves its statistics
+/// while the consumer is polled, and a saturated pipeline does not poll.
+async fn watch_lag(consumer: Weak<Consumer>, gauge: LagGauge, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(c) = consumer.upgrade() else { return };
+        let lag = tokio::task::spawn_blocking(move || measure_lag(&c)).await;
+        match lag {
+            Ok(Ok(lag)) => gauge.store(lag, Ordering::Relaxed),
+            Ok(Err(e)) => tracing::debug!(error = %e, "kafka: cannot read consumer lag"),
+            Err(_) => return,
+        }
+    }
+}
+
+fn measure_lag(c: &Consumer) -> rdkafka::error::KafkaResult<i64> {
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    let assigned = c.assignment()?;
+    if assigned.count() == 0 {
+        return Ok(0);
+    }
+    let committed = c.committed_offsets(assigned, TIMEOUT)?;
+    let mut lag = 0;
+    for e in committed.elements() {
+        let (low, high) = c.fetch_watermarks(e.topic(), e.partition(), TIMEOUT)?;
+        let from = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        lag += (high - from).max(0);
+    }
+    Ok(lag)
+}
