@@ -45,6 +45,20 @@ if ! listening "$KAFKA_PORT"; then
 fi
 echo "brokers: Kafka on 127.0.0.1:$KAFKA_PORT"
 
+# SQS: moto's server speaks the JSON protocol aws-sdk-sqs uses; state is in memory.
+SQS_PORT=5000
+if ! listening "$SQS_PORT"; then
+  if ! command -v moto_server >/dev/null; then
+    echo "brokers: installing moto (SQS server)"
+    python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
+  fi
+  mkdir -p "$BROKER_STATE"
+  echo "brokers: starting SQS (moto) on 127.0.0.1:$SQS_PORT"
+  setsid nohup moto_server -H 127.0.0.1 -p "$SQS_PORT" >"$BROKER_STATE/moto.log" 2>&1 < /dev/null &
+  wait_for SQS "$SQS_PORT" 30
+fi
+echo "brokers: SQS on 127.0.0.1:$SQS_PORT"
+
 # libzmq peers for the ZeroMQ interoperability tests: pyzmq ships libzmq in its wheel.
 if ! python3 -c "import zmq" 2>/dev/null; then
   echo "brokers: installing pyzmq (libzmq peers for the ZeroMQ tests)"

@@ -40,9 +40,12 @@ pub trait Broker: Send + Sync {
     async fn drain(&self, queue: &str, expect: usize) -> Vec<Received>;
     /// Messages waiting in `queue` (read after a pipeline stopped: nothing is in flight then).
     async fn depth(&self, queue: &str) -> usize;
+    /// How long a suite step may take. Not a timing assertion: a broker emulator that is slow
+    /// (moto serves about a hundred SQS calls a second) gets more time.
+    fn patience(&self) -> Duration {
+        Duration::from_secs(60)
+    }
 }
-
-const WAIT: Duration = Duration::from_secs(60);
 
 fn pipeline(
     source: Box<dyn Source>,
@@ -97,7 +100,7 @@ pub async fn sequential<B: Broker + ?Sized>(b: &B) {
         1,
     );
     let running = start(p);
-    wait_until("1000 acked", WAIT, || {
+    wait_until("1000 acked", b.patience(), || {
         stats.acked.load(Ordering::SeqCst) == 1000
     })
     .await;
@@ -147,7 +150,7 @@ pub async fn parallel_with_transient_failures<B: Broker + ?Sized>(b: &B) {
         16,
     );
     let running = start(p);
-    wait_until("1000 acked", WAIT, || {
+    wait_until("1000 acked", b.patience(), || {
         stats.acked.load(Ordering::SeqCst) == 1000
     })
     .await;
@@ -183,7 +186,7 @@ pub async fn restart_mid_stream<B: Broker + ?Sized>(b: &B) {
         8,
     );
     let running = start(p);
-    wait_until("some output", WAIT, || {
+    wait_until("some output", b.patience(), || {
         stats.outputs.load(Ordering::SeqCst) >= 100
     })
     .await;
@@ -199,7 +202,7 @@ pub async fn restart_mid_stream<B: Broker + ?Sized>(b: &B) {
         8,
     );
     let running = start(p);
-    wait_until("the rest", WAIT, || {
+    wait_until("the rest", b.patience(), || {
         first + stats.acked.load(Ordering::SeqCst) >= 500
     })
     .await;
@@ -238,7 +241,7 @@ pub async fn poison_to_dead_letter<B: Broker + ?Sized>(b: &B) {
         8,
     );
     let running = start(p);
-    wait_until("3 settled", WAIT, || {
+    wait_until("3 settled", b.patience(), || {
         stats.settled.load(Ordering::SeqCst) == 3
     })
     .await;
@@ -280,7 +283,7 @@ pub async fn back_pressure<B: Broker + ?Sized>(b: &B) {
         4,
     );
     let running = start(p);
-    wait_until("the window to fill", WAIT, || {
+    wait_until("the window to fill", b.patience(), || {
         stats.received.load(Ordering::SeqCst) == 10
     })
     .await;
@@ -292,7 +295,7 @@ pub async fn back_pressure<B: Broker + ?Sized>(b: &B) {
     );
     assert_eq!(stats.in_flight.load(Ordering::SeqCst), 10);
     gate.open();
-    wait_until("100 acked", WAIT, || {
+    wait_until("100 acked", b.patience(), || {
         stats.acked.load(Ordering::SeqCst) == 100
     })
     .await;

@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 pub mod brokers;
 pub mod conformance;
 pub mod kafka;
+pub mod sqs;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

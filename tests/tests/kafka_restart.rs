@@ -37,6 +37,8 @@ impl Drop for Restart {
     fn drop(&mut self) {
         let _ = Command::new("noida-db")
             .args(["start", "kafka", "--data-dir", &data_dir()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .status();
     }
 }

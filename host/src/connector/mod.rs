@@ -11,6 +11,7 @@ pub mod generate;
 pub mod kafka;
 pub mod memory;
 pub mod rabbitmq;
+pub mod sqs;
 pub mod stdio;
 pub mod zeromq;
 
@@ -181,6 +182,7 @@ registry! {
         memory => memory::MemorySourceConfig,
         kafka => kafka::KafkaSourceConfig,
         rabbitmq => rabbitmq::RabbitMqSourceConfig,
+        sqs => sqs::SqsSourceConfig,
         zeromq => zeromq::ZeroMqSourceConfig,
     }
     sinks {
@@ -190,6 +192,7 @@ registry! {
         drop => drop::DropSinkConfig,
         kafka => kafka::KafkaSinkConfig,
         rabbitmq => rabbitmq::RabbitMqSinkConfig,
+        sqs => sqs::SqsSinkConfig,
         zeromq => zeromq::ZeroMqSinkConfig,
     }
 }

@@ -1,0 +1,269 @@
+//! The SQS source: long polling while the engine asks for messages, and a task that settles
+//! receipts in batches of up to 10 (delete, or change visibility).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName,
+};
+use base64::Engine as _;
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::attributes::from_attributes;
+use super::{SqsQueue, SqsSourceConfig};
+use crate::ack::{AckToken, Acker, Settlement};
+use crate::connector::{BuildContext, Delivery, Source};
+use crate::message::{Message, Metadata};
+
+enum Job {
+    Settle(String, Settlement),
+    /// Answered once every job before it has been sent to SQS.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Receipt handles by delivery id; settlements go to the settling task.
+struct SqsAcker {
+    receipts: std::sync::Mutex<std::collections::HashMap<u64, String>>,
+    next_id: std::sync::atomic::AtomicU64,
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl Acker for SqsAcker {
+    fn settle(&self, id: u64, how: Settlement) {
+        let receipt = self
+            .receipts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        if let Some(receipt) = receipt {
+            let _ = self.jobs.send(Job::Settle(receipt, how));
+        }
+    }
+}
+
+struct Live {
+    client: aws_sdk_sqs::Client,
+    url: String,
+    acker: Arc<SqsAcker>,
+}
+
+pub struct SqsSource {
+    cfg: SqsSourceConfig,
+    spec: SqsQueue,
+    pipeline: Arc<str>,
+    live: Option<Live>,
+    source: Arc<str>,
+    topic: Arc<str>,
+}
+
+impl SqsSource {
+    pub fn new(cfg: SqsSourceConfig, ctx: &BuildContext) -> Self {
+        let spec = cfg.spec();
+        let topic = Arc::from(spec.name());
+        SqsSource {
+            cfg,
+            spec,
+            pipeline: ctx.pipeline.clone(),
+            live: None,
+            source: Arc::from("sqs"),
+            topic,
+        }
+    }
+
+    fn delivery(&self, live: &Live, m: &aws_sdk_sqs::types::Message) -> Option<Delivery> {
+        let receipt = m.receipt_handle()?.to_owned();
+        let body = m.body().unwrap_or_default();
+        let (payload, decode_error) = if self.spec.base64 {
+            match base64::engine::general_purpose::STANDARD.decode(body) {
+                Ok(b) => (Bytes::from(b), None),
+                Err(e) => (
+                    Bytes::copy_from_slice(body.as_bytes()),
+                    Some(format!("body is not base64: {e}")),
+                ),
+            }
+        } else {
+            (Bytes::copy_from_slice(body.as_bytes()), None)
+        };
+        let system = m.attributes();
+        let attr = |name: MessageSystemAttributeName| system.and_then(|a| a.get(&name));
+        let mut meta = Metadata::received_now(self.source.clone(), self.topic.clone());
+        meta.attempt = attr(MessageSystemAttributeName::ApproximateReceiveCount)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        meta.timestamp_ms =
+            attr(MessageSystemAttributeName::SentTimestamp).and_then(|t| t.parse().ok());
+        let message = Message {
+            id: m.message_id().unwrap_or_default().to_owned(),
+            key: attr(MessageSystemAttributeName::MessageGroupId)
+                .map(|g| Bytes::copy_from_slice(g.as_bytes())),
+            payload,
+            headers: from_attributes(m.message_attributes()),
+            meta,
+        };
+        let id = live
+            .acker
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        live.acker
+            .receipts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, receipt);
+        let mut delivery = Delivery::new(
+            message,
+            AckToken::new(live.acker.clone() as Arc<dyn Acker>, id),
+        );
+        delivery.decode_error = decode_error;
+        Some(delivery)
+    }
+}
+
+#[async_trait]
+impl Source for SqsSource {
+    async fn next_batch(&mut self, max: usize) -> anyhow::Result<Option<Vec<Delivery>>> {
+        if self.live.is_none() {
+            let (client, url) = self.spec.connect("sqs source").await?;
+            let (jobs, rx) = mpsc::unbounded_channel();
+            tokio::spawn(settle(
+                client.clone(),
+                url.clone(),
+                rx,
+                self.pipeline.clone(),
+            ));
+            tracing::info!(pipeline = %self.pipeline, queue = %url, "sqs source connected");
+            self.live = Some(Live {
+                client,
+                url,
+                acker: Arc::new(SqsAcker {
+                    receipts: Default::default(),
+                    next_id: 1.into(),
+                    jobs,
+                }),
+            });
+        }
+        let Some(live) = self.live.as_ref() else {
+            anyhow::bail!("sqs source: not connected")
+        };
+        loop {
+            // Cancel-safe: a receive dropped in flight leaves its messages invisible until the
+            // visibility timeout, then SQS delivers them again; nothing is lost.
+            let received = live
+                .client
+                .receive_message()
+                .queue_url(&live.url)
+                .max_number_of_messages(max.clamp(1, 10) as i32)
+                .wait_time_seconds(self.cfg.wait_time_s)
+                .set_visibility_timeout(self.cfg.visibility_timeout_s)
+                .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await
+                .with_context(|| format!("sqs source `{}`: ReceiveMessage", self.topic))?;
+            let batch: Vec<Delivery> = received
+                .messages()
+                .iter()
+                .filter_map(|m| self.delivery(live, m))
+                .collect();
+            if !batch.is_empty() {
+                return Ok(Some(batch));
+            }
+        }
+    }
+
+    async fn close(&mut self) -> anyhow::Result<()> {
+        if let Some(live) = self.live.take() {
+            let (done, flushed) = oneshot::channel();
+            if live.acker.jobs.send(Job::Flush(done)).is_ok() {
+                let _ = flushed.await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Send settlements as they come, up to 10 of a kind per call.
+async fn settle(
+    client: aws_sdk_sqs::Client,
+    url: String,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    pipeline: Arc<str>,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut deletes = Vec::new();
+        let mut delays: Vec<(String, Duration)> = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Settle(r, Settlement::Ack) => deletes.push(r),
+                Job::Settle(r, Settlement::Nack { delay }) => delays.push((r, delay)),
+                // Back at once, rather than when the visibility timeout ends.
+                Job::Settle(r, Settlement::Abandon) => delays.push((r, Duration::ZERO)),
+                Job::Flush(done) => flushes.push(done),
+            }
+            if deletes.len() + delays.len() < 100 {
+                next = jobs.try_recv().ok();
+            }
+        }
+        for chunk in deletes.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(r)
+                        .build()
+                        .expect("id and receipt are set")
+                })
+                .collect();
+            let result = client
+                .delete_message_batch()
+                .queue_url(&url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            match result {
+                Ok(out) if out.failed().is_empty() => {}
+                // Not deleted: it reappears after the visibility timeout (a duplicate, not a loss).
+                Ok(out) => {
+                    tracing::warn!(pipeline = %pipeline, failed = out.failed().len(), "sqs: some deletes failed; those messages will be redelivered")
+                }
+                Err(e) => {
+                    tracing::warn!(pipeline = %pipeline, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "sqs: DeleteMessageBatch failed; those messages will be redelivered")
+                }
+            }
+        }
+        for chunk in delays.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (r, delay))| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(r)
+                        .visibility_timeout(delay.as_secs().min(43_200) as i32)
+                        .build()
+                        .expect("id and receipt are set")
+                })
+                .collect();
+            if let Err(e) = client
+                .change_message_visibility_batch()
+                .queue_url(&url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                tracing::warn!(pipeline = %pipeline, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "sqs: ChangeMessageVisibilityBatch failed; the visibility timeout will bring them back");
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
