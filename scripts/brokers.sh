@@ -59,6 +59,25 @@ if ! listening "$SQS_PORT"; then
 fi
 echo "brokers: SQS on 127.0.0.1:$SQS_PORT"
 
+# Azure Queue Storage: Azurite from npm (3.35 is the last that runs on Node 20), with its data on
+# disk so that a restart keeps the queues.
+AZURE_PORT=10001
+if ! listening "$AZURE_PORT"; then
+  AZURITE="$BROKER_STATE/azurite/node_modules/.bin/azurite-queue"
+  if [ ! -x "$AZURITE" ]; then
+    echo "brokers: installing Azurite (Azure Queue Storage emulator)"
+    mkdir -p "$BROKER_STATE/azurite"
+    npm install --silent --no-audit --no-fund --prefix "$BROKER_STATE/azurite" azurite@3.35.0
+  fi
+  echo "brokers: starting Azure Queue Storage (Azurite) on 127.0.0.1:$AZURE_PORT"
+  mkdir -p "$BROKER_STATE/azurite/data"
+  setsid nohup "$AZURITE" --queueHost 127.0.0.1 --queuePort "$AZURE_PORT" \
+    --location "$BROKER_STATE/azurite/data" --disableTelemetry --skipApiVersionCheck \
+    >"$BROKER_STATE/azurite.log" 2>&1 < /dev/null &
+  wait_for Azurite "$AZURE_PORT" 30
+fi
+echo "brokers: Azure Queue Storage on 127.0.0.1:$AZURE_PORT"
+
 # libzmq peers for the ZeroMQ interoperability tests: pyzmq ships libzmq in its wheel.
 if ! python3 -c "import zmq" 2>/dev/null; then
   echo "brokers: installing pyzmq (libzmq peers for the ZeroMQ tests)"

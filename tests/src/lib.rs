@@ -16,6 +16,7 @@ use sluice::message::{Message, Output};
 use sluice::plugin::{PluginHost, WasmHandler};
 use tokio::sync::Semaphore;
 
+pub mod azure;
 pub mod brokers;
 pub mod conformance;
 pub mod kafka;

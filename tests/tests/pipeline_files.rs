@@ -38,7 +38,7 @@ fn every_bad_file_gives_its_exact_errors() {
         (
             "source: { type: kafkaa }\nsinks: { p: { type: drop } }\ndead_letter: { type: drop }",
             &[
-                "pipelines/orders.yaml: source.type: unknown type `kafkaa`, expected one of `generate`, `file`, `stdin`, `memory`, `kafka`, `rabbitmq`, `sqs`, `zeromq`",
+                "pipelines/orders.yaml: source.type: unknown type `kafkaa`, expected one of `generate`, `file`, `stdin`, `memory`, `kafka`, `rabbitmq`, `sqs`, `azure_queue`, `zeromq`",
             ],
         ),
         (

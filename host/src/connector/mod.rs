@@ -4,6 +4,7 @@
 //! broker means one new module here implementing [`SourceFactory`]/[`SinkFactory`] for its config
 //! types, plus one line in the `registry!` call below; nothing else changes.
 
+pub mod azure_queue;
 mod codec;
 pub mod drop;
 pub mod file;
@@ -183,6 +184,7 @@ registry! {
         kafka => kafka::KafkaSourceConfig,
         rabbitmq => rabbitmq::RabbitMqSourceConfig,
         sqs => sqs::SqsSourceConfig,
+        azure_queue => azure_queue::AzureQueueSourceConfig,
         zeromq => zeromq::ZeroMqSourceConfig,
     }
     sinks {
@@ -193,6 +195,7 @@ registry! {
         kafka => kafka::KafkaSinkConfig,
         rabbitmq => rabbitmq::RabbitMqSinkConfig,
         sqs => sqs::SqsSinkConfig,
+        azure_queue => azure_queue::AzureQueueSinkConfig,
         zeromq => zeromq::ZeroMqSinkConfig,
     }
 }
