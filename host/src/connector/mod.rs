@@ -12,6 +12,7 @@ pub mod generate;
 pub mod kafka;
 pub mod memory;
 pub mod rabbitmq;
+pub mod receipts;
 pub mod sqs;
 pub mod stdio;
 pub mod zeromq;

@@ -11,11 +11,12 @@ use azure_storage_queue::models::{
     QueueClientReceiveMessagesOptions, QueueMessage, ReceivedMessage,
 };
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::connection::{ConnectionString, RenewingClient};
 use super::{AzureQueueSourceConfig, envelope};
-use crate::ack::{AckToken, Acker, Settlement};
+use crate::ack::Settlement;
+use crate::connector::receipts::{Receipts, SettleJob};
 use crate::connector::{BuildContext, Delivery, Source};
 use crate::message::{Message, Metadata};
 
@@ -37,37 +38,15 @@ pub(super) async fn create_if_missing(client: &QueueClient, queue: &str) -> anyh
     Ok(())
 }
 
-enum Job {
-    /// Message id, pop receipt, settlement.
-    Settle(String, String, Settlement),
-    Flush(oneshot::Sender<()>),
-}
-
-struct AzureAcker {
-    receipts: std::sync::Mutex<std::collections::HashMap<u64, (String, String)>>,
-    next_id: std::sync::atomic::AtomicU64,
-    jobs: mpsc::UnboundedSender<Job>,
-}
-
-impl Acker for AzureAcker {
-    fn settle(&self, id: u64, how: Settlement) {
-        let receipt = self
-            .receipts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        if let Some((message_id, pop_receipt)) = receipt {
-            let _ = self.jobs.send(Job::Settle(message_id, pop_receipt, how));
-        }
-    }
-}
+/// A received message's id and pop receipt.
+type PopReceipt = (String, String);
 
 pub struct AzureQueueSource {
     cfg: AzureQueueSourceConfig,
     client: Arc<RenewingClient>,
     poison: RenewingClient,
     pipeline: Arc<str>,
-    acker: Option<Arc<AzureAcker>>,
+    receipts: Option<Arc<Receipts<PopReceipt>>>,
     source: Arc<str>,
     topic: Arc<str>,
 }
@@ -86,29 +65,24 @@ impl AzureQueueSource {
             topic: Arc::from(cfg.queue.as_str()),
             cfg,
             pipeline: ctx.pipeline.clone(),
-            acker: None,
+            receipts: None,
             source: Arc::from("azure_queue"),
         })
     }
 
-    async fn start(&mut self) -> anyhow::Result<Arc<AzureAcker>> {
-        if let Some(a) = &self.acker {
-            return Ok(a.clone());
+    async fn start(&mut self) -> anyhow::Result<Arc<Receipts<PopReceipt>>> {
+        if let Some(r) = &self.receipts {
+            return Ok(r.clone());
         }
         if self.cfg.create {
             create_if_missing(&*self.client.get()?, &self.cfg.queue).await?;
             create_if_missing(&*self.poison.get()?, self.poison.queue()).await?;
         }
-        let (jobs, rx) = mpsc::unbounded_channel();
-        tokio::spawn(settle(self.client.clone(), rx, self.pipeline.clone()));
-        let acker = Arc::new(AzureAcker {
-            receipts: Default::default(),
-            next_id: 1.into(),
-            jobs,
-        });
+        let (receipts, jobs) = Receipts::new();
+        tokio::spawn(settle(self.client.clone(), jobs, self.pipeline.clone()));
         tracing::info!(pipeline = %self.pipeline, queue = %self.cfg.queue, "azure_queue source started");
-        self.acker = Some(acker.clone());
-        Ok(acker)
+        self.receipts = Some(receipts.clone());
+        Ok(receipts)
     }
 
     /// Move a message the host kept failing on to the poison queue, then delete it.
@@ -130,7 +104,11 @@ impl AzureQueueSource {
         Ok(())
     }
 
-    fn delivery(&self, acker: &Arc<AzureAcker>, m: ReceivedMessage) -> Option<Delivery> {
+    fn delivery(
+        &self,
+        receipts: &Arc<Receipts<PopReceipt>>,
+        m: ReceivedMessage,
+    ) -> Option<Delivery> {
         let (Some(message_id), Some(pop_receipt)) = (m.message_id, m.pop_receipt) else {
             return None;
         };
@@ -154,15 +132,7 @@ impl AzureQueueSource {
             headers,
             meta,
         };
-        let id = acker
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        acker
-            .receipts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, (message_id, pop_receipt));
-        let mut d = Delivery::new(message, AckToken::new(acker.clone() as Arc<dyn Acker>, id));
+        let mut d = Delivery::new(message, receipts.token((message_id, pop_receipt)));
         d.decode_error = decode_error;
         Some(d)
     }
@@ -171,7 +141,7 @@ impl AzureQueueSource {
 #[async_trait]
 impl Source for AzureQueueSource {
     async fn next_batch(&mut self, max: usize) -> anyhow::Result<Option<Vec<Delivery>>> {
-        let acker = self.start().await?;
+        let receipts = self.start().await?;
         loop {
             // Cancel-safe: a receive dropped in flight leaves its messages invisible until the
             // visibility timeout; then they are delivered again.
@@ -194,7 +164,7 @@ impl Source for AzureQueueSource {
                     self.to_poison(&m).await?;
                     continue;
                 }
-                batch.extend(self.delivery(&acker, m));
+                batch.extend(self.delivery(&receipts, m));
             }
             if !batch.is_empty() {
                 return Ok(Some(batch));
@@ -204,11 +174,8 @@ impl Source for AzureQueueSource {
     }
 
     async fn close(&mut self) -> anyhow::Result<()> {
-        if let Some(acker) = self.acker.take() {
-            let (done, flushed) = oneshot::channel();
-            if acker.jobs.send(Job::Flush(done)).is_ok() {
-                let _ = flushed.await;
-            }
+        if let Some(receipts) = self.receipts.take() {
+            receipts.flush().await;
         }
         Ok(())
     }
@@ -217,7 +184,7 @@ impl Source for AzureQueueSource {
 /// Settle receipts as they come, a few at a time concurrently.
 async fn settle(
     clients: Arc<RenewingClient>,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
+    mut jobs: mpsc::UnboundedReceiver<SettleJob<PopReceipt>>,
     pipeline: Arc<str>,
 ) {
     let queue = clients.queue().to_owned();
@@ -240,8 +207,8 @@ async fn settle(
         let mut calls = Vec::new();
         for job in batch {
             match job {
-                Job::Flush(done) => flushes.push(done),
-                Job::Settle(id, receipt, how) => {
+                SettleJob::Flush(done) => flushes.push(done),
+                SettleJob::Settle((id, receipt), how) => {
                     let client = client.clone();
                     calls.push(async move {
                         let result = match how {

@@ -1,9 +1,7 @@
 //! The RabbitMQ source: one connection and channel, a consumer with prefetch, and a task that
 //! sends acknowledgements in the order they are settled.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -12,40 +10,14 @@ use futures::{FutureExt as _, StreamExt as _};
 use lapin::options::{BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::RabbitMqSourceConfig;
 use super::headers::{from_table, redeliveries};
-use crate::ack::{AckToken, Acker, Settlement};
+use crate::ack::Settlement;
+use crate::connector::receipts::{Receipts, SettleJob};
 use crate::connector::{Delivery, Source};
 use crate::message::{Message, Metadata};
-
-enum AckJob {
-    Settle(lapin::Acker, Settlement),
-    /// Answered once every job before it has been sent to the broker.
-    Flush(oneshot::Sender<()>),
-}
-
-/// Maps our delivery ids to lapin's ackers and hands settlements to the ack task.
-struct RabbitAcker {
-    pending: Mutex<HashMap<u64, lapin::Acker>>,
-    next_id: AtomicU64,
-    jobs: mpsc::UnboundedSender<AckJob>,
-}
-
-impl Acker for RabbitAcker {
-    fn settle(&self, id: u64, how: Settlement) {
-        let acker = self
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        if let Some(acker) = acker {
-            // The task only ends when the source is gone; a closed queue means nothing to ack on.
-            let _ = self.jobs.send(AckJob::Settle(acker, how));
-        }
-    }
-}
 
 struct Live {
     connection: Connection,
@@ -57,7 +29,7 @@ pub struct RabbitMqSource {
     cfg: RabbitMqSourceConfig,
     prefetch: u16,
     live: Option<Live>,
-    acker: Option<Arc<RabbitAcker>>,
+    receipts: Option<Arc<Receipts<lapin::Acker>>>,
     source: Arc<str>,
     topic: Arc<str>,
 }
@@ -69,22 +41,18 @@ impl RabbitMqSource {
             cfg,
             prefetch,
             live: None,
-            acker: None,
+            receipts: None,
             source: Arc::from("rabbitmq"),
             topic,
         }
     }
 
-    fn acker(&mut self) -> Arc<RabbitAcker> {
-        self.acker
+    fn receipts(&mut self) -> Arc<Receipts<lapin::Acker>> {
+        self.receipts
             .get_or_insert_with(|| {
-                let (jobs, rx) = mpsc::unbounded_channel();
-                tokio::spawn(run_acks(rx));
-                Arc::new(RabbitAcker {
-                    pending: Mutex::default(),
-                    next_id: AtomicU64::new(1),
-                    jobs,
-                })
+                let (receipts, jobs) = Receipts::new();
+                tokio::spawn(run_acks(jobs));
+                receipts
             })
             .clone()
     }
@@ -123,8 +91,11 @@ impl RabbitMqSource {
         Ok(())
     }
 
-    fn delivery(&self, acker: &Arc<RabbitAcker>, d: lapin::message::Delivery) -> Delivery {
-        let id = acker.next_id.fetch_add(1, Ordering::Relaxed);
+    fn delivery(
+        &self,
+        receipts: &Arc<Receipts<lapin::Acker>>,
+        d: lapin::message::Delivery,
+    ) -> Delivery {
         let table = d.properties.headers().as_ref();
         let mut meta = Metadata::received_now(self.source.clone(), self.topic.clone());
         meta.attempt = redeliveries(table, d.redelivered) + 1;
@@ -143,19 +114,14 @@ impl RabbitMqSource {
             headers: from_table(table),
             meta,
         };
-        acker
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, d.acker);
-        Delivery::new(message, AckToken::new(acker.clone() as Arc<dyn Acker>, id))
+        Delivery::new(message, receipts.token(d.acker))
     }
 }
 
 #[async_trait]
 impl Source for RabbitMqSource {
     async fn next_batch(&mut self, max: usize) -> anyhow::Result<Option<Vec<Delivery>>> {
-        let acker = self.acker();
+        let receipts = self.receipts();
         if self.live.is_none() {
             super::within_connect_timeout("rabbitmq source", self.connect()).await?;
         }
@@ -184,16 +150,15 @@ impl Source for RabbitMqSource {
             }
         }
         Ok(Some(
-            raw.into_iter().map(|d| self.delivery(&acker, d)).collect(),
+            raw.into_iter()
+                .map(|d| self.delivery(&receipts, d))
+                .collect(),
         ))
     }
 
     async fn close(&mut self) -> anyhow::Result<()> {
-        if let Some(acker) = &self.acker {
-            let (done, flushed) = oneshot::channel();
-            if acker.jobs.send(AckJob::Flush(done)).is_ok() {
-                let _ = flushed.await;
-            }
+        if let Some(receipts) = &self.receipts {
+            receipts.flush().await;
         }
         if let Some(live) = self.live.take() {
             live.connection
@@ -205,19 +170,19 @@ impl Source for RabbitMqSource {
     }
 }
 
-async fn run_acks(mut jobs: mpsc::UnboundedReceiver<AckJob>) {
+async fn run_acks(mut jobs: mpsc::UnboundedReceiver<SettleJob<lapin::Acker>>) {
     let requeue = BasicNackOptions {
         requeue: true,
         multiple: false,
     };
     while let Some(job) = jobs.recv().await {
         let result = match job {
-            AckJob::Flush(done) => {
+            SettleJob::Flush(done) => {
                 let _ = done.send(());
                 continue;
             }
-            AckJob::Settle(acker, Settlement::Ack) => acker.ack(Default::default()).await,
-            AckJob::Settle(acker, Settlement::Nack { delay }) if !delay.is_zero() => {
+            SettleJob::Settle(acker, Settlement::Ack) => acker.ack(Default::default()).await,
+            SettleJob::Settle(acker, Settlement::Nack { delay }) if !delay.is_zero() => {
                 // RabbitMQ has no delayed requeue: hold the message (still unacknowledged, so
                 // still safe) for the delay, then requeue it.
                 tokio::spawn(async move {
@@ -228,7 +193,7 @@ async fn run_acks(mut jobs: mpsc::UnboundedReceiver<AckJob>) {
                 });
                 continue;
             }
-            AckJob::Settle(acker, Settlement::Nack { .. } | Settlement::Abandon) => {
+            SettleJob::Settle(acker, Settlement::Nack { .. } | Settlement::Abandon) => {
                 acker.nack(requeue).await
             }
         };

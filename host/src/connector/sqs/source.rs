@@ -12,44 +12,19 @@ use aws_sdk_sqs::types::{
 };
 use base64::Engine as _;
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::attributes::from_attributes;
 use super::{SqsQueue, SqsSourceConfig};
-use crate::ack::{AckToken, Acker, Settlement};
+use crate::ack::Settlement;
+use crate::connector::receipts::{Receipts, SettleJob};
 use crate::connector::{BuildContext, Delivery, Source};
 use crate::message::{Message, Metadata};
-
-enum Job {
-    Settle(String, Settlement),
-    /// Answered once every job before it has been sent to SQS.
-    Flush(oneshot::Sender<()>),
-}
-
-/// Receipt handles by delivery id; settlements go to the settling task.
-struct SqsAcker {
-    receipts: std::sync::Mutex<std::collections::HashMap<u64, String>>,
-    next_id: std::sync::atomic::AtomicU64,
-    jobs: mpsc::UnboundedSender<Job>,
-}
-
-impl Acker for SqsAcker {
-    fn settle(&self, id: u64, how: Settlement) {
-        let receipt = self
-            .receipts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        if let Some(receipt) = receipt {
-            let _ = self.jobs.send(Job::Settle(receipt, how));
-        }
-    }
-}
 
 struct Live {
     client: aws_sdk_sqs::Client,
     url: String,
-    acker: Arc<SqsAcker>,
+    receipts: Arc<Receipts<String>>,
 }
 
 pub struct SqsSource {
@@ -105,19 +80,7 @@ impl SqsSource {
             headers: from_attributes(m.message_attributes()),
             meta,
         };
-        let id = live
-            .acker
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        live.acker
-            .receipts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, receipt);
-        let mut delivery = Delivery::new(
-            message,
-            AckToken::new(live.acker.clone() as Arc<dyn Acker>, id),
-        );
+        let mut delivery = Delivery::new(message, live.receipts.token(receipt));
         delivery.decode_error = decode_error;
         Some(delivery)
     }
@@ -128,22 +91,18 @@ impl Source for SqsSource {
     async fn next_batch(&mut self, max: usize) -> anyhow::Result<Option<Vec<Delivery>>> {
         if self.live.is_none() {
             let (client, url) = self.spec.connect("sqs source").await?;
-            let (jobs, rx) = mpsc::unbounded_channel();
+            let (receipts, jobs) = Receipts::new();
             tokio::spawn(settle(
                 client.clone(),
                 url.clone(),
-                rx,
+                jobs,
                 self.pipeline.clone(),
             ));
             tracing::info!(pipeline = %self.pipeline, queue = %url, "sqs source connected");
             self.live = Some(Live {
                 client,
                 url,
-                acker: Arc::new(SqsAcker {
-                    receipts: Default::default(),
-                    next_id: 1.into(),
-                    jobs,
-                }),
+                receipts,
             });
         }
         let Some(live) = self.live.as_ref() else {
@@ -177,10 +136,7 @@ impl Source for SqsSource {
 
     async fn close(&mut self) -> anyhow::Result<()> {
         if let Some(live) = self.live.take() {
-            let (done, flushed) = oneshot::channel();
-            if live.acker.jobs.send(Job::Flush(done)).is_ok() {
-                let _ = flushed.await;
-            }
+            live.receipts.flush().await;
         }
         Ok(())
     }
@@ -190,7 +146,7 @@ impl Source for SqsSource {
 async fn settle(
     client: aws_sdk_sqs::Client,
     url: String,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
+    mut jobs: mpsc::UnboundedReceiver<SettleJob<String>>,
     pipeline: Arc<str>,
 ) {
     while let Some(first) = jobs.recv().await {
@@ -200,11 +156,11 @@ async fn settle(
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
-                Job::Settle(r, Settlement::Ack) => deletes.push(r),
-                Job::Settle(r, Settlement::Nack { delay }) => delays.push((r, delay)),
+                SettleJob::Settle(r, Settlement::Ack) => deletes.push(r),
+                SettleJob::Settle(r, Settlement::Nack { delay }) => delays.push((r, delay)),
                 // Back at once, rather than when the visibility timeout ends.
-                Job::Settle(r, Settlement::Abandon) => delays.push((r, Duration::ZERO)),
-                Job::Flush(done) => flushes.push(done),
+                SettleJob::Settle(r, Settlement::Abandon) => delays.push((r, Duration::ZERO)),
+                SettleJob::Flush(done) => flushes.push(done),
             }
             if deletes.len() + delays.len() < 100 {
                 next = jobs.try_recv().ok();

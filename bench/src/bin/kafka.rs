@@ -1,0 +1,249 @@
+//! Kafka → `uppercase` (WASM) → Kafka through Sluice, against a raw relay with the same client
+//! settings and no WASM, in the same run, on the Kafka-protocol broker at 127.0.0.1:9092
+//! (`scripts/brokers.sh` starts it).
+//!
+//! Both sides: one consumer-group member with manual offset storing, an idempotent producer
+//! (`acks=all`, zstd, linger 5 ms), batches of up to 128 records taken from what has arrived, each
+//! batch's offsets stored only after every record of it is acknowledged by the broker.
+//!
+//! Run: `scripts/build-plugins.sh && cargo run --release -p sluice-bench --bin kafka -- [messages]`
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt as _;
+use futures::future::join_all;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+use sluice::config::{DeliveryConfig, LimitsConfig};
+use sluice::connector::drop::DropSink;
+use sluice::connector::kafka::{KafkaSinkConfig, KafkaSourceConfig};
+use sluice::connector::{BuildContext, SinkFactory, SourceFactory};
+use sluice::engine::{Pipeline, PipelineStats, Transform};
+use sluice::plugin::PluginHost;
+use tokio_util::sync::CancellationToken;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const BROKERS: &str = "127.0.0.1:9092";
+const WINDOW: usize = 1024;
+const BATCH: usize = 128;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent")
+        .to_path_buf()
+}
+
+fn payload(i: usize) -> Vec<u8> {
+    let mut p = format!("{{\"id\": {i}, \"text\": \"").into_bytes();
+    while p.len() < 254 {
+        p.push(b'a' + (p.len() % 26) as u8);
+    }
+    p.extend_from_slice(b"\"}");
+    p
+}
+
+fn client() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", BROKERS);
+    c
+}
+
+/// Fresh input and output topics, the input filled with `n` records.
+async fn setup(run: &str, n: usize) -> anyhow::Result<(String, String)> {
+    let (input, output) = (format!("bench-in-{run}"), format!("bench-out-{run}"));
+    let admin: AdminClient<DefaultClientContext> = client().create()?;
+    let topics = [
+        NewTopic::new(&input, 1, TopicReplication::Fixed(1)),
+        NewTopic::new(&output, 1, TopicReplication::Fixed(1)),
+    ];
+    for r in admin.create_topics(&topics, &AdminOptions::new()).await? {
+        r.map_err(|(t, e)| anyhow::anyhow!("create {t}: {e}"))?;
+    }
+    let producer: FutureProducer = client().set("linger.ms", "5").create()?;
+    let sends = (0..n).map(|i| {
+        let p = payload(i);
+        let producer = producer.clone();
+        let input = input.clone();
+        async move {
+            producer
+                .send(
+                    FutureRecord::<(), _>::to(&input).payload(&p),
+                    Duration::from_secs(30),
+                )
+                .await
+                .map(drop)
+                .map_err(|(e, _)| e)
+        }
+    });
+    for r in join_all(sends).await {
+        r?;
+    }
+    Ok((input, output))
+}
+
+async fn sluice_run(run: &str, n: usize) -> anyhow::Result<f64> {
+    let (input, output) = setup(run, n).await?;
+    let host = PluginHost::new(Some(std::env::temp_dir().join("sluice-bench-cache")));
+    let plugin = host.load(
+        &repo().join("plugins/dist/uppercase.wasm"),
+        &LimitsConfig::default(),
+    )?;
+    let handler: Arc<dyn Transform> = Arc::new(plugin.into_handler(
+        "bench",
+        "uppercase",
+        Vec::new(),
+        sluice::config::BatchAbi::Auto,
+    )?);
+    let ctx = BuildContext {
+        pipeline: "bench".into(),
+        max_in_flight: WINDOW,
+        base_dir: repo(),
+    };
+    let source = KafkaSourceConfig {
+        brokers: BROKERS.into(),
+        topics: vec![input],
+        group: format!("bench-sluice-{run}"),
+        start_from: Default::default(),
+        assignment: Default::default(),
+        commit_interval_ms: 1000,
+        session_timeout_ms: Some(6000),
+        lag_interval_ms: 0,
+        tls: None,
+        sasl: None,
+        options: Default::default(),
+    }
+    .build(&ctx)?;
+    let sink = KafkaSinkConfig {
+        brokers: BROKERS.into(),
+        topic: output,
+        compression: Default::default(),
+        linger_ms: 5,
+        message_timeout_ms: 30_000,
+        tls: None,
+        sasl: None,
+        options: Default::default(),
+    }
+    .build(&ctx)?;
+    let stats = Arc::new(PipelineStats::default());
+    let pipeline = Pipeline {
+        name: "bench".into(),
+        source,
+        source_redelivers: true,
+        chain: vec![handler],
+        sinks: HashMap::from([("out".to_owned(), sink)]),
+        default_sink: "out".into(),
+        dead_letter: Arc::new(DropSink),
+        delivery: DeliveryConfig {
+            max_in_flight: WINDOW,
+            batch_size: BATCH,
+            ..DeliveryConfig::default()
+        },
+        shutdown_deadline: Duration::from_secs(10),
+        workers: 2,
+        stats: stats.clone(),
+    };
+    let shutdown = CancellationToken::new();
+    let run_task = tokio::spawn(pipeline.run(shutdown.clone()));
+    // The clock starts with the first record, not with the group join.
+    while PipelineStats::get(&stats.received) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let started = Instant::now();
+    while PipelineStats::get(&stats.acked) < n as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    shutdown.cancel();
+    run_task.await??;
+    Ok(n as f64 / elapsed)
+}
+
+/// A careful hand-written relay on rdkafka: the same settings, one batch at a time.
+async fn raw_relay(run: &str, n: usize) -> anyhow::Result<f64> {
+    let (input, output) = setup(run, n).await?;
+    let consumer: StreamConsumer = client()
+        .set("group.id", format!("bench-raw-{run}"))
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", "6000")
+        .create()?;
+    consumer.subscribe(&[&input])?;
+    let producer: FutureProducer = client()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "zstd")
+        .set("linger.ms", "5")
+        .create()?;
+    let mut done = 0;
+    let mut started = None;
+    while done < n {
+        let first = consumer.recv().await?;
+        started.get_or_insert_with(Instant::now);
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match consumer.recv().now_or_never() {
+                Some(Ok(m)) => batch.push(m),
+                _ => break,
+            }
+        }
+        let uppers: Vec<Vec<u8>> = batch
+            .iter()
+            .map(|m| m.payload().unwrap_or_default().to_ascii_uppercase())
+            .collect();
+        let sends = uppers.iter().map(|u| {
+            producer.send(
+                FutureRecord::<(), _>::to(&output).payload(u),
+                Duration::from_secs(30),
+            )
+        });
+        for r in join_all(sends).await {
+            r.map_err(|(e, _)| e)?;
+        }
+        let last = batch.last().expect("a batch has a record");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(
+            last.topic(),
+            last.partition(),
+            Offset::Offset(last.offset() + 1),
+        )?;
+        consumer.store_offsets(&tpl)?;
+        done += batch.len();
+    }
+    let elapsed = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+    Ok(n as f64 / elapsed)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(100_000);
+    let reps = 3;
+    let stamp = std::process::id();
+    let (mut raw, mut sluice) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        raw.push(raw_relay(&format!("{stamp}-raw-{rep}"), n).await?);
+        sluice.push(sluice_run(&format!("{stamp}-sluice-{rep}"), n).await?);
+    }
+    raw.sort_by(f64::total_cmp);
+    sluice.sort_by(f64::total_cmp);
+    let (raw, sluice) = (raw[reps / 2], sluice[reps / 2]);
+    println!("Kafka → uppercase → Kafka, {n} records of 256 bytes, median of {reps}:");
+    println!("  raw relay (rdkafka, no WASM): {raw:>10.0} msg/s");
+    println!("  sluice (WASM uppercase):      {sluice:>10.0} msg/s");
+    println!("  sluice / raw relay: {:.0}%", 100.0 * sluice / raw);
+    Ok(())
+}
