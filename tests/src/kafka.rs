@@ -127,6 +127,10 @@ impl KafkaBroker {
         if let Some(p) = partition {
             record = record.partition(p);
         }
+        self.produce(record, headers).await;
+    }
+
+    async fn produce(&self, mut record: FutureRecord<'_, [u8], [u8]>, headers: &[(&str, &str)]) {
         if !headers.is_empty() {
             record = record.headers(own_headers(headers));
         }
@@ -143,23 +147,7 @@ impl KafkaBroker {
         topic: &str,
         expect: usize,
     ) -> Vec<rdkafka::message::OwnedMessage> {
-        let consumer = reader();
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, 0, Offset::Beginning)
-            .unwrap();
-        consumer.assign(&tpl).unwrap();
-        let mut got = Vec::new();
-        let mut stream = consumer.stream();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        // Until `expect` arrived, then on while more keep coming (duplicates).
-        loop {
-            match tokio::time::timeout(Duration::from_millis(500), stream.next()).await {
-                Ok(Some(Ok(m))) => got.push(m.detach()),
-                _ if got.len() >= expect || Instant::now() > deadline => break,
-                _ => {}
-            }
-        }
-        got
+        read_from(topic, Offset::Beginning, expect).await
     }
 
     /// Committed offset of `group` on partition `partition` of `topic` (None: nothing committed).
@@ -203,6 +191,30 @@ fn reader() -> StreamConsumer {
         .expect("a reading consumer")
 }
 
+/// Records of partition 0 of `topic` from `from`: until `expect` arrived (or 30 s passed), then on
+/// while more keep coming, so that duplicates are seen too.
+async fn read_from(
+    topic: &str,
+    from: Offset,
+    expect: usize,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    let consumer = reader();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, from).unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut stream = consumer.stream();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), stream.next()).await {
+            Ok(Some(Ok(m))) => got.push(m.detach()),
+            _ if got.len() >= expect || Instant::now() > deadline => break,
+            _ => {}
+        }
+    }
+    got
+}
+
 #[async_trait]
 impl Broker for KafkaBroker {
     async fn fresh_queue(&self, prefix: &str) -> String {
@@ -212,15 +224,11 @@ impl Broker for KafkaBroker {
     }
 
     async fn publish(&self, queue: &str, payload: &[u8], headers: &[(&str, &str)]) {
-        let mut record = FutureRecord::<[u8], [u8]>::to(queue).payload(payload);
-        if !headers.is_empty() {
-            record = record.headers(own_headers(headers));
-        }
-        self.producer
-            .send(record, Duration::from_secs(10))
-            .await
-            .map_err(|(e, _)| e)
-            .expect("produce");
+        self.produce(
+            FutureRecord::<[u8], [u8]>::to(queue).payload(payload),
+            headers,
+        )
+        .await;
     }
 
     fn source(&self, queue: &str, max_in_flight: usize) -> Box<dyn Source> {
@@ -235,50 +243,26 @@ impl Broker for KafkaBroker {
 
     async fn drain(&self, queue: &str, expect: usize) -> Vec<Received> {
         let from = *self.read.lock().unwrap().get(queue).unwrap_or(&0);
-        let consumer = reader();
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(queue, 0, Offset::Offset(from))
-            .unwrap();
-        consumer.assign(&tpl).unwrap();
-        let mut stream = consumer.stream();
-        let mut got = Vec::new();
-        let mut next = from;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        // Read until `expect` arrived, then a little longer to catch duplicates.
-        loop {
-            let wait = if got.len() < expect {
-                Duration::from_millis(500)
-            } else {
-                Duration::from_millis(300)
-            };
-            match tokio::time::timeout(wait, stream.next()).await {
-                Ok(Some(Ok(m))) => {
-                    next = m.offset() + 1;
-                    let headers = m
-                        .headers()
-                        .map(|hs| {
-                            hs.iter()
-                                .map(|h| {
-                                    (
-                                        h.key.to_owned(),
-                                        String::from_utf8_lossy(h.value.unwrap_or_default())
-                                            .into_owned(),
-                                    )
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    got.push(Received {
-                        payload: m.payload().unwrap_or_default().to_vec(),
-                        headers,
-                    });
-                }
-                _ if got.len() >= expect || Instant::now() > deadline => break,
-                _ => {}
-            }
-        }
+        let records = read_from(queue, Offset::Offset(from), expect).await;
+        let next = records.last().map_or(from, |m| m.offset() + 1);
         self.read.lock().unwrap().insert(queue.to_owned(), next);
-        got
+        records
+            .iter()
+            .map(|m| Received {
+                payload: m.payload().unwrap_or_default().to_vec(),
+                headers: m
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| {
+                                let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                                (h.key.to_owned(), value.into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect()
     }
 
     async fn depth(&self, queue: &str) -> usize {
