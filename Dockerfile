@@ -24,7 +24,10 @@ USER sluice
 WORKDIR /var/lib/sluice
 ENV SLUICE_CACHE_DIR=/var/cache/sluice \
     QUICKSTART_DEAD_LETTER=/var/lib/sluice/quickstart-dead-letter.jsonl \
-    OUT_DIR=/var/lib/sluice
+    OUT_DIR=/var/lib/sluice \
+    SLUICE_ADMIN_ADDR=0.0.0.0:9477
+# The admin server: /healthz, /readyz, /metrics, /pipelines, the dashboard (docs/operations.md).
+EXPOSE 9477
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["sluice"]
 CMD ["run", "/etc/sluice/pipelines"]

@@ -9,6 +9,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 started=$(date +%s)
 scripts/setup.sh
 scripts/brokers.sh
+scripts/browser-tools.sh
 echo "== rustfmt"
 cargo fmt --all --check
 echo "== clippy"

@@ -3,9 +3,11 @@
 //! See `ARCHITECTURE.md` at the repository root for the code map and the invariants.
 
 pub mod ack;
+pub mod admin;
 pub mod config;
 pub mod connector;
 pub mod engine;
 pub mod message;
 pub mod plugin;
 pub mod runtime;
+pub mod telemetry;

@@ -8,9 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+use sluice::admin::AdminConfig;
 use sluice::config::load_paths;
 use sluice::plugin::{PluginHost, componentize::componentize, default_cache_dir};
 use sluice::runtime;
+use sluice::telemetry::Inventory;
 
 /// Sluice runs pipelines that move messages from a source (a broker, a file, a generator)
 /// through WebAssembly handlers to sinks, with retries, dead-lettering, back-pressure and
@@ -48,6 +50,21 @@ enum Command {
         /// Pipeline files, or directories of *.yaml files.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show every pipeline of a running host (state, rates, in-flight, lag, plugins, last error)
+    /// from its admin server.
+    Status {
+        /// Only this pipeline, with its recent errors.
+        #[arg(value_name = "PIPELINE")]
+        pipeline: Option<String>,
+        /// The admin server's address.
+        #[arg(long, env = "SLUICE_ADMIN_ADDR", default_value = sluice::admin::DEFAULT_LISTEN)]
+        admin_addr: String,
+        /// Print the admin API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Check pipeline files and the plugins they name; print every error, exit 1 if any.
     Validate {
@@ -60,6 +77,40 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// Where the admin server (health, readiness, metrics, status, dashboard) listens, or `off`.
+    /// Default: loopback only.
+    #[arg(long, env = "SLUICE_ADMIN_ADDR", default_value = sluice::admin::DEFAULT_LISTEN, value_name = "ADDR|off")]
+    admin_addr: String,
+    /// Bearer token that pause/resume calls must carry. Default: none (any local caller may).
+    #[arg(
+        long,
+        env = "SLUICE_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    admin_token: Option<String>,
+}
+
+impl AdminArgs {
+    fn config(&self) -> anyhow::Result<Option<AdminConfig>> {
+        if self.admin_addr == "off" {
+            return Ok(None);
+        }
+        let listen = self.admin_addr.parse().with_context(|| {
+            format!(
+                "--admin-addr `{}`: expected HOST:PORT or `off`",
+                self.admin_addr
+            )
+        })?;
+        Ok(Some(AdminConfig {
+            listen,
+            token: self.admin_token.clone(),
+        }))
+    }
 }
 
 #[derive(Subcommand)]
@@ -138,7 +189,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
-        Command::Run { paths } => {
+        Command::Run { paths, admin } => {
+            let admin = admin.config()?;
             let host = plugin_host(&cli);
             let (loaded, errors) = load_paths(paths);
             if !errors.is_empty() {
@@ -156,9 +208,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("starting the async runtime")?;
             rt.block_on(async {
                 let shutdown = CancellationToken::new();
+                let inventory = Inventory::default();
+                // The admin server outlives the pipelines' drain, so that it reports it.
+                let admin_stop = CancellationToken::new();
+                let _stop_admin = admin_stop.clone().drop_guard();
+                if let Some(admin) = admin {
+                    sluice::admin::serve(admin, inventory.clone(), admin_stop).await?;
+                }
                 tokio::spawn(forward_signals(shutdown.clone()));
-                runtime::run_all(&host, &loaded, shutdown).await
+                runtime::run_all(&host, &loaded, &inventory, shutdown).await
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status {
+            pipeline,
+            admin_addr,
+            json,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let text = rt.block_on(sluice::admin::client::status(
+                admin_addr,
+                pipeline.as_deref(),
+                *json,
+            ))?;
+            print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin {

@@ -10,14 +10,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, FieldError, LoadedPipeline};
 use crate::connector::BuildContext;
-use crate::engine::{Pipeline, PipelineStats, RunEnd, Transform};
+use crate::engine::{Pipeline, PipelineState, PipelineStats, RunEnd, Transform};
 use crate::plugin::{PluginHost, WasmHandler};
+use crate::telemetry::{Inventory, PipelineEntry, PluginInfo};
 
 /// A pipeline ready to run, with handles to watch it.
 pub struct BuiltPipeline {
     pub pipeline: Pipeline,
     pub stats: Arc<PipelineStats>,
     pub handlers: Vec<Arc<WasmHandler>>,
+    /// What the admin API and `/metrics` show of it.
+    pub entry: PipelineEntry,
 }
 
 /// Load every handler of `p` (compile, check the world, run `init`); used by `sluice validate`.
@@ -113,18 +116,45 @@ pub fn build(host: &PluginHost, p: &LoadedPipeline) -> anyhow::Result<BuiltPipel
         workers,
         stats: stats.clone(),
     };
+    let entry = PipelineEntry {
+        name: cfg.name.clone(),
+        source: cfg.source.type_name().to_owned(),
+        sinks: cfg
+            .sinks
+            .iter()
+            .map(|(name, sink)| (name.clone(), sink.type_name().to_owned()))
+            .collect(),
+        plugins: cfg
+            .handlers
+            .iter()
+            .zip(&handlers)
+            .map(|(h, loaded)| {
+                let counted = loaded.clone();
+                PluginInfo {
+                    name: h.display_name(),
+                    sha256: loaded.hash().to_owned(),
+                    version: loaded.version().map(str::to_owned),
+                    counters: Arc::new(move || counted.counters()),
+                }
+            })
+            .collect(),
+        stats: stats.clone(),
+    };
     Ok(BuiltPipeline {
         pipeline,
         stats,
         handlers,
+        entry,
     })
 }
 
 /// Run every pipeline until each one's source ends or `shutdown` is cancelled. A pipeline that
-/// fails to build stops the start-up before any pipeline runs.
+/// fails to build stops the start-up before any pipeline runs. Each pipeline is listed in
+/// `inventory` while the host runs it.
 pub async fn run_all(
     host: &PluginHost,
     pipelines: &[LoadedPipeline],
+    inventory: &Inventory,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Vec<(String, RunEnd)>> {
     let mut built = Vec::new();
@@ -133,7 +163,15 @@ pub async fn run_all(
     }
     let runs = built.into_iter().map(|(name, b)| {
         let shutdown = shutdown.clone();
-        async move { (name, b.pipeline.run(shutdown).await) }
+        let stats = b.stats.clone();
+        inventory.insert(b.entry);
+        async move {
+            let result = b.pipeline.run(shutdown).await;
+            if result.is_err() {
+                stats.set_state(PipelineState::Failed);
+            }
+            (name, result)
+        }
     });
     let mut ends = Vec::new();
     for (name, result) in futures::future::join_all(runs).await {

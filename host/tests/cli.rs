@@ -11,7 +11,9 @@ fn sluice() -> Command {
         "SLUICE_CACHE_DIR",
         std::env::temp_dir().join("sluice-test-cache"),
     )
-    .env("RUST_LOG", "info");
+    .env("RUST_LOG", "info")
+    // Tests run side by side: each host's admin server takes a port of its own.
+    .env("SLUICE_ADMIN_ADDR", "127.0.0.1:0");
     cmd
 }
 

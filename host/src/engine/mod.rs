@@ -18,7 +18,7 @@ mod transform;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::{Quota, RateLimiter};
 use tokio::sync::Semaphore;
@@ -30,7 +30,10 @@ use crate::config::DeliveryConfig;
 use crate::connector::{Sink, Source};
 
 pub use dead_letter::{dead_letter_output, headers as dead_letter_headers};
-pub use stats::PipelineStats;
+pub use stats::{
+    HandlerStats, Histogram, HistogramSnapshot, LATENCY_BUCKETS, PipelineState, PipelineStats,
+    RecordedError, SinkStats,
+};
 pub use transform::{ErrorClass, Failure, Outcome, Transform};
 
 use process::{Ctx, InFlight, WindowSlot};
@@ -124,9 +127,23 @@ impl Pipeline {
             let _ = stats.consumer_lag.set(gauge);
         }
         info!(pipeline = %name, "pipeline started");
+        stats.set_state(PipelineState::Running);
+        let mut pause = stats.pause_switch();
         let mut source_failures = 0u32;
         let mut source_ended = false;
         loop {
+            if *pause.borrow_and_update() {
+                // Paused by an operator: pull nothing; what is in flight finishes meanwhile.
+                stats.set_state(PipelineState::Paused);
+                info!(pipeline = %name, "pipeline paused");
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break,
+                    r = pause.wait_for(|paused| !paused) => { r?; }
+                }
+                stats.set_state(PipelineState::Running);
+                info!(pipeline = %name, "pipeline resumed");
+            }
             let mut permit = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -157,11 +174,14 @@ impl Pipeline {
             let pulled = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
+                // A pause stops a pull that is waiting (cancel-safe: nothing was taken).
+                _ = pause.wait_for(|paused| *paused) => continue,
                 b = source.next_batch(want) => b,
             };
             let mut deliveries = match pulled {
                 Ok(Some(d)) => {
                     source_failures = 0;
+                    stats.set_source_failing(false);
                     d
                 }
                 Ok(None) => {
@@ -172,8 +192,11 @@ impl Pipeline {
                 Err(err) => {
                     source_failures += 1;
                     PipelineStats::add(&stats.source_errors, 1);
+                    stats.set_source_failing(true);
                     let delay = retry::backoff(&delivery.retry, source_failures.saturating_add(1));
-                    warn!(pipeline = %name, error = %format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "source failed");
+                    let error = format!("{err:#}");
+                    warn!(pipeline = %name, error = %error, retry_in_ms = delay.as_millis() as u64, "source failed");
+                    stats.record_error(format!("source: {error}"));
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(delay) => continue,
@@ -190,11 +213,13 @@ impl Pipeline {
             }
             if let Some(limiter) = &limiter {
                 let n = NonZeroU32::new(deliveries.len() as u32).unwrap_or(NonZeroU32::MIN);
+                let waiting_since = Instant::now();
                 tokio::select! {
                     r = limiter.until_n_ready(n) => r?,
                     // Not yet handled: dropping abandons them, to be redelivered.
                     () = shutdown.cancelled() => break,
                 }
+                stats.add_rate_limit_wait(waiting_since.elapsed());
             }
             PipelineStats::add(&stats.received, deliveries.len() as u64);
             PipelineStats::add(&stats.in_flight, deliveries.len() as u64);
@@ -209,6 +234,7 @@ impl Pipeline {
             process::spawn(ctx.clone(), batch);
         }
 
+        stats.set_state(PipelineState::Stopping);
         let end = drain(&ctx, &tracker, &shutdown, source_ended, shutdown_deadline).await;
         for (sink_name, sink) in sinks.drain() {
             if let Err(err) = sink.close().await {
@@ -223,6 +249,7 @@ impl Pipeline {
             warn!(pipeline = %name, error = %format!("{err:#}"), "source close failed");
         }
         drop(source);
+        stats.set_state(PipelineState::Stopped);
         info!(
             pipeline = %name,
             end = ?end,

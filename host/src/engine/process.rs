@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 
 use super::dead_letter::dead_letter_output;
 use super::retry::backoff;
-use super::stats::PipelineStats;
+use super::stats::{HandlerStats, PipelineStats};
 use super::transform::{ErrorClass, Failure, Outcome, Transform};
 use crate::ack::AckToken;
 use crate::config::{InvalidPolicy, RetryConfig};
@@ -45,6 +45,7 @@ pub(super) struct Ctx {
 pub(super) struct WindowSlot {
     _permit: Option<OwnedSemaphorePermit>,
     stats: Arc<PipelineStats>,
+    pulled_at: Instant,
 }
 
 impl WindowSlot {
@@ -52,6 +53,7 @@ impl WindowSlot {
         WindowSlot {
             _permit: permit,
             stats,
+            pulled_at: Instant::now(),
         }
     }
 }
@@ -62,6 +64,9 @@ impl Drop for WindowSlot {
             .in_flight
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         PipelineStats::add(&self.stats.settled, 1);
+        self.stats
+            .end_to_end
+            .observe(self.pulled_at.elapsed().as_secs_f64());
     }
 }
 
@@ -252,11 +257,11 @@ async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, mut verdicts: Vec<Verd
         let sink = ctx.sinks[name].clone();
         let ctx = &ctx;
         async move {
-            (
-                owners,
-                outputs.len(),
-                send_with_retry(ctx, name, &*sink, &outputs).await,
-            )
+            let ok = send_with_retry(ctx, name, &*sink, &outputs).await;
+            if ok {
+                PipelineStats::add(&ctx.stats.sink(name).outputs, outputs.len() as u64);
+            }
+            (owners, outputs.len(), ok)
         }
     });
     let dead_send = async {
@@ -303,8 +308,9 @@ async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, mut verdicts: Vec<Verd
                 PipelineStats::add(&stats.discarded, 1);
                 f.token.ack();
             }
-            Verdict::DeadLetter(..) => {
+            Verdict::DeadLetter(failure, _) => {
                 PipelineStats::add(&stats.dead_lettered, 1);
+                PipelineStats::add(&stats.dead_lettered_by_class[failure.class.index()], 1);
                 f.token.ack();
             }
         }
@@ -342,8 +348,11 @@ async fn send_with_retry(ctx: &Ctx, name: &str, sink: &dyn Sink, outputs: &[Outp
             Ok(()) => return true,
             Err(err) => {
                 PipelineStats::add(&ctx.stats.sink_errors, 1);
+                PipelineStats::add(&ctx.stats.sink(name).errors, 1);
                 let give_up = ctx.source_redelivers && attempt >= ctx.retry.max_attempts;
-                warn!(pipeline = %ctx.name, sink = name, attempt, give_up, error = %format!("{err:#}"), "sink write failed");
+                let error = format!("{err:#}");
+                warn!(pipeline = %ctx.name, sink = name, attempt, give_up, error = %error, "sink write failed");
+                ctx.stats.record_error(format!("sink `{name}`: {error}"));
                 if give_up {
                     return false;
                 }
@@ -379,7 +388,8 @@ async fn run_chain(ctx: &Ctx, msgs: Vec<Message>) -> (Vec<Message>, Vec<ChainRes
         }
         let last = stage_no + 1 == ctx.chain.len();
         let (origins, inputs) = current;
-        let (inputs, outcomes) = call_stage(ctx, stage, inputs).await;
+        let stage_stats = ctx.stats.handler(stage.name());
+        let (inputs, outcomes) = call_stage(ctx, stage, &stage_stats, inputs).await;
         let mut next = (Vec::new(), Vec::new());
         for ((origin, input), outcome) in origins.into_iter().zip(&inputs).zip(outcomes) {
             if results[origin].is_err() {
@@ -387,6 +397,7 @@ async fn run_chain(ctx: &Ctx, msgs: Vec<Message>) -> (Vec<Message>, Vec<ChainRes
             }
             match outcome {
                 Outcome::Failed(failure) => {
+                    PipelineStats::add(&stage_stats.errors[failure.class.index()], 1);
                     results[origin] = Err((failure, Some(stage.name().to_owned())))
                 }
                 Outcome::Outputs(outputs) if last => {
@@ -426,16 +437,23 @@ async fn run_chain(ctx: &Ctx, msgs: Vec<Message>) -> (Vec<Message>, Vec<ChainRes
 async fn call_stage(
     ctx: &Ctx,
     stage: &Arc<dyn Transform>,
+    stage_stats: &Arc<HandlerStats>,
     inputs: Vec<Message>,
 ) -> (Vec<Message>, Vec<Outcome>) {
     let n = inputs.len();
     let permit = ctx.workers.clone().acquire_owned().await;
     let stage_for_call = stage.clone();
+    let stage_stats = stage_stats.clone();
     let joined = tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        let started = Instant::now();
         let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             stage_for_call.process(&inputs)
         }));
+        // The call itself, not the wait for a worker.
+        stage_stats
+            .duration
+            .observe(started.elapsed().as_secs_f64());
         (inputs, outcomes)
     })
     .await;

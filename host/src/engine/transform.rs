@@ -64,6 +64,26 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// How many classes there are.
+    pub const COUNT: usize = 8;
+
+    /// Every class, in [`ErrorClass::index`] order.
+    pub const ALL: [ErrorClass; Self::COUNT] = [
+        ErrorClass::Transient,
+        ErrorClass::Fatal,
+        ErrorClass::Invalid,
+        ErrorClass::Trap,
+        ErrorClass::Timeout,
+        ErrorClass::MemoryLimit,
+        ErrorClass::OutputLimit,
+        ErrorClass::UnknownRoute,
+    ];
+
+    /// Position in [`ErrorClass::ALL`], for per-class counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Transient => "transient",

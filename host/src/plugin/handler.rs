@@ -81,6 +81,11 @@ impl WasmHandler {
         &self.plugin.hash
     }
 
+    /// The version the component declares, if any.
+    pub fn version(&self) -> Option<&str> {
+        self.plugin.version.as_deref()
+    }
+
     /// Counters the handler added through `sluice:plugin/counters`.
     pub fn counters(&self) -> HashMap<String, u64> {
         self.counters

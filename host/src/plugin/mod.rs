@@ -127,6 +127,7 @@ impl PluginHost {
         let packed = export(v0_1::PACKED_EXPORT, "handle-packed");
         Ok(Plugin {
             path: path.to_path_buf(),
+            version: declared_version(bytes),
             hash,
             from_cache,
             compile_time,
@@ -195,6 +196,8 @@ pub struct Plugin {
     pub path: PathBuf,
     /// SHA-256 of the component file.
     pub hash: String,
+    /// The version the component declares, if it declares one.
+    pub version: Option<String>,
     pub from_cache: bool,
     pub compile_time: Duration,
     engine: Engine,
@@ -202,4 +205,19 @@ pub struct Plugin {
     init: Option<ComponentExportIndex>,
     packed: Option<ComponentExportIndex>,
     limits: LimitsConfig,
+}
+
+/// The version a component declares in its `version` custom section (written by
+/// `wasm-tools metadata add --version`, or by toolchains that record the package version).
+fn declared_version(bytes: &[u8]) -> Option<String> {
+    let payload = wasm_metadata::Payload::from_binary(bytes).ok()?;
+    let own = payload.metadata().version.as_ref();
+    // A component made from one core module may carry the version on that module.
+    let nested = || match &payload {
+        wasm_metadata::Payload::Component { children, .. } => {
+            children.iter().find_map(|c| c.metadata().version.as_ref())
+        }
+        wasm_metadata::Payload::Module(_) => None,
+    };
+    own.or_else(nested).map(ToString::to_string)
 }

@@ -1,0 +1,75 @@
+//! The admin server (axum): health and readiness, Prometheus metrics, the pipelines' status with
+//! pause and resume, and the live dashboard. Loopback by default; state-changing calls need the
+//! bearer token when one is configured.
+
+pub mod client;
+mod routes;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::telemetry::{Inventory, RateSampler};
+
+/// Where the admin server listens when not told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9477";
+
+/// How the admin server runs.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Address to listen on. Default: [`DEFAULT_LISTEN`] (loopback only).
+    pub listen: SocketAddr,
+    /// When set, `POST` calls need `Authorization: Bearer <token>`. Default: none.
+    pub token: Option<String>,
+}
+
+/// Shared by every request.
+pub(crate) struct AdminState {
+    pub inventory: Inventory,
+    pub rates: RateSampler,
+    pub token: Option<String>,
+}
+
+/// Bind and serve until `shutdown`; returns the bound address (useful with port 0).
+pub async fn serve(
+    config: AdminConfig,
+    inventory: Inventory,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("admin server: cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(AdminState {
+        inventory,
+        rates: RateSampler::default(),
+        token: config.token.filter(|t| !t.is_empty()),
+    });
+    tokio::spawn(sample_rates(state.clone(), shutdown.clone()));
+    let app = routes::router(state);
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(err) = served {
+            tracing::warn!(error = %err, "admin server stopped");
+        }
+    });
+    tracing::info!(%addr, "admin server listening");
+    Ok(addr)
+}
+
+async fn sample_rates(state: Arc<AdminState>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => state.rates.sample(&state.inventory),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The admin API's JSON shapes; `sluice status` reads the same types back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::PipelineStats;
+use crate::telemetry::{PipelineEntry, Rates};
+
+/// `GET /pipelines`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PipelineList {
+    pub pipelines: Vec<PipelineStatus>,
+}
+
+/// `GET /pipelines/{name}`: one pipeline as operators see it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PipelineStatus {
+    pub name: String,
+    /// starting, running, paused, stopping, stopped or failed.
+    pub state: String,
+    /// Running (or paused) with a source that answers.
+    pub ready: bool,
+    pub source: String,
+    pub sinks: Vec<String>,
+    pub handlers: Vec<HandlerStatus>,
+    pub in_flight: u64,
+    /// Messages waiting in the broker, where the broker reports it.
+    pub lag: Option<u64>,
+    pub totals: Totals,
+    /// Per second, over the last few seconds.
+    pub rates: RatesStatus,
+    /// The last errors, oldest first.
+    pub last_errors: Vec<ErrorStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HandlerStatus {
+    pub name: String,
+    pub sha256: String,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Totals {
+    pub received: u64,
+    pub outputs: u64,
+    pub acked: u64,
+    pub filtered: u64,
+    pub retries: u64,
+    pub dead_lettered: u64,
+    pub discarded: u64,
+    pub nacked: u64,
+    pub sink_errors: u64,
+    pub source_errors: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct RatesStatus {
+    pub received: f64,
+    pub outputs: f64,
+    pub errors: f64,
+    pub dead_lettered: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorStatus {
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub message: String,
+}
+
+impl PipelineStatus {
+    pub fn of(p: &PipelineEntry, rates: Rates) -> Self {
+        let s = &p.stats;
+        let get = PipelineStats::get;
+        PipelineStatus {
+            name: p.name.clone(),
+            state: s.state().as_str().to_owned(),
+            ready: s.is_ready(),
+            source: p.source.clone(),
+            sinks: p.sinks.iter().map(|(name, _)| name.clone()).collect(),
+            handlers: p
+                .plugins
+                .iter()
+                .map(|h| HandlerStatus {
+                    name: h.name.clone(),
+                    sha256: h.sha256.clone(),
+                    version: h.version.clone(),
+                })
+                .collect(),
+            in_flight: get(&s.in_flight),
+            lag: s.lag(),
+            totals: Totals {
+                received: get(&s.received),
+                outputs: get(&s.outputs),
+                acked: get(&s.acked),
+                filtered: get(&s.filtered),
+                retries: get(&s.retries),
+                dead_lettered: get(&s.dead_lettered),
+                discarded: get(&s.discarded),
+                nacked: get(&s.nacked),
+                sink_errors: get(&s.sink_errors),
+                source_errors: get(&s.source_errors),
+            },
+            rates: RatesStatus {
+                received: rates.received,
+                outputs: rates.outputs,
+                errors: rates.errors,
+                dead_lettered: rates.dead_lettered,
+            },
+            last_errors: s
+                .last_errors()
+                .into_iter()
+                .map(|e| ErrorStatus {
+                    at: rfc3339(e.at),
+                    message: e.message,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn rfc3339(at: std::time::SystemTime) -> String {
+    time::OffsetDateTime::from(at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
