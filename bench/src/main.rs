@@ -100,6 +100,7 @@ async fn end_to_end(count: u64, chain: Vec<Arc<dyn Transform>>) -> anyhow::Resul
         shutdown_deadline: Duration::from_secs(10),
         workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         stats: stats.clone(),
+        payload_log: None,
     };
     let started = Instant::now();
     pipeline.run(CancellationToken::new()).await?;

@@ -13,6 +13,7 @@ use sluice::config::load_paths;
 use sluice::plugin::{PluginHost, componentize::componentize, default_cache_dir};
 use sluice::runtime;
 use sluice::telemetry::Inventory;
+use sluice::telemetry::trace::{self, TraceConfig};
 
 /// Sluice runs pipelines that move messages from a source (a broker, a file, a generator)
 /// through WebAssembly handlers to sinks, with retries, dead-lettering, back-pressure and
@@ -52,6 +53,11 @@ enum Command {
         paths: Vec<PathBuf>,
         #[command(flatten)]
         admin: AdminArgs,
+        /// Export traces over OTLP/HTTP to this base URL (`/v1/traces` is appended), e.g.
+        /// http://127.0.0.1:4318. Default: off, unless OTEL_EXPORTER_OTLP_ENDPOINT is set; the
+        /// other OTEL_* variables (service name, sampler, headers) apply as usual.
+        #[arg(long, env = "SLUICE_OTLP_ENDPOINT", value_name = "URL")]
+        otlp_endpoint: Option<String>,
     },
     /// Show every pipeline of a running host (state, rates, in-flight, lag, plugins, last error)
     /// from its admin server.
@@ -189,8 +195,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
-        Command::Run { paths, admin } => {
+        Command::Run {
+            paths,
+            admin,
+            otlp_endpoint,
+        } => {
             let admin = admin.config()?;
+            let exporter = trace::init(&TraceConfig {
+                otlp_endpoint: otlp_endpoint.clone(),
+            })?;
             let host = plugin_host(&cli);
             let (loaded, errors) = load_paths(paths);
             if !errors.is_empty() {
@@ -206,7 +219,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            rt.block_on(async {
+            let ran = rt.block_on(async {
                 let shutdown = CancellationToken::new();
                 let inventory = Inventory::default();
                 // The admin server outlives the pipelines' drain, so that it reports it.
@@ -217,7 +230,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 tokio::spawn(forward_signals(shutdown.clone()));
                 runtime::run_all(&host, &loaded, &inventory, shutdown).await
-            })?;
+            });
+            // Flush the last spans whatever the outcome (outside the runtime: it blocks).
+            drop(rt);
+            if let Some(exporter) = exporter {
+                exporter.shutdown();
+            }
+            ran?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status {

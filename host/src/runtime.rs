@@ -12,6 +12,7 @@ use crate::config::{ConfigError, FieldError, LoadedPipeline};
 use crate::connector::BuildContext;
 use crate::engine::{Pipeline, PipelineState, PipelineStats, RunEnd, Transform};
 use crate::plugin::{PluginHost, WasmHandler};
+use crate::telemetry::payload_log::PayloadLog;
 use crate::telemetry::{Inventory, PipelineEntry, PluginInfo};
 
 /// A pipeline ready to run, with handles to watch it.
@@ -115,6 +116,10 @@ pub fn build(host: &PluginHost, p: &LoadedPipeline) -> anyhow::Result<BuiltPipel
         shutdown_deadline: Duration::from_millis(cfg.shutdown_deadline_ms),
         workers,
         stats: stats.clone(),
+        payload_log: cfg
+            .logging
+            .payloads
+            .then(|| Arc::new(PayloadLog::new(&cfg.logging.scrub_fields))),
     };
     let entry = PipelineEntry {
         name: cfg.name.clone(),

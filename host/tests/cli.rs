@@ -229,3 +229,102 @@ fn help_lists_the_commands() {
         assert!(text.contains(cmd), "{text}");
     }
 }
+
+/// JSON logs: every per-message line names the pipeline, the message and its trace; payloads
+/// appear only because the pipeline asks, with the configured fields hashed.
+#[test]
+fn json_logs_carry_trace_ids_and_scrubbed_payloads_only_when_asked() {
+    require_plugins();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        concat!(
+            r#"{"event_type":"order.created","event_id":"e1","version":"1","timestamp":1,"#,
+            r#""metadata":{"producer":"shop"},"data":{"card":{"number":"4111111111111111"}}}"#,
+            "\nnot json at all\n"
+        ),
+    )
+    .unwrap();
+    let pipeline = |name: &str, logging: &str| {
+        format!(
+            "name: {name}\nsource: {{ type: file, path: {} }}\nhandlers:\n  - plugin: {}\n    \
+             config: {{ route.order: out }}\nsinks: {{ out: {{ type: drop }} }}\n\
+             dead_letter: {{ type: drop }}\n{logging}",
+            input.display(),
+            repo().join("plugins/dist/json-enrich.wasm").display()
+        )
+    };
+    let asked = dir.path().join("asked.yaml");
+    std::fs::write(
+        &asked,
+        pipeline(
+            "asked",
+            "logging: { payloads: true, scrub_fields: [data.card.number] }\n",
+        ),
+    )
+    .unwrap();
+    let quiet = dir.path().join("quiet.yaml");
+    std::fs::write(&quiet, pipeline("quiet", "")).unwrap();
+    let out = sluice()
+        .args(["--log-format", "json", "run"])
+        .arg(&asked)
+        .arg(&quiet)
+        // Spans go nowhere (nothing listens there); trace ids are made all the same.
+        .args(["--otlp-endpoint", "http://127.0.0.1:9"])
+        .env(
+            "RUST_LOG",
+            "debug,sluice::telemetry=info,opentelemetry=off,reqwest=off,hyper_util=off",
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let per_message: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "pulled" || l["message"] == "dead-lettering")
+        .collect();
+    // asked: 2 pulled + 1 dead-lettered; quiet: 1 dead-lettered, no `pulled` line.
+    assert_eq!(per_message.len(), 4, "{stderr}");
+    for line in &per_message {
+        assert!(line["pipeline"].is_string(), "{line}");
+        assert!(!line["message_id"].as_str().unwrap().is_empty(), "{line}");
+        let trace_id = line["trace_id"].as_str().unwrap();
+        assert!(trace_id.len() == 32 && trace_id != "0".repeat(32), "{line}");
+    }
+    assert!(
+        !stderr.contains("4111111111111111"),
+        "a scrubbed field leaked: {stderr}"
+    );
+    assert!(
+        !stderr.contains("not json at all"),
+        "a non-JSON payload leaked: {stderr}"
+    );
+    let pulled: Vec<&str> = per_message
+        .iter()
+        .filter(|l| l["message"] == "pulled")
+        .map(|l| l["payload"].as_str().unwrap())
+        .collect();
+    assert_eq!(pulled.len(), 2, "{stderr}");
+    assert!(pulled[0].contains("\"number\":\"sha256:"), "{}", pulled[0]);
+    assert!(
+        pulled[0].contains("\"event_type\":\"order.created\""),
+        "{}",
+        pulled[0]
+    );
+    assert_eq!(pulled[1], "<withheld: 15 bytes, not JSON>");
+    let quiet_lines: Vec<&&serde_json::Value> = per_message
+        .iter()
+        .filter(|l| l["pipeline"] == "quiet")
+        .collect();
+    assert_eq!(quiet_lines.len(), 1, "{stderr}");
+    assert!(
+        quiet_lines[0].get("payload").is_none(),
+        "{}",
+        quiet_lines[0]
+    );
+}

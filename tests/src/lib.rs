@@ -150,6 +150,7 @@ pub fn test_pipeline(
         shutdown_deadline: Duration::from_secs(10),
         workers: 2,
         stats: stats.clone(),
+        payload_log: None,
     };
     (pipeline, stats)
 }

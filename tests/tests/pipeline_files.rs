@@ -98,11 +98,20 @@ fn every_bad_file_gives_its_exact_errors() {
         (
             "name: has space\nsource: { type: generate, rate_per_second: -1, malformed_every: 0 }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }\nshutdown_deadline_ms: 0\nextra: 1",
             &[
-                "pipelines/orders.yaml: extra: unknown field, expected one of name, source, handlers, sinks, default_sink, dead_letter, delivery, shutdown_deadline_ms",
+                "pipelines/orders.yaml: extra: unknown field, expected one of name, source, handlers, sinks, default_sink, dead_letter, delivery, shutdown_deadline_ms, logging",
                 "pipelines/orders.yaml: name: `has space` is not a valid pipeline name (letters, digits, `-`, `_`, `.`)",
                 "pipelines/orders.yaml: source.rate_per_second: must be a positive number",
                 "pipelines/orders.yaml: source.malformed_every: must be at least 1",
                 "pipelines/orders.yaml: shutdown_deadline_ms: must be at least 1",
+            ],
+        ),
+        (
+            "source: { type: generate }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }\nlogging: { payloads: yes-please, scrub_fields: [card..number, \"\"], hash: true }",
+            &[
+                "pipelines/orders.yaml: logging.hash: unknown field, expected `payloads` or `scrub_fields`",
+                "pipelines/orders.yaml: logging.payloads: invalid type: string \"yes-please\", expected a boolean",
+                "pipelines/orders.yaml: logging.scrub_fields[0]: expected a dotted JSON path such as `card.number`",
+                "pipelines/orders.yaml: logging.scrub_fields[1]: expected a dotted JSON path such as `card.number`",
             ],
         ),
         (

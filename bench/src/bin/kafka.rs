@@ -150,6 +150,7 @@ async fn sluice_run(run: &str, n: usize) -> anyhow::Result<f64> {
         shutdown_deadline: Duration::from_secs(10),
         workers: 2,
         stats: stats.clone(),
+        payload_log: None,
     };
     let shutdown = CancellationToken::new();
     let run_task = tokio::spawn(pipeline.run(shutdown.clone()));

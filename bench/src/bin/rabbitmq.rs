@@ -135,6 +135,7 @@ async fn sluice_run(ch: &Channel, n: usize) -> anyhow::Result<f64> {
         shutdown_deadline: Duration::from_secs(10),
         workers: 2,
         stats: stats.clone(),
+        payload_log: None,
     };
     let shutdown = CancellationToken::new();
     let started = Instant::now();

@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{
-    ConfigError, DeliveryConfig, FieldError, HandlerConfig, PipelineConfig, interpolate, join_path,
+    ConfigError, DeliveryConfig, FieldError, HandlerConfig, LoggingConfig, PipelineConfig,
+    interpolate, join_path,
 };
 use crate::connector::{SinkConfig, SourceConfig};
 
@@ -30,6 +31,7 @@ const TOP_LEVEL: &[&str] = &[
     "dead_letter",
     "delivery",
     "shutdown_deadline_ms",
+    "logging",
 ];
 
 /// Expand directories into the `.yaml`/`.yml` files directly in them, sorted by name.
@@ -168,6 +170,15 @@ fn parse_value(text: &str, default_name: &str) -> Result<PipelineConfig, Vec<Fie
     let delivery = optional::<DeliveryConfig>(&top, "delivery", &mut errors).unwrap_or_default();
     let shutdown_deadline_ms =
         optional::<u64>(&top, "shutdown_deadline_ms", &mut errors).unwrap_or(30_000);
+    let logging = optional::<LoggingConfig>(&top, "logging", &mut errors).unwrap_or_default();
+    for (i, field) in logging.scrub_fields.iter().enumerate() {
+        if field.is_empty() || field.split('.').any(str::is_empty) {
+            errors.push(FieldError::new(
+                format!("logging.scrub_fields[{i}]"),
+                "expected a dotted JSON path such as `card.number`",
+            ));
+        }
+    }
     let default_sink = optional::<String>(&top, "default_sink", &mut errors);
 
     let mut handlers = Vec::new();
@@ -261,6 +272,7 @@ fn parse_value(text: &str, default_name: &str) -> Result<PipelineConfig, Vec<Fie
             dead_letter,
             delivery,
             shutdown_deadline_ms,
+            logging,
         }),
         _ => Err(errors),
     }

@@ -36,6 +36,20 @@ pub struct PipelineConfig {
     pub delivery: DeliveryConfig,
     /// How long a shutdown may take to finish in-flight work, in milliseconds. Default: 30000.
     pub shutdown_deadline_ms: u64,
+    pub logging: LoggingConfig,
+}
+
+/// What the host may write to its log about message contents.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// Log payloads: each delivery's at `debug` level when pulled, and a dead-lettered one's
+    /// with the dead-letter line (`info`). Default: false (payloads are never logged).
+    pub payloads: bool,
+    /// JSON fields (dotted paths, e.g. `card.number`) replaced by `sha256:<hex>` of their value
+    /// before a payload is logged. A payload that is not JSON is withheld when this list is not
+    /// empty. Default: none.
+    pub scrub_fields: Vec<String>,
 }
 
 /// One handler in the chain.

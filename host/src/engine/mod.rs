@@ -28,6 +28,7 @@ use tracing::{info, warn};
 
 use crate::config::DeliveryConfig;
 use crate::connector::{Sink, Source};
+use crate::telemetry::payload_log::PayloadLog;
 
 pub use dead_letter::{dead_letter_output, headers as dead_letter_headers};
 pub use stats::{
@@ -58,6 +59,9 @@ pub struct Pipeline {
     /// Concurrent handler calls. Default when built from a file: the handlers' `instances`.
     pub workers: usize,
     pub stats: Arc<PipelineStats>,
+    /// Log payloads (scrubbed) when the pipeline asks for it. Default when built from a file:
+    /// `logging.payloads`; `None` never logs a payload.
+    pub payload_log: Option<Arc<PayloadLog>>,
 }
 
 /// How a run ended.
@@ -86,6 +90,7 @@ impl Pipeline {
             shutdown_deadline,
             workers,
             stats,
+            payload_log,
         } = self;
         anyhow::ensure!(
             sinks.contains_key(&default_sink),
@@ -121,6 +126,7 @@ impl Pipeline {
             hard_stop: CancellationToken::new(),
             tracker: tracker.clone(),
             workers: Arc::new(Semaphore::new(workers.max(1))),
+            payload_log,
         });
 
         if let Some(gauge) = source.lag_gauge() {
@@ -227,9 +233,14 @@ impl Pipeline {
                 .into_iter()
                 .map(|d| {
                     let slot = WindowSlot::new(permit.split(1), stats.clone());
-                    InFlight::new(d, slot)
+                    InFlight::new(d, slot, &name)
                 })
                 .collect();
+            if let Some(log) = &ctx.payload_log {
+                for f in &batch {
+                    f.log_pulled(&name, log);
+                }
+            }
             drop(permit);
             process::spawn(ctx.clone(), batch);
         }

@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use opentelemetry::trace::SpanKind;
+use opentelemetry::{Context, KeyValue};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -20,6 +23,8 @@ use crate::ack::AckToken;
 use crate::config::{InvalidPolicy, RetryConfig};
 use crate::connector::{Delivery, Sink};
 use crate::message::{Message, Output};
+use crate::telemetry::payload_log::PayloadLog;
+use crate::telemetry::trace::{self, DeliveryTrace};
 
 /// State shared by every task of one pipeline.
 pub(super) struct Ctx {
@@ -39,6 +44,7 @@ pub(super) struct Ctx {
     pub tracker: TaskTracker,
     /// Bounds concurrent handler calls (each occupies a blocking thread).
     pub workers: Arc<Semaphore>,
+    pub payload_log: Option<Arc<PayloadLog>>,
 }
 
 /// One permit of the in-flight window, held until the delivery is settled.
@@ -75,6 +81,8 @@ pub(super) struct InFlight {
     msg: Message,
     token: AckToken,
     decode_error: Option<String>,
+    /// Its consumer span, from pull to settlement (when tracing is on).
+    trace: Option<DeliveryTrace>,
     _slot: WindowSlot,
 }
 
@@ -82,6 +90,7 @@ pub(super) struct InFlight {
 struct Waiting {
     token: AckToken,
     decode_error: Option<String>,
+    trace: Option<DeliveryTrace>,
     slot: WindowSlot,
 }
 
@@ -91,6 +100,7 @@ impl Waiting {
             msg,
             token: self.token,
             decode_error: self.decode_error,
+            trace: self.trace,
             _slot: self.slot,
         }
     }
@@ -103,18 +113,44 @@ impl InFlight {
             Waiting {
                 token: self.token,
                 decode_error: self.decode_error,
+                trace: self.trace,
                 slot: self._slot,
             },
         )
     }
 
-    pub fn new(d: Delivery, slot: WindowSlot) -> Self {
+    pub fn new(d: Delivery, slot: WindowSlot, pipeline: &str) -> Self {
+        let trace = DeliveryTrace::start(pipeline, &d.message);
         InFlight {
             msg: d.message,
             token: d.token,
             decode_error: d.decode_error,
+            trace,
             _slot: slot,
         }
+    }
+
+    fn trace_context(&self) -> Option<Context> {
+        self.trace.as_ref().map(|t| t.context().clone())
+    }
+
+    fn trace_id(&self) -> String {
+        self.trace
+            .as_ref()
+            .map(DeliveryTrace::trace_id)
+            .unwrap_or_default()
+    }
+
+    /// The payload, as the pipeline's logging settings allow it, at `debug`.
+    pub fn log_pulled(&self, pipeline: &str, log: &PayloadLog) {
+        debug!(
+            pipeline,
+            message_id = %self.msg.id,
+            trace_id = %self.trace_id(),
+            attempt = self.msg.meta.attempt,
+            payload = %log.render(&self.msg.payload),
+            "pulled"
+        );
     }
 }
 
@@ -157,9 +193,14 @@ async fn process(ctx: Arc<Ctx>, batch: Vec<InFlight>) {
     let mut deliveries = undecodable;
 
     // The messages travel through the chain and come back; the rest of each delivery waits here.
+    let traces: Vec<Option<Context>> = if trace::enabled() {
+        batch.iter().map(InFlight::trace_context).collect()
+    } else {
+        Vec::new()
+    };
     let (msgs, waiting): (Vec<Message>, Vec<Waiting>) =
         batch.into_iter().map(InFlight::split).unzip();
-    let (msgs, results) = run_chain(&ctx, msgs).await;
+    let (msgs, results) = run_chain(&ctx, msgs, &traces).await;
     if msgs.len() != waiting.len() {
         // Only when the runtime is going away; dropping the deliveries abandons them.
         return;
@@ -220,6 +261,9 @@ async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, mut verdicts: Vec<Verd
     // Group every output by sink, remembering which delivery it belongs to.
     let mut by_sink: HashMap<&str, (Vec<usize>, Vec<Output>)> = HashMap::new();
     let mut dead: (Vec<usize>, Vec<Output>) = (Vec::new(), Vec::new());
+    // Publish spans, one per output, when tracing is on; each output carries its own.
+    let mut sink_spans: HashMap<&str, Vec<Context>> = HashMap::new();
+    let mut dead_spans: Vec<Context> = Vec::new();
     for (i, (f, verdict)) in deliveries.iter().zip(verdicts.iter_mut()).enumerate() {
         match verdict {
             Verdict::Deliver(outputs) => {
@@ -233,20 +277,39 @@ async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, mut verdicts: Vec<Verd
                             .map_or(ctx.default_sink.as_str(), |(k, _)| k.as_str()),
                         None => ctx.default_sink.as_str(),
                     };
+                    let mut out = out;
+                    if let Some(parent) = f.trace.as_ref() {
+                        let span = publish_span(parent.context(), sink);
+                        trace::inject(&span, &mut out.headers);
+                        sink_spans.entry(sink).or_default().push(span);
+                    }
                     let entry = by_sink.entry(sink).or_default();
                     entry.0.push(i);
                     entry.1.push(out);
                 }
             }
             Verdict::DeadLetter(failure, handler) => {
-                debug!(pipeline = %ctx.name, message_id = %f.msg.id, class = %failure.class, reason = %failure.reason, "dead-lettering");
+                let payload = ctx
+                    .payload_log
+                    .as_ref()
+                    .map(|log| log.render(&f.msg.payload));
+                debug!(
+                    pipeline = %ctx.name,
+                    message_id = %f.msg.id,
+                    trace_id = %f.trace_id(),
+                    class = %failure.class,
+                    reason = %failure.reason,
+                    payload = payload.as_deref(),
+                    "dead-lettering"
+                );
                 dead.0.push(i);
-                dead.1.push(dead_letter_output(
-                    &f.msg,
-                    failure,
-                    &ctx.name,
-                    handler.as_deref(),
-                ));
+                let mut copy = dead_letter_output(&f.msg, failure, &ctx.name, handler.as_deref());
+                if let Some(parent) = f.trace.as_ref() {
+                    let span = publish_span(parent.context(), "dead_letter");
+                    trace::inject(&span, &mut copy.headers);
+                    dead_spans.push(span);
+                }
+                dead.1.push(copy);
             }
             _ => {}
         }
@@ -256,10 +319,14 @@ async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, mut verdicts: Vec<Verd
     let sends = by_sink.into_iter().map(|(name, (owners, outputs))| {
         let sink = ctx.sinks[name].clone();
         let ctx = &ctx;
+        let spans = sink_spans.remove(name).unwrap_or_default();
         async move {
             let ok = send_with_retry(ctx, name, &*sink, &outputs).await;
             if ok {
                 PipelineStats::add(&ctx.stats.sink(name).outputs, outputs.len() as u64);
+            }
+            for span in &spans {
+                trace::end(span, (!ok).then_some("the sink did not confirm the write"));
             }
             (owners, outputs.len(), ok)
         }
@@ -272,6 +339,12 @@ async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, mut verdicts: Vec<Verd
         }
     };
     let (results, dead_ok) = tokio::join!(futures::future::join_all(sends), dead_send);
+    for span in &dead_spans {
+        trace::end(
+            span,
+            (!dead_ok).then_some("the dead-letter sink did not confirm the write"),
+        );
+    }
     for (owners, count, ok) in results {
         if ok {
             PipelineStats::add(&ctx.stats.outputs, count as u64);
@@ -287,30 +360,47 @@ async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, mut verdicts: Vec<Verd
         }
     }
 
-    for (i, (f, verdict)) in deliveries.into_iter().zip(verdicts).enumerate() {
+    for (i, (mut f, verdict)) in deliveries.into_iter().zip(verdicts).enumerate() {
         let stats = &ctx.stats;
+        let mut finish = |outcome: &str, error: Option<&str>| {
+            if let Some(t) = f.trace.take() {
+                t.finish(outcome, error);
+            }
+        };
         match verdict {
+            // The consumer span goes on with the delivery.
             Verdict::Retry => schedule_retry(ctx.clone(), f),
             _ if failed[i] => {
                 PipelineStats::add(&stats.nacked, 1);
-                f.token
-                    .nack(backoff(&ctx.retry, f.msg.meta.attempt.saturating_add(1)));
+                let delay = backoff(&ctx.retry, f.msg.meta.attempt.saturating_add(1));
+                finish(
+                    "nacked",
+                    Some("a sink did not confirm; handed back for redelivery"),
+                );
+                f.token.nack(delay);
             }
             Verdict::Deliver(_) => {
                 PipelineStats::add(&stats.acked, 1);
+                finish("delivered", None);
                 f.token.ack();
             }
             Verdict::Filtered => {
                 PipelineStats::add(&stats.filtered, 1);
+                finish("filtered", None);
                 f.token.ack();
             }
             Verdict::Discard => {
                 PipelineStats::add(&stats.discarded, 1);
+                finish("discarded", None);
                 f.token.ack();
             }
             Verdict::DeadLetter(failure, _) => {
                 PipelineStats::add(&stats.dead_lettered, 1);
                 PipelineStats::add(&stats.dead_lettered_by_class[failure.class.index()], 1);
+                finish(
+                    "dead_lettered",
+                    Some(&format!("{}: {}", failure.class, failure.reason)),
+                );
                 f.token.ack();
             }
         }
@@ -321,6 +411,9 @@ async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, mut verdicts: Vec<Verd
 /// If shutdown starts meanwhile, hand it back to the source at once.
 fn schedule_retry(ctx: Arc<Ctx>, mut f: InFlight) {
     let delay = backoff(&ctx.retry, f.msg.meta.attempt.saturating_add(1));
+    if let Some(t) = &f.trace {
+        t.retry(f.msg.meta.attempt.saturating_add(1), delay);
+    }
     let task_ctx = ctx.clone();
     let hard_stop = ctx.hard_stop.clone();
     ctx.tracker.spawn(async move {
@@ -328,6 +421,9 @@ fn schedule_retry(ctx: Arc<Ctx>, mut f: InFlight) {
             () = tokio::time::sleep(delay) => {}
             () = task_ctx.stopping.cancelled(), if task_ctx.source_redelivers => {
                 PipelineStats::add(&task_ctx.stats.nacked, 1);
+                if let Some(t) = f.trace.take() {
+                    t.finish("nacked", Some("shutting down before the retry"));
+                }
                 f.token.nack(Duration::ZERO);
                 return;
             }
@@ -370,7 +466,11 @@ type ChainResult = Result<Vec<Output>, (Failure, Option<String>)>;
 
 /// Run `msgs` through every stage. Outputs of one stage are the next stage's messages (same id
 /// and metadata); a failure anywhere fails the original message. Routes come from the last stage.
-async fn run_chain(ctx: &Ctx, msgs: Vec<Message>) -> (Vec<Message>, Vec<ChainResult>) {
+async fn run_chain(
+    ctx: &Ctx,
+    msgs: Vec<Message>,
+    traces: &[Option<Context>],
+) -> (Vec<Message>, Vec<ChainResult>) {
     if ctx.chain.is_empty() {
         let results = msgs
             .iter()
@@ -389,9 +489,18 @@ async fn run_chain(ctx: &Ctx, msgs: Vec<Message>) -> (Vec<Message>, Vec<ChainRes
         let last = stage_no + 1 == ctx.chain.len();
         let (origins, inputs) = current;
         let stage_stats = ctx.stats.handler(stage.name());
-        let (inputs, outcomes) = call_stage(ctx, stage, &stage_stats, inputs).await;
+        let spans = handler_spans(stage.name(), &origins, &inputs, traces);
+        let (inputs, outcomes) = call_stage(ctx, stage, &stage_stats, inputs, spans.clone()).await;
         let mut next = (Vec::new(), Vec::new());
+        let mut spans = spans.into_iter().map(|(_, cx)| cx);
         for ((origin, input), outcome) in origins.into_iter().zip(&inputs).zip(outcomes) {
+            if let Some(span) = spans.next() {
+                let error = match &outcome {
+                    Outcome::Failed(f) => Some(format!("{}: {}", f.class, f.reason)),
+                    Outcome::Outputs(_) => None,
+                };
+                trace::end(&span, error.as_deref());
+            }
             if results[origin].is_err() {
                 continue;
             }
@@ -439,6 +548,7 @@ async fn call_stage(
     stage: &Arc<dyn Transform>,
     stage_stats: &Arc<HandlerStats>,
     inputs: Vec<Message>,
+    spans: Vec<(String, Context)>,
 ) -> (Vec<Message>, Vec<Outcome>) {
     let n = inputs.len();
     let permit = ctx.workers.clone().acquire_owned().await;
@@ -448,7 +558,7 @@ async fn call_stage(
         let _permit = permit;
         let started = Instant::now();
         let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            stage_for_call.process(&inputs)
+            trace::with_handler_spans(spans, || stage_for_call.process(&inputs))
         }));
         // The call itself, not the wait for a worker.
         stage_stats
@@ -478,4 +588,62 @@ async fn call_stage(
             fail(format!("handler `{}` could not run: {err}", stage.name())),
         ),
     }
+}
+
+/// One span per message for a handler call, child of its delivery's consumer span; empty when
+/// tracing is off. The message id goes with it so that handler logs find their span.
+fn handler_spans(
+    handler: &str,
+    origins: &[usize],
+    inputs: &[Message],
+    traces: &[Option<Context>],
+) -> Vec<(String, Context)> {
+    if traces.is_empty() {
+        return Vec::new();
+    }
+    // Every message has a span or none does, so spans and outcomes stay aligned.
+    let parents: Option<Vec<&Context>> = origins
+        .iter()
+        .map(|&origin| traces.get(origin)?.as_ref())
+        .collect();
+    let Some(parents) = parents else {
+        return Vec::new();
+    };
+    let now = SystemTime::now();
+    let batch = inputs.len() as i64;
+    parents
+        .into_iter()
+        .zip(inputs)
+        .map(|(parent, input)| {
+            let attributes = vec![
+                KeyValue::new("sluice.handler", handler.to_owned()),
+                KeyValue::new("sluice.batch_size", batch),
+            ];
+            let span = trace::child(
+                parent,
+                format!("handle {handler}"),
+                SpanKind::Internal,
+                attributes,
+                now,
+            );
+            (input.id.clone(), span)
+        })
+        .collect()
+}
+
+/// A publish span for one output to `sink`, child of its delivery's consumer span.
+fn publish_span(parent: &Context, sink: &str) -> Context {
+    let attributes = vec![
+        KeyValue::new("messaging.operation.type", "send"),
+        KeyValue::new("messaging.operation.name", "send"),
+        KeyValue::new("messaging.destination.name", sink.to_owned()),
+        KeyValue::new("sluice.sink", sink.to_owned()),
+    ];
+    trace::child(
+        parent,
+        format!("send {sink}"),
+        SpanKind::Producer,
+        attributes,
+        SystemTime::now(),
+    )
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use wasmtime::ResourceLimiter;
 
 use super::bindings::v0_1::sluice::plugin::{counters, log, types};
+use crate::telemetry::trace;
 
 /// Per-instance host state.
 pub struct HostState {
@@ -63,21 +64,31 @@ impl log::Host for HostState {
         }
         let (pipeline, plugin) = (&*self.pipeline, &*self.plugin);
         let id = self.message_id.as_deref().unwrap_or("");
+        let level_name = match level {
+            log::Level::Trace => "trace",
+            log::Level::Debug => "debug",
+            log::Level::Info => "info",
+            log::Level::Warn => "warn",
+            log::Level::Error => "error",
+        };
+        // With tracing on, the line is also an event on the handler's span.
+        let trace_id = trace::handler_event(self.message_id.as_deref(), level_name, &message);
+        let trace_id = trace_id.as_deref().unwrap_or("");
         match level {
             log::Level::Trace => {
-                tracing::trace!(target: "sluice::handler", pipeline, plugin, message_id = id, "{message}")
+                tracing::trace!(target: "sluice::handler", pipeline, plugin, message_id = id, trace_id, "{message}")
             }
             log::Level::Debug => {
-                tracing::debug!(target: "sluice::handler", pipeline, plugin, message_id = id, "{message}")
+                tracing::debug!(target: "sluice::handler", pipeline, plugin, message_id = id, trace_id, "{message}")
             }
             log::Level::Info => {
-                tracing::info!(target: "sluice::handler", pipeline, plugin, message_id = id, "{message}")
+                tracing::info!(target: "sluice::handler", pipeline, plugin, message_id = id, trace_id, "{message}")
             }
             log::Level::Warn => {
-                tracing::warn!(target: "sluice::handler", pipeline, plugin, message_id = id, "{message}")
+                tracing::warn!(target: "sluice::handler", pipeline, plugin, message_id = id, trace_id, "{message}")
             }
             log::Level::Error => {
-                tracing::error!(target: "sluice::handler", pipeline, plugin, message_id = id, "{message}")
+                tracing::error!(target: "sluice::handler", pipeline, plugin, message_id = id, trace_id, "{message}")
             }
         }
     }

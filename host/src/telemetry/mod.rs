@@ -5,7 +5,9 @@
 //! counts on its own, so `/metrics`, `/pipelines` and the tests see the same numbers.
 
 pub mod exposition;
+pub mod payload_log;
 mod rates;
+pub mod trace;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};

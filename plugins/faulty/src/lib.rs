@@ -15,6 +15,7 @@
 //! | `fatal`, `invalid` | fails with that class                               |
 //! | `filter`         | produces no output                                    |
 //! | `route:NAME`     | echoes to the sink called NAME                        |
+//! | `traced`         | logs the `traceparent` it sees (an event on its span), echoes |
 
 use sluice_sdk::{Handler, HandlerError, Message, Output, export_handler};
 
@@ -62,6 +63,14 @@ impl Handler for Faulty {
             "fatal" => Err(HandlerError::Fatal("cannot ever handle this".into())),
             "invalid" => Err(HandlerError::Invalid("payload is malformed".into())),
             "filter" => Ok(Vec::new()),
+            "traced" => {
+                let parent = msg.header("traceparent").unwrap_or("none");
+                sluice_sdk::log(
+                    sluice_sdk::Level::Info,
+                    &format!("saw traceparent {parent}"),
+                );
+                echo()
+            }
             _ => {
                 if let Some(n) = text
                     .strip_prefix("slow:")
