@@ -255,7 +255,14 @@ fn readyz_names_a_pipeline_whose_source_cannot_connect() {
     let steady = steady("ready one");
     let broken = "name: broken\nsource: { type: rabbitmq, url: \"amqp://guest:guest@127.0.0.1:1/%2f\", queue: nowhere }\n\
                   sinks: { out: { type: drop } }\ndead_letter: { type: drop }\n";
-    let host = Host::start(&[("steady.yaml", &steady), ("broken.yaml", broken)]);
+    // A RabbitMQ source on a reachable broker is ready while its queue is empty: connected.
+    let live = "name: live\nsource: { type: rabbitmq, url: \"amqp://guest:guest@127.0.0.1:5672/%2f\", queue: sluice-admin-live, declare: true }\n\
+                sinks: { out: { type: drop } }\ndead_letter: { type: drop }\n";
+    let host = Host::start(&[
+        ("steady.yaml", &steady),
+        ("broken.yaml", broken),
+        ("live.yaml", live),
+    ]);
     // Until the pipelines are built the host is not ready either (it has none yet).
     assert_ne!(host.get("/readyz").0, 200);
     host.wait_for("the broken source to fail", |h| {
@@ -265,6 +272,9 @@ fn readyz_names_a_pipeline_whose_source_cannot_connect() {
                 .as_u64()
                 .unwrap()
                 > 0
+    });
+    host.wait_for("the live source to connect", |h| {
+        h.json("/pipelines/live")["ready"] == true
     });
     let (code, body) = host.get("/readyz");
     assert_eq!(code, 503, "{body}");

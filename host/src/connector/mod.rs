@@ -72,7 +72,17 @@ pub trait Source: Send {
     fn lag_gauge(&self) -> Option<LagGauge> {
         None
     }
+
+    /// Whether the source holds a live connection to its broker, kept up to date by the source.
+    /// `None` for sources without one to watch; the engine then counts the source as connected
+    /// unless its last pull failed.
+    fn connected_flag(&self) -> Option<ConnectedFlag> {
+        None
+    }
 }
+
+/// A flag a source sets while it is connected; the engine's readiness reads it.
+pub type ConnectedFlag = Arc<std::sync::atomic::AtomicBool>;
 
 /// A gauge a source updates from its own callbacks and the engine reads.
 pub type LagGauge = Arc<AtomicI64>;

@@ -132,6 +132,9 @@ impl Pipeline {
         if let Some(gauge) = source.lag_gauge() {
             let _ = stats.consumer_lag.set(gauge);
         }
+        if let Some(flag) = source.connected_flag() {
+            let _ = stats.source_connected.set(flag);
+        }
         info!(pipeline = %name, "pipeline started");
         stats.set_state(PipelineState::Running);
         let mut pause = stats.pause_switch();

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use super::transform::ErrorClass;
-use crate::connector::LagGauge;
+use crate::connector::{ConnectedFlag, LagGauge};
 
 /// How many recent errors a pipeline remembers for the admin API.
 const LAST_ERRORS: usize = 10;
@@ -47,6 +47,8 @@ pub struct PipelineStats {
     pub in_flight: AtomicU64,
     /// Messages waiting in the broker for this pipeline, when the source reports it (set at start).
     pub consumer_lag: OnceLock<LagGauge>,
+    /// The source's connection state, when it reports one (set at start).
+    pub source_connected: OnceLock<ConnectedFlag>,
     /// Dead-lettered deliveries by error class (indexed by [`ErrorClass::index`]).
     pub dead_lettered_by_class: [AtomicU64; ErrorClass::COUNT],
     /// Time spent waiting for the rate limiter, in nanoseconds.
@@ -78,6 +80,7 @@ impl Default for PipelineStats {
             settled: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             consumer_lag: OnceLock::new(),
+            source_connected: OnceLock::new(),
             dead_lettered_by_class: Default::default(),
             rate_limit_wait_ns: AtomicU64::new(0),
             end_to_end: Histogram::default(),
@@ -235,9 +238,15 @@ impl PipelineStats {
         self.state.store(state as u8, Ordering::Relaxed);
     }
 
-    /// Ready means pulling (or paused on purpose) with a source that answers.
+    /// Ready means pulling (or paused on purpose) with a source that is connected (when it says)
+    /// and whose last pull did not fail.
     pub fn is_ready(&self) -> bool {
+        let connected = self
+            .source_connected
+            .get()
+            .is_none_or(|c| c.load(Ordering::Relaxed));
         matches!(self.state(), PipelineState::Running | PipelineState::Paused)
+            && connected
             && !self.source_failing.load(Ordering::Relaxed)
     }
 

@@ -2,6 +2,7 @@
 //! sends acknowledgements in the order they are settled.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -16,7 +17,7 @@ use super::RabbitMqSourceConfig;
 use super::headers::{from_table, redeliveries};
 use crate::ack::Settlement;
 use crate::connector::receipts::{Receipts, SettleJob};
-use crate::connector::{Delivery, Source};
+use crate::connector::{ConnectedFlag, Delivery, Source};
 use crate::message::{Message, Metadata};
 
 struct Live {
@@ -32,6 +33,7 @@ pub struct RabbitMqSource {
     receipts: Option<Arc<Receipts<lapin::Acker>>>,
     source: Arc<str>,
     topic: Arc<str>,
+    connected: ConnectedFlag,
 }
 
 impl RabbitMqSource {
@@ -44,6 +46,7 @@ impl RabbitMqSource {
             receipts: None,
             source: Arc::from("rabbitmq"),
             topic,
+            connected: ConnectedFlag::default(),
         }
     }
 
@@ -120,10 +123,16 @@ impl RabbitMqSource {
 
 #[async_trait]
 impl Source for RabbitMqSource {
+    fn connected_flag(&self) -> Option<ConnectedFlag> {
+        Some(self.connected.clone())
+    }
+
     async fn next_batch(&mut self, max: usize) -> anyhow::Result<Option<Vec<Delivery>>> {
         let receipts = self.receipts();
         if self.live.is_none() {
+            self.connected.store(false, Ordering::Relaxed);
             super::within_connect_timeout("rabbitmq source", self.connect()).await?;
+            self.connected.store(true, Ordering::Relaxed);
         }
         let Some(live) = self.live.as_mut() else {
             anyhow::bail!("rabbitmq source: not connected")
@@ -133,12 +142,14 @@ impl Source for RabbitMqSource {
             Some(Ok(d)) => d,
             Some(Err(e)) => {
                 self.live = None;
+                self.connected.store(false, Ordering::Relaxed);
                 return Err(
                     anyhow::Error::new(e).context("rabbitmq source: consumer failed; reconnecting")
                 );
             }
             None => {
                 self.live = None;
+                self.connected.store(false, Ordering::Relaxed);
                 anyhow::bail!("rabbitmq source: the broker cancelled the consumer; reconnecting");
             }
         };
