@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 use sluice::admin::AdminConfig;
 use sluice::config::load_paths;
 use sluice::plugin::{PluginHost, componentize::componentize, default_cache_dir};
-use sluice::runtime;
+use sluice::runtime::{self, ReloadRequest, ReloadScope, Supervisor};
 use sluice::telemetry::Inventory;
 use sluice::telemetry::trace::{self, TraceConfig};
 
@@ -58,6 +58,10 @@ enum Command {
         /// other OTEL_* variables (service name, sampler, headers) apply as usual.
         #[arg(long, env = "SLUICE_OTLP_ENDPOINT", value_name = "URL")]
         otlp_endpoint: Option<String>,
+        /// Do not watch pipeline files and plugins for changes (reload with SIGHUP or
+        /// `POST /reload` only). Default: watch.
+        #[arg(long)]
+        no_watch: bool,
     },
     /// Show every pipeline of a running host (state, rates, in-flight, lag, plugins, last error)
     /// from its admin server.
@@ -199,7 +203,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             paths,
             admin,
             otlp_endpoint,
+            no_watch,
         } => {
+            let no_watch = *no_watch;
             let admin = admin.config()?;
             let exporter = trace::init(&TraceConfig {
                 otlp_endpoint: otlp_endpoint.clone(),
@@ -225,11 +231,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 // The admin server outlives the pipelines' drain, so that it reports it.
                 let admin_stop = CancellationToken::new();
                 let _stop_admin = admin_stop.clone().drop_guard();
+                let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(16);
                 if let Some(admin) = admin {
-                    sluice::admin::serve(admin, inventory.clone(), admin_stop).await?;
+                    sluice::admin::serve(
+                        admin,
+                        inventory.clone(),
+                        Some(reload_tx.clone()),
+                        admin_stop,
+                    )
+                    .await?;
                 }
                 tokio::spawn(forward_signals(shutdown.clone()));
-                runtime::run_all(&host, &loaded, &inventory, shutdown).await
+                #[cfg(unix)]
+                tokio::spawn(reload_on_sighup(reload_tx.clone()));
+                let mut supervisor =
+                    Supervisor::new(host, paths.clone(), inventory, shutdown.clone());
+                supervisor.start(loaded).await?;
+                supervisor
+                    .run(reload_rx, (!no_watch).then_some(reload_tx))
+                    .await
             });
             // Flush the last spans whatever the outcome (outside the runtime: it blocks).
             drop(rt);
@@ -306,4 +326,28 @@ async fn forward_signals(shutdown: CancellationToken) {
     let _ = ctrl_c.await;
     tracing::info!("shutdown requested; draining");
     shutdown.cancel();
+}
+
+/// SIGHUP reloads every pipeline file and plugin; the result goes to the log.
+#[cfg(unix)]
+async fn reload_on_sighup(requests: tokio::sync::mpsc::Sender<ReloadRequest>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGHUP");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading");
+        let request = ReloadRequest {
+            scope: ReloadScope::All,
+            cause: "SIGHUP",
+            reply: None,
+        };
+        if requests.send(request).await.is_err() {
+            return;
+        }
+    }
 }

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::runtime::ReloadRequest;
 
 use crate::telemetry::{Inventory, RateSampler};
 
@@ -32,22 +35,34 @@ pub(crate) struct AdminState {
     pub inventory: Inventory,
     pub rates: RateSampler,
     pub token: Option<String>,
+    /// State-changing calls are refused: the server listens beyond loopback without a token.
+    pub read_only: bool,
+    /// Where reload requests go (the supervisor).
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
 }
 
 /// Bind and serve until `shutdown`; returns the bound address (useful with port 0).
 pub async fn serve(
     config: AdminConfig,
     inventory: Inventory,
+    reload: Option<mpsc::Sender<ReloadRequest>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("admin server: cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let token = config.token.filter(|t| !t.is_empty());
+    let read_only = token.is_none() && !addr.ip().is_loopback();
+    if read_only {
+        tracing::warn!(%addr, "the admin server listens beyond loopback without a token: pause, resume and reload are refused (set --admin-token)");
+    }
     let state = Arc::new(AdminState {
         inventory,
         rates: RateSampler::default(),
-        token: config.token.filter(|t| !t.is_empty()),
+        token,
+        read_only,
+        reload,
     });
     tokio::spawn(sample_rates(state.clone(), shutdown.clone()));
     let app = routes::router(state);

@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 
 use super::AdminState;
 use super::status::{PipelineList, PipelineStatus};
+use crate::engine::PipelineState;
+use crate::runtime::{ReloadRequest, ReloadScope};
 use crate::telemetry::exposition;
 
 /// The dashboard: one self-contained page, embedded so nothing is fetched at run time.
@@ -29,6 +31,8 @@ pub(super) fn router(state: Arc<AdminState>) -> Router {
         .route("/pipelines/{name}", get(one))
         .route("/pipelines/{name}/pause", post(pause))
         .route("/pipelines/{name}/resume", post(resume))
+        .route("/pipelines/{name}/reload", post(reload_one))
+        .route("/reload", post(reload_all).get(last_reload))
         .with_state(state)
 }
 
@@ -47,7 +51,7 @@ async fn readyz(State(state): Shared) -> Response {
         .inventory
         .all()
         .iter()
-        .filter(|p| !p.stats.is_ready())
+        .filter(|p| p.stats.state() != PipelineState::Stopped && !p.stats.is_ready())
         .map(|p| format!("{} ({})", p.name, p.stats.state().as_str()))
         .collect();
     if state.inventory.ready() {
@@ -59,7 +63,7 @@ async fn readyz(State(state): Shared) -> Response {
 }
 
 async fn metrics(State(state): Shared) -> Response {
-    let text = exposition::render(&state.inventory.all());
+    let text = exposition::render(&state.inventory);
     ([(header::CONTENT_TYPE, exposition::CONTENT_TYPE)], text).into_response()
 }
 
@@ -94,14 +98,8 @@ fn set_paused(
     Path(name): Path<String>,
     paused: bool,
 ) -> Response {
-    if !authorized(state.token.as_deref(), &headers) {
-        let body = json!({ "error": "this call needs `Authorization: Bearer <admin token>`" });
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(body),
-        )
-            .into_response();
+    if let Some(refusal) = refuse_change(&state, &headers) {
+        return refusal;
     }
     let Some(p) = state.inventory.get(&name) else {
         return not_found(&name);
@@ -109,6 +107,98 @@ fn set_paused(
     p.stats.set_paused(paused);
     tracing::info!(pipeline = %name, paused, "pause switch set through the admin API");
     Json(PipelineStatus::of(&p, state.rates.rates(&name, &p.stats))).into_response()
+}
+
+async fn reload_all(State(state): Shared, headers: HeaderMap) -> Response {
+    reload(&state, &headers, ReloadScope::All).await
+}
+
+async fn reload_one(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if state.inventory.get(&name).is_none() {
+        return not_found(&name);
+    }
+    reload(&state, &headers, ReloadScope::Pipeline(name)).await
+}
+
+/// Run a reload and answer with its report: 200 when everything applied, 422 when a change was
+/// refused (the running versions stayed).
+async fn reload(state: &AdminState, headers: &HeaderMap, scope: ReloadScope) -> Response {
+    if let Some(refusal) = refuse_change(state, headers) {
+        return refusal;
+    }
+    let Some(requests) = &state.reload else {
+        let body = json!({ "error": "this host does not reload" });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    };
+    let (request, report) = ReloadRequest::with_reply(scope, "admin");
+    if requests.send(request).await.is_err() {
+        let body = json!({ "error": "the host is shutting down" });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    match report.await {
+        Ok(report) if report.ok => Json(report).into_response(),
+        Ok(report) => (StatusCode::UNPROCESSABLE_ENTITY, Json(report)).into_response(),
+        Err(_) => {
+            let body = json!({ "error": "the host is shutting down" });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
+}
+
+/// `GET /reload`: the last reload that changed (or refused) something.
+async fn last_reload(State(state): Shared) -> Response {
+    let last = state
+        .inventory
+        .reloads()
+        .last
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    match last {
+        Some(report) => Json(report).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no reload yet" })),
+        )
+            .into_response(),
+    }
+}
+
+/// Why a state-changing call is refused, if it is: a missing or wrong token, a server open
+/// beyond loopback without a token, or a browser request from another origin (a page the
+/// operator visits must not be able to pause pipelines on their loopback).
+fn refuse_change(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
+    if state.read_only {
+        let body = json!({ "error": "the admin server listens beyond loopback without a token; start it with --admin-token to allow changes" });
+        return Some((StatusCode::FORBIDDEN, Json(body)).into_response());
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        if origin_host != host {
+            let body = json!({ "error": format!("cross-origin request from {origin} refused") });
+            return Some((StatusCode::FORBIDDEN, Json(body)).into_response());
+        }
+    }
+    if !authorized(state.token.as_deref(), headers) {
+        let body = json!({ "error": "this call needs `Authorization: Bearer <admin token>`" });
+        return Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(body),
+            )
+                .into_response(),
+        );
+    }
+    None
 }
 
 fn not_found(name: &str) -> Response {
@@ -122,10 +212,12 @@ fn authorized(token: Option<&str>, headers: &HeaderMap) -> bool {
     let Some(token) = token else {
         return true;
     };
+    // The scheme is case-insensitive (RFC 7235).
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim());
     Sha256::digest(given.as_bytes()) == Sha256::digest(token.as_bytes())
 }

@@ -37,6 +37,8 @@ pub struct HandlerStatus {
     pub name: String,
     pub sha256: String,
     pub version: Option<String>,
+    /// New versions swapped in while the pipeline ran.
+    pub swaps: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -82,9 +84,10 @@ impl PipelineStatus {
                 .plugins
                 .iter()
                 .map(|h| HandlerStatus {
-                    name: h.name.clone(),
-                    sha256: h.sha256.clone(),
-                    version: h.version.clone(),
+                    name: h.name().to_owned(),
+                    sha256: h.sha256(),
+                    version: h.version(),
+                    swaps: h.swaps(),
                 })
                 .collect(),
             in_flight: get(&s.in_flight),

@@ -190,6 +190,17 @@ fn parse_value(text: &str, default_name: &str) -> Result<PipelineConfig, Vec<Fie
                     section::<HandlerConfig>(item, &format!("handlers[{i}]"), &mut errors)
                 {
                     check_handler(&h, &format!("handlers[{i}]"), &mut errors);
+                    // Names label metrics, spans and dead-letter headers: one per stage.
+                    let name = h.display_name();
+                    if let Some(first) = handlers
+                        .iter()
+                        .position(|o: &HandlerConfig| o.display_name() == name)
+                    {
+                        errors.push(FieldError::new(
+                            format!("handlers[{i}]"),
+                            format!("the name `{name}` is taken by handlers[{first}]; give one of them a `name`"),
+                        ));
+                    }
                     handlers.push(h);
                 }
             }
@@ -211,6 +222,12 @@ fn parse_value(text: &str, default_name: &str) -> Result<PipelineConfig, Vec<Fie
                 ));
             }
             for (sink_name, item) in map {
+                if sink_name == crate::engine::DEAD_LETTER_SINK {
+                    errors.push(FieldError::new(
+                        format!("sinks.{sink_name}"),
+                        "`dead_letter` names the pipeline's dead-letter sink; choose another sink name",
+                    ));
+                }
                 if let Some(s) =
                     section::<SinkConfig>(item, &format!("sinks.{sink_name}"), &mut errors)
                 {

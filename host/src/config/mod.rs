@@ -43,8 +43,8 @@ pub struct PipelineConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoggingConfig {
-    /// Log payloads: each delivery's at `debug` level when pulled, and a dead-lettered one's
-    /// with the dead-letter line (`info`). Default: false (payloads are never logged).
+    /// Log payloads: each delivery's when pulled, and a dead-lettered one's with its
+    /// dead-letter line, both at `debug` level. Default: false (payloads are never logged).
     pub payloads: bool,
     /// JSON fields (dotted paths, e.g. `card.number`) replaced by `sha256:<hex>` of their value
     /// before a payload is logged. A payload that is not JSON is withheld when this list is not
@@ -69,6 +69,14 @@ pub struct HandlerConfig {
     /// How batches cross into the component. Default: `auto`.
     #[serde(default)]
     pub batch_abi: BatchAbi,
+    /// Tag every output and dead-letter copy with an `x-sluice-plugin` header naming this
+    /// handler's version and content hash, so that reloads are auditable. Default: true.
+    #[serde(default = "yes")]
+    pub version_header: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// How the host hands a batch to a handler.

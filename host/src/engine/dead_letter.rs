@@ -5,6 +5,9 @@ use crate::message::{Message, Output};
 
 use super::transform::Failure;
 
+/// The dead-letter sink's name in logs, metrics and spans (no sink of a pipeline may take it).
+pub const DEAD_LETTER_SINK: &str = "dead_letter";
+
 /// Header names added to dead-lettered messages.
 pub mod headers {
     pub const REASON: &str = "x-sluice-reason";
@@ -17,6 +20,9 @@ pub mod headers {
     pub const PARTITION: &str = "x-sluice-partition";
     pub const OFFSET: &str = "x-sluice-offset";
     pub const MESSAGE_ID: &str = "x-sluice-message-id";
+    /// The plugin version (name, declared version, content hash) that produced an output or
+    /// failed a message.
+    pub const PLUGIN: &str = "x-sluice-plugin";
 }
 
 /// Build the dead-letter output for `msg`, which failed in `handler` (if a handler was involved).
@@ -36,6 +42,10 @@ pub fn dead_letter_output(
     h.push((headers::PIPELINE.into(), pipeline.into()));
     if let Some(handler) = handler {
         h.push((headers::HANDLER.into(), handler.into()));
+    }
+    if let Some(plugin) = &failure.plugin {
+        // The version that failed it (after any labels the message carried in).
+        h.push((headers::PLUGIN.into(), plugin.clone()));
     }
     h.push((headers::SOURCE.into(), msg.meta.source.to_string().into()));
     h.push((headers::TOPIC.into(), msg.meta.topic.to_string().into()));

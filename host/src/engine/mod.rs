@@ -30,7 +30,7 @@ use crate::config::DeliveryConfig;
 use crate::connector::{Sink, Source};
 use crate::telemetry::payload_log::PayloadLog;
 
-pub use dead_letter::{dead_letter_output, headers as dead_letter_headers};
+pub use dead_letter::{DEAD_LETTER_SINK, dead_letter_output, headers as dead_letter_headers};
 pub use stats::{
     HandlerStats, Histogram, HistogramSnapshot, LATENCY_BUCKETS, PipelineState, PipelineStats,
     RecordedError, SinkStats,
@@ -183,8 +183,8 @@ impl Pipeline {
             let pulled = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                // A pause stops a pull that is waiting (cancel-safe: nothing was taken).
-                _ = pause.wait_for(|paused| *paused) => continue,
+                // A pause lets a pull that is waiting finish: a pull is only cancelled at
+                // shutdown, where every source redelivers or starts over.
                 b = source.next_batch(want) => b,
             };
             let mut deliveries = match pulled {

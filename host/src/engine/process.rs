@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use super::dead_letter::dead_letter_output;
+use super::dead_letter::{DEAD_LETTER_SINK, dead_letter_output};
 use super::retry::backoff;
 use super::stats::{HandlerStats, PipelineStats};
 use super::transform::{ErrorClass, Failure, Outcome, Transform};
@@ -305,7 +305,7 @@ async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, mut verdicts: Vec<Verd
                 dead.0.push(i);
                 let mut copy = dead_letter_output(&f.msg, failure, &ctx.name, handler.as_deref());
                 if let Some(parent) = f.trace.as_ref() {
-                    let span = publish_span(parent.context(), "dead_letter");
+                    let span = publish_span(parent.context(), DEAD_LETTER_SINK);
                     trace::inject(&span, &mut copy.headers);
                     dead_spans.push(span);
                 }
@@ -335,7 +335,7 @@ async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, mut verdicts: Vec<Verd
         if dead.1.is_empty() {
             true
         } else {
-            send_with_retry(&ctx, "dead_letter", &*ctx.dead_letter, &dead.1).await
+            send_with_retry(&ctx, DEAD_LETTER_SINK, &*ctx.dead_letter, &dead.1).await
         }
     };
     let (results, dead_ok) = tokio::join!(futures::future::join_all(sends), dead_send);

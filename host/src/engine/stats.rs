@@ -238,16 +238,15 @@ impl PipelineStats {
         self.state.store(state as u8, Ordering::Relaxed);
     }
 
-    /// Ready means pulling (or paused on purpose) with a source that is connected (when it says)
-    /// and whose last pull did not fail.
+    /// Ready means pulling (or paused on purpose) with a source that is connected: by its own
+    /// connection flag when it keeps one (so an idle queue after a reconnect is ready), else
+    /// by its last pull not having failed.
     pub fn is_ready(&self) -> bool {
-        let connected = self
-            .source_connected
-            .get()
-            .is_none_or(|c| c.load(Ordering::Relaxed));
-        matches!(self.state(), PipelineState::Running | PipelineState::Paused)
-            && connected
-            && !self.source_failing.load(Ordering::Relaxed)
+        let connected = match self.source_connected.get() {
+            Some(flag) => flag.load(Ordering::Relaxed),
+            None => !self.source_failing.load(Ordering::Relaxed),
+        };
+        matches!(self.state(), PipelineState::Running | PipelineState::Paused) && connected
     }
 
     pub(crate) fn set_source_failing(&self, failing: bool) {

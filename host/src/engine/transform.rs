@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::message::{Message, Output};
+use crate::message::{ByteString, Message, Output};
 
 /// A stage of the handler chain.
 ///
@@ -31,6 +31,9 @@ pub enum Outcome {
 pub struct Failure {
     pub class: ErrorClass,
     pub reason: String,
+    /// The plugin version that failed the message, for the dead-letter copy's
+    /// `x-sluice-plugin` header; set by handlers that tag their outputs.
+    pub plugin: Option<ByteString>,
 }
 
 impl Failure {
@@ -38,6 +41,7 @@ impl Failure {
         Failure {
             class,
             reason: reason.into(),
+            plugin: None,
         }
     }
 }

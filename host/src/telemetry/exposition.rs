@@ -7,10 +7,11 @@
 //! `promtool` in `tests/tests/admin.rs`.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
-use super::PipelineEntry;
-use crate::engine::{ErrorClass, HistogramSnapshot, PipelineState, PipelineStats};
+use super::Inventory;
+use crate::engine::{
+    DEAD_LETTER_SINK, ErrorClass, HistogramSnapshot, PipelineState, PipelineStats,
+};
 
 /// Reads one counter of a pipeline.
 type ReadCounter = fn(&PipelineStats) -> u64;
@@ -19,7 +20,8 @@ type ReadCounter = fn(&PipelineStats) -> u64;
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Render every pipeline's metrics.
-pub fn render(pipelines: &[Arc<PipelineEntry>]) -> String {
+pub fn render(inventory: &Inventory) -> String {
+    let pipelines = &inventory.all()[..];
     let mut out = Exposition::default();
     let get = PipelineStats::get;
 
@@ -129,6 +131,9 @@ pub fn render(pipelines: &[Arc<PipelineEntry>]) -> String {
             let n = get(&p.stats.sink(sink).errors);
             out.sample("", &[("pipeline", &p.name), ("sink", sink)], n);
         }
+        // The dead-letter sink's failures (they turn into nacks and redeliveries).
+        let n = get(&p.stats.sink(DEAD_LETTER_SINK).errors);
+        out.sample("", &[("pipeline", &p.name), ("sink", DEAD_LETTER_SINK)], n);
     }
     out.family(
         "sluice_source_errors_total",
@@ -155,18 +160,45 @@ pub fn render(pipelines: &[Arc<PipelineEntry>]) -> String {
     );
     for p in pipelines {
         for plugin in &p.plugins {
-            let mut counters: Vec<_> = (plugin.counters)().into_iter().collect();
+            let mut counters: Vec<_> = plugin.counters().into_iter().collect();
             counters.sort();
             for (counter, n) in counters {
                 let labels = [
                     ("pipeline", p.name.as_str()),
-                    ("handler", &plugin.name),
+                    ("handler", plugin.name()),
                     ("counter", &counter),
                 ];
                 out.sample("", &labels, n);
             }
         }
     }
+    out.family(
+        "sluice_plugin_swaps_total",
+        "counter",
+        "New plugin versions swapped in while the pipeline ran.",
+    );
+    for p in pipelines {
+        for plugin in &p.plugins {
+            let labels = [("pipeline", p.name.as_str()), ("handler", plugin.name())];
+            out.sample("", &labels, plugin.swaps());
+        }
+    }
+    out.family(
+        "sluice_reloads_total",
+        "counter",
+        "Reloads of pipeline files and plugins, by result (refused: the running version stayed).",
+    );
+    let reloads = inventory.reloads();
+    out.sample(
+        "",
+        &[("result", "applied")],
+        PipelineStats::get(&reloads.applied),
+    );
+    out.sample(
+        "",
+        &[("result", "refused")],
+        PipelineStats::get(&reloads.refused),
+    );
 
     out.family(
         "sluice_in_flight",
@@ -213,12 +245,13 @@ pub fn render(pipelines: &[Arc<PipelineEntry>]) -> String {
     );
     for p in pipelines {
         for plugin in &p.plugins {
-            let version = plugin.version.as_deref().unwrap_or("");
+            let version = plugin.version().unwrap_or_default();
+            let sha256 = plugin.sha256();
             let labels = [
                 ("pipeline", p.name.as_str()),
-                ("handler", &plugin.name),
-                ("sha256", &plugin.sha256),
-                ("version", version),
+                ("handler", plugin.name()),
+                ("sha256", &sha256),
+                ("version", &version),
             ];
             out.sample("", &labels, 1u64);
         }

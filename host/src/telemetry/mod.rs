@@ -10,45 +10,47 @@ mod rates;
 pub mod trace;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
 
-use crate::engine::PipelineStats;
+use crate::engine::{PipelineState, PipelineStats};
 
 pub use rates::{RateSampler, Rates};
 
-/// A loaded handler, as operators see it.
-#[derive(Clone)]
-pub struct PluginInfo {
+/// A loaded handler, as operators see it; it may be swapped for a new version at any time, so
+/// every read asks for what is in place now.
+pub trait PluginView: Send + Sync {
     /// The handler's name in the pipeline.
-    pub name: String,
-    /// SHA-256 of the component file, hex.
-    pub sha256: String,
-    /// The component's declared version, when it carries one.
-    pub version: Option<String>,
+    fn name(&self) -> &str;
+    /// SHA-256 of the component in place, hex.
+    fn sha256(&self) -> String;
+    /// The version the component in place declares, if any.
+    fn version(&self) -> Option<String>;
     /// The handler's own counters (`sluice:plugin/counters`).
-    pub counters: Arc<dyn Fn() -> HashMap<String, u64> + Send + Sync>,
-}
-
-impl std::fmt::Debug for PluginInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginInfo")
-            .field("name", &self.name)
-            .field("sha256", &self.sha256)
-            .field("version", &self.version)
-            .finish_non_exhaustive()
-    }
+    fn counters(&self) -> HashMap<String, u64>;
+    /// How many times a new version was swapped in.
+    fn swaps(&self) -> u64;
 }
 
 /// One pipeline the host runs.
-#[derive(Debug)]
 pub struct PipelineEntry {
     pub name: String,
     /// The source's connector type (`rabbitmq`, `kafka`, ...).
     pub source: String,
     /// Sink names with their connector types.
     pub sinks: Vec<(String, String)>,
-    pub plugins: Vec<PluginInfo>,
+    pub plugins: Vec<Arc<dyn PluginView>>,
     pub stats: Arc<PipelineStats>,
+}
+
+impl std::fmt::Debug for PipelineEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineEntry")
+            .field("name", &self.name)
+            .field("source", &self.source)
+            .field("sinks", &self.sinks)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The pipelines this host runs, by name; shared by the runtime (which adds and removes them)
@@ -56,6 +58,18 @@ pub struct PipelineEntry {
 #[derive(Debug, Default, Clone)]
 pub struct Inventory {
     pipelines: Arc<RwLock<BTreeMap<String, Arc<PipelineEntry>>>>,
+    reloads: Arc<ReloadLog>,
+}
+
+/// What reloads did, for `/metrics` and `GET /reload`.
+#[derive(Debug, Default)]
+pub struct ReloadLog {
+    /// Reloads that applied every change they found.
+    pub applied: AtomicU64,
+    /// Reloads that refused at least one change (the running version stayed).
+    pub refused: AtomicU64,
+    /// The last reload's report, as the admin API shows it.
+    pub last: Mutex<Option<serde_json::Value>>,
 }
 
 impl Inventory {
@@ -69,6 +83,10 @@ impl Inventory {
         map.remove(name);
     }
 
+    pub fn reloads(&self) -> &ReloadLog {
+        &self.reloads
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<PipelineEntry>> {
         let map = self.pipelines.read().unwrap_or_else(|e| e.into_inner());
         map.get(name).cloned()
@@ -80,10 +98,15 @@ impl Inventory {
         map.values().cloned().collect()
     }
 
-    /// Ready when there is at least one pipeline and every one is running (or paused on
-    /// purpose) with a source that answers.
+    /// Ready when at least one pipeline runs and every pipeline is running (or paused on
+    /// purpose) with a connected source. A pipeline whose source ended (a finished file) does
+    /// not make the host unready.
     pub fn ready(&self) -> bool {
-        let all = self.all();
-        !all.is_empty() && all.iter().all(|p| p.stats.is_ready())
+        let live: Vec<_> = self
+            .all()
+            .into_iter()
+            .filter(|p| p.stats.state() != PipelineState::Stopped)
+            .collect();
+        !live.is_empty() && live.iter().all(|p| p.stats.is_ready())
     }
 }

@@ -132,8 +132,11 @@ struct HeaderWriter<'a>(&'a mut Headers);
 impl Injector for HeaderWriter<'_> {
     fn set(&mut self, key: &str, value: String) {
         self.0.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
-        self.0
-            .push((ByteString::from(key), ByteString::from(value)));
+        // An empty `tracestate` says nothing, and some brokers refuse empty values (SQS).
+        if !value.is_empty() {
+            self.0
+                .push((ByteString::from(key), ByteString::from(value)));
+        }
     }
 }
 
@@ -244,21 +247,28 @@ pub fn with_handler_spans<R>(spans: Vec<(String, Context)>, call: impl FnOnce() 
     if spans.is_empty() {
         return call();
     }
+    /// Clears the spans however the call ends (a panic included).
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            HANDLER_SPANS.with(|s| s.borrow_mut().clear());
+        }
+    }
     HANDLER_SPANS.with(|s| *s.borrow_mut() = spans);
-    let result = call();
-    HANDLER_SPANS.with(|s| s.borrow_mut().clear());
-    result
+    let _clear = Clear;
+    call()
 }
 
 /// A handler logged `text`: add it as an event to the span of `message_id`, or, in a batch
-/// call (no id), to the span of every message in the call. Returns the trace id to log with it.
+/// call (no id), to the span of every message in the call. Returns the trace id to log with it,
+/// only when the line belongs to one message's trace.
 pub fn handler_event(message_id: Option<&str>, level: &'static str, text: &str) -> Option<String> {
     if !enabled() {
         return None;
     }
     HANDLER_SPANS.with(|spans| {
         let spans = spans.borrow();
-        let mut trace_id = None;
+        let mut trace_ids = Vec::new();
         for (id, cx) in spans.iter() {
             if message_id.is_some_and(|m| m != id) {
                 continue;
@@ -271,9 +281,13 @@ pub fn handler_event(message_id: Option<&str>, level: &'static str, text: &str) 
                     KeyValue::new("log.message", text.to_owned()),
                 ],
             );
-            trace_id.get_or_insert_with(|| span.span_context().trace_id().to_string());
+            trace_ids.push(span.span_context().trace_id());
         }
-        trace_id
+        trace_ids.dedup();
+        match trace_ids[..] {
+            [one] => Some(one.to_string()),
+            _ => None,
+        }
     })
 }
 

@@ -1,25 +1,35 @@
 //! Turns loaded pipeline files into running pipelines: builds connectors from the registry,
-//! loads plugins through the plugin host, and runs everything until shutdown.
+//! loads plugins through the plugin host, runs everything until shutdown, and applies reloads
+//! (`supervisor.rs`, with the file watcher in `watch.rs` and swappable handlers in `hot.rs`).
+//!
+//! Architecture invariant: this is the only place that knows both the config types and the
+//! engine/plugin types; the engine never sees a config file.
+
+pub mod hot;
+pub mod supervisor;
+mod watch;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, FieldError, LoadedPipeline};
+use crate::config::{ConfigError, FieldError, HandlerConfig, LoadedPipeline, PipelineConfig};
 use crate::connector::BuildContext;
-use crate::engine::{Pipeline, PipelineState, PipelineStats, RunEnd, Transform};
+use crate::engine::{Pipeline, PipelineStats, Transform};
 use crate::plugin::{PluginHost, WasmHandler};
 use crate::telemetry::payload_log::PayloadLog;
-use crate::telemetry::{Inventory, PipelineEntry, PluginInfo};
+use crate::telemetry::{PipelineEntry, PluginView};
+
+pub use hot::{HotHandler, PLUGIN_HEADER};
+pub use supervisor::{ReloadReport, ReloadRequest, ReloadScope, Supervisor};
 
 /// A pipeline ready to run, with handles to watch it.
 pub struct BuiltPipeline {
     pub pipeline: Pipeline,
     pub stats: Arc<PipelineStats>,
-    pub handlers: Vec<Arc<WasmHandler>>,
+    pub handlers: Vec<Arc<HotHandler>>,
     /// What the admin API and `/metrics` show of it.
     pub entry: PipelineEntry,
 }
@@ -32,12 +42,7 @@ pub fn check_plugins(host: &PluginHost, p: &LoadedPipeline) -> Vec<ConfigError> 
         .iter()
         .enumerate()
         .filter_map(|(i, h)| {
-            let loaded = host
-                .load(&p.base_dir.join(&h.plugin), &h.limits)
-                .and_then(|plugin| {
-                    plugin.into_handler(&p.config.name, &h.display_name(), settings(h), h.batch_abi)
-                });
-            loaded.err().map(|e| ConfigError {
+            load_handler(host, p, h).err().map(|e| ConfigError {
                 file: p.file.clone(),
                 error: FieldError::new(format!("handlers[{i}].plugin"), format!("{e:#}")),
             })
@@ -45,14 +50,26 @@ pub fn check_plugins(host: &PluginHost, p: &LoadedPipeline) -> Vec<ConfigError> 
         .collect()
 }
 
-fn settings(h: &crate::config::HandlerConfig) -> Vec<(String, String)> {
+/// Load `h`'s plugin for pipeline `p`: compile (through the cache), check the world and the
+/// imports, instantiate once and run `init`.
+pub fn load_handler(
+    host: &PluginHost,
+    p: &LoadedPipeline,
+    h: &HandlerConfig,
+) -> anyhow::Result<WasmHandler> {
+    let plugin = host.load(&p.base_dir.join(&h.plugin), &h.limits)?;
+    plugin.into_handler(&p.config.name, &h.display_name(), settings(h), h.batch_abi)
+}
+
+fn settings(h: &HandlerConfig) -> Vec<(String, String)> {
     h.config
         .iter()
         .map(|(k, v)| (k.clone(), v.0.clone()))
         .collect()
 }
 
-/// Build one pipeline: connectors, plugins, policy.
+/// Build one pipeline: plugins (loaded first: the likeliest to fail), connectors, policy. A
+/// restarted pipeline starts its counters from zero, like a restarted process.
 pub fn build(host: &PluginHost, p: &LoadedPipeline) -> anyhow::Result<BuiltPipeline> {
     let cfg = &p.config;
     let ctx = BuildContext {
@@ -60,6 +77,13 @@ pub fn build(host: &PluginHost, p: &LoadedPipeline) -> anyhow::Result<BuiltPipel
         max_in_flight: cfg.delivery.max_in_flight,
         base_dir: p.base_dir.clone(),
     };
+    let mut handlers = Vec::new();
+    for h in &cfg.handlers {
+        let name = h.display_name();
+        let handler = load_handler(host, p, h).with_context(|| format!("pipeline {}", cfg.name))?;
+        tracing::info!(pipeline = %cfg.name, handler = %name, sha256 = %handler.hash(), "handler loaded");
+        handlers.push(Arc::new(HotHandler::new(name, handler, h.version_header)));
+    }
     let source_factory = cfg.source.factory();
     let source = source_factory
         .build(&ctx)
@@ -82,18 +106,6 @@ pub fn build(host: &PluginHost, p: &LoadedPipeline) -> anyhow::Result<BuiltPipel
             cfg.dead_letter.type_name()
         )
     })?;
-    let mut handlers = Vec::new();
-    for h in &cfg.handlers {
-        let name = h.display_name();
-        let plugin = host
-            .load(&p.base_dir.join(&h.plugin), &h.limits)
-            .with_context(|| format!("pipeline {}", cfg.name))?;
-        let handler = plugin
-            .into_handler(&cfg.name, &name, settings(h), h.batch_abi)
-            .with_context(|| format!("pipeline {}", cfg.name))?;
-        tracing::info!(pipeline = %cfg.name, handler = %name, sha256 = %handler.hash(), "handler loaded");
-        handlers.push(Arc::new(handler));
-    }
     let workers = cfg
         .handlers
         .iter()
@@ -121,30 +133,7 @@ pub fn build(host: &PluginHost, p: &LoadedPipeline) -> anyhow::Result<BuiltPipel
             .payloads
             .then(|| Arc::new(PayloadLog::new(&cfg.logging.scrub_fields))),
     };
-    let entry = PipelineEntry {
-        name: cfg.name.clone(),
-        source: cfg.source.type_name().to_owned(),
-        sinks: cfg
-            .sinks
-            .iter()
-            .map(|(name, sink)| (name.clone(), sink.type_name().to_owned()))
-            .collect(),
-        plugins: cfg
-            .handlers
-            .iter()
-            .zip(&handlers)
-            .map(|(h, loaded)| {
-                let counted = loaded.clone();
-                PluginInfo {
-                    name: h.display_name(),
-                    sha256: loaded.hash().to_owned(),
-                    version: loaded.version().map(str::to_owned),
-                    counters: Arc::new(move || counted.counters()),
-                }
-            })
-            .collect(),
-        stats: stats.clone(),
-    };
+    let entry = entry(cfg, &stats, &handlers);
     Ok(BuiltPipeline {
         pipeline,
         stats,
@@ -153,37 +142,23 @@ pub fn build(host: &PluginHost, p: &LoadedPipeline) -> anyhow::Result<BuiltPipel
     })
 }
 
-/// Run every pipeline until each one's source ends or `shutdown` is cancelled. A pipeline that
-/// fails to build stops the start-up before any pipeline runs. Each pipeline is listed in
-/// `inventory` while the host runs it.
-pub async fn run_all(
-    host: &PluginHost,
-    pipelines: &[LoadedPipeline],
-    inventory: &Inventory,
-    shutdown: CancellationToken,
-) -> anyhow::Result<Vec<(String, RunEnd)>> {
-    let mut built = Vec::new();
-    for p in pipelines {
-        built.push((p.config.name.clone(), build(host, p)?));
+fn entry(
+    cfg: &PipelineConfig,
+    stats: &Arc<PipelineStats>,
+    handlers: &[Arc<HotHandler>],
+) -> PipelineEntry {
+    PipelineEntry {
+        name: cfg.name.clone(),
+        source: cfg.source.type_name().to_owned(),
+        sinks: cfg
+            .sinks
+            .iter()
+            .map(|(name, sink)| (name.clone(), sink.type_name().to_owned()))
+            .collect(),
+        plugins: handlers
+            .iter()
+            .map(|h| h.clone() as Arc<dyn PluginView>)
+            .collect(),
+        stats: stats.clone(),
     }
-    let runs = built.into_iter().map(|(name, b)| {
-        let shutdown = shutdown.clone();
-        let stats = b.stats.clone();
-        inventory.insert(b.entry);
-        async move {
-            let result = b.pipeline.run(shutdown).await;
-            if result.is_err() {
-                stats.set_state(PipelineState::Failed);
-            }
-            (name, result)
-        }
-    });
-    let mut ends = Vec::new();
-    for (name, result) in futures::future::join_all(runs).await {
-        ends.push((
-            name.clone(),
-            result.with_context(|| format!("pipeline {name}"))?,
-        ));
-    }
-    Ok(ends)
 }

@@ -1,0 +1,186 @@
+//! A handler that can be replaced while the pipeline runs.
+//!
+//! The engine holds a [`HotHandler`]; each call loads the current plugin once and uses it for the
+//! whole batch, so a call in flight finishes on the version it started with while the next call
+//! uses the new one. The swap is one atomic pointer store: compiling, checking and `init` of the
+//! new version happen before, off the message path.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use bytestring::ByteString;
+
+use crate::engine::{Outcome, Transform};
+use crate::message::Message;
+use crate::plugin::WasmHandler;
+use crate::telemetry::PluginView;
+
+/// The header naming the plugin version that produced an output or a dead-letter copy.
+pub const PLUGIN_HEADER: &str = crate::engine::dead_letter_headers::PLUGIN;
+
+/// One handler of a running pipeline, replaceable.
+pub struct HotHandler {
+    name: String,
+    current: ArcSwap<Versioned>,
+    /// Tag outputs and dead-letter copies with [`PLUGIN_HEADER`].
+    tag: bool,
+    swaps: AtomicU64,
+}
+
+/// A loaded version and its label, made once per version.
+struct Versioned {
+    handler: WasmHandler,
+    /// `<name>@<version> sha256:<hash>`, or `<name> sha256:<hash>` without a declared version.
+    label: ByteString,
+}
+
+impl Versioned {
+    fn new(name: &str, handler: WasmHandler) -> Self {
+        let label = match handler.version() {
+            Some(v) => format!("{name}@{v} sha256:{}", handler.hash()),
+            None => format!("{name} sha256:{}", handler.hash()),
+        };
+        Versioned {
+            handler,
+            label: label.into(),
+        }
+    }
+}
+
+impl HotHandler {
+    pub fn new(name: String, handler: WasmHandler, tag: bool) -> Self {
+        let current = ArcSwap::from_pointee(Versioned::new(&name, handler));
+        HotHandler {
+            name,
+            current,
+            tag,
+            swaps: AtomicU64::new(0),
+        }
+    }
+
+    /// Put `handler` in place for every call that starts from now on.
+    pub fn swap(&self, handler: WasmHandler) {
+        self.current
+            .store(Arc::new(Versioned::new(&self.name, handler)));
+        self.swaps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The handler's name in its pipeline.
+    pub fn handler_name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many times a new version was swapped in.
+    pub fn swaps(&self) -> u64 {
+        self.swaps.load(Ordering::Relaxed)
+    }
+
+    /// SHA-256 of the version in place.
+    pub fn hash(&self) -> String {
+        self.current.load().handler.hash().to_owned()
+    }
+
+    /// The declared version of the version in place.
+    pub fn version(&self) -> Option<String> {
+        self.current.load().handler.version().map(str::to_owned)
+    }
+
+    /// The counters of the version in place (a new version starts from zero).
+    pub fn counters(&self) -> std::collections::HashMap<String, u64> {
+        self.current.load().handler.counters()
+    }
+
+    /// The label the version in place writes into [`PLUGIN_HEADER`].
+    pub fn label(&self) -> String {
+        self.current.load().label.to_string()
+    }
+}
+
+impl PluginView for HotHandler {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn sha256(&self) -> String {
+        self.hash()
+    }
+
+    fn version(&self) -> Option<String> {
+        HotHandler::version(self)
+    }
+
+    fn counters(&self) -> std::collections::HashMap<String, u64> {
+        HotHandler::counters(self)
+    }
+
+    fn swaps(&self) -> u64 {
+        HotHandler::swaps(self)
+    }
+}
+
+impl Transform for HotHandler {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn process(&self, batch: &[Message]) -> Vec<Outcome> {
+        // One version for the whole call, even if a swap lands meanwhile.
+        let version = self.current.load_full();
+        let mut outcomes = version.handler.process(batch);
+        if self.tag {
+            for outcome in &mut outcomes {
+                match outcome {
+                    Outcome::Outputs(outputs) => {
+                        for out in outputs {
+                            tag(&mut out.headers, &self.name, &version.label);
+                        }
+                    }
+                    Outcome::Failed(failure) => failure.plugin = Some(version.label.clone()),
+                }
+            }
+        }
+        outcomes
+    }
+}
+
+/// Set this handler's label, replacing one it copied from its input (a message that went through
+/// the same handler before), and keeping other handlers' labels.
+fn tag(headers: &mut crate::message::Headers, name: &str, label: &ByteString) {
+    headers.retain(|(k, v)| {
+        k != PLUGIN_HEADER
+            || !(v.strip_prefix(name))
+                .is_some_and(|rest| rest.starts_with('@') || rest.starts_with(' '))
+    });
+    headers.push((ByteString::from_static(PLUGIN_HEADER), label.clone()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_replaces_only_its_own_handlers_earlier_label() {
+        let mut headers = vec![
+            (
+                ByteString::from(PLUGIN_HEADER),
+                ByteString::from("enrich sha256:old"),
+            ),
+            (
+                ByteString::from(PLUGIN_HEADER),
+                ByteString::from("enricher sha256:other"),
+            ),
+            (ByteString::from("keep"), ByteString::from("me")),
+        ];
+        tag(
+            &mut headers,
+            "enrich",
+            &ByteString::from("enrich@2 sha256:new"),
+        );
+        let values: Vec<&str> = headers.iter().map(|(_, v)| &**v).collect();
+        assert_eq!(
+            values,
+            ["enricher sha256:other", "me", "enrich@2 sha256:new"]
+        );
+    }
+}
