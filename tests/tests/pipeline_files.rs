@@ -71,7 +71,7 @@ fn every_bad_file_gives_its_exact_errors() {
         (
             "source: { type: memory, queue: in }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }\nhandlers:\n  - plugn: x.wasm\n  - plugin: y.wasm\n    limits: { timeout_ms: 0, memory_mb: 0, stack_kb: 1 }",
             &[
-                "pipelines/orders.yaml: handlers[0].plugn: unknown field, expected one of `plugin`, `name`, `config`, `limits`, `batch_abi`",
+                "pipelines/orders.yaml: handlers[0].plugn: unknown field, expected one of `plugin`, `name`, `config`, `limits`, `batch_abi`, `version_header`",
                 "pipelines/orders.yaml: handlers[0].plugin: missing field",
                 "pipelines/orders.yaml: handlers[1].limits.timeout_ms: must be at least 1",
                 "pipelines/orders.yaml: handlers[1].limits.memory_mb: must be between 1 and 4096",
@@ -112,6 +112,13 @@ fn every_bad_file_gives_its_exact_errors() {
                 "pipelines/orders.yaml: logging.payloads: invalid type: string \"yes-please\", expected a boolean",
                 "pipelines/orders.yaml: logging.scrub_fields[0]: expected a dotted JSON path such as `card.number`",
                 "pipelines/orders.yaml: logging.scrub_fields[1]: expected a dotted JSON path such as `card.number`",
+            ],
+        ),
+        (
+            "source: { type: generate }\nhandlers:\n  - plugin: a/enrich.wasm\n  - plugin: b/enrich.wasm\nsinks: { dead_letter: { type: drop } }\ndead_letter: { type: drop }",
+            &[
+                "pipelines/orders.yaml: handlers[1]: the name `enrich` is taken by handlers[0]; give one of them a `name`",
+                "pipelines/orders.yaml: sinks.dead_letter: `dead_letter` names the pipeline's dead-letter sink; choose another sink name",
             ],
         ),
         (

@@ -2,7 +2,7 @@
 //! sends acknowledgements in the order they are settled.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -17,7 +17,7 @@ use super::RabbitMqSourceConfig;
 use super::headers::{from_table, redeliveries};
 use crate::ack::Settlement;
 use crate::connector::receipts::{Receipts, SettleJob};
-use crate::connector::{ConnectedFlag, Delivery, Source};
+use crate::connector::{ConnectedFlag, Delivery, LagGauge, Source};
 use crate::message::{Message, Metadata};
 
 struct Live {
@@ -34,6 +34,8 @@ pub struct RabbitMqSource {
     source: Arc<str>,
     topic: Arc<str>,
     connected: ConnectedFlag,
+    /// Messages ready in the queue (not yet delivered to any consumer); -1 until known.
+    depth: LagGauge,
 }
 
 impl RabbitMqSource {
@@ -47,6 +49,7 @@ impl RabbitMqSource {
             source: Arc::from("rabbitmq"),
             topic,
             connected: ConnectedFlag::default(),
+            depth: Arc::new(AtomicI64::new(-1)),
         }
     }
 
@@ -86,6 +89,15 @@ impl RabbitMqSource {
             .await
             .with_context(|| format!("rabbitmq source: cannot consume from `{queue}`"))?;
         tracing::info!(queue = %queue, prefetch = self.prefetch, "rabbitmq source connected");
+        // Queue depth for the lag gauge, on a channel of its own so that a failed check can
+        // never close the consumer's.
+        if let Ok(depth_channel) = connection.create_channel().await {
+            tokio::spawn(watch_depth(
+                depth_channel,
+                queue.clone(),
+                self.depth.clone(),
+            ));
+        }
         self.live = Some(Live {
             connection,
             _channel: channel,
@@ -125,6 +137,10 @@ impl RabbitMqSource {
 impl Source for RabbitMqSource {
     fn connected_flag(&self) -> Option<ConnectedFlag> {
         Some(self.connected.clone())
+    }
+
+    fn lag_gauge(&self) -> Option<LagGauge> {
+        Some(self.depth.clone())
     }
 
     async fn next_batch(&mut self, max: usize) -> anyhow::Result<Option<Vec<Delivery>>> {
@@ -212,5 +228,30 @@ async fn run_acks(mut jobs: mpsc::UnboundedReceiver<SettleJob<lapin::Acker>>) {
             // The channel is gone: the broker requeues every unacknowledged message itself.
             tracing::warn!(error = %e, "rabbitmq acknowledgement failed; the broker will redeliver");
         }
+    }
+}
+
+/// How often the queue depth is read.
+const DEPTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Read the queue's ready-message count (a passive declare) every [`DEPTH_INTERVAL`] until the
+/// connection goes; a reconnect starts a new watcher.
+async fn watch_depth(channel: Channel, queue: String, depth: LagGauge) {
+    let options = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    loop {
+        match channel
+            .queue_declare(queue.as_str().into(), options, FieldTable::default())
+            .await
+        {
+            Ok(q) => depth.store(i64::from(q.message_count()), Ordering::Relaxed),
+            Err(err) => {
+                tracing::debug!(queue = %queue, error = %err, "queue depth watcher stopped");
+                return;
+            }
+        }
+        tokio::time::sleep(DEPTH_INTERVAL).await;
     }
 }
