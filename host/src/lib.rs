@@ -11,3 +11,4 @@ pub mod message;
 pub mod plugin;
 pub mod runtime;
 pub mod telemetry;
+pub mod testing;

@@ -63,6 +63,13 @@ enum Command {
         #[arg(long)]
         no_watch: bool,
     },
+    /// Run pipeline unit tests (`*.test.yaml`): inputs through the real handlers and routes,
+    /// with in-memory source and sinks; print a diff for every mismatch, exit 1 if any.
+    Test {
+        /// Test files, or directories of *.test.yaml files.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
     /// Show every pipeline of a running host (state, rates, in-flight, lag, plugins, last error)
     /// from its admin server.
     Status {
@@ -148,7 +155,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // `sluice test` reports on stdout; its pipelines' routine lines would only drown that.
+    let default_level = match cli.command {
+        Command::Test { .. } => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_level);
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -158,8 +170,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -259,6 +272,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ran?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Test { paths } => {
+            let host = plugin_host(&cli);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(run_tests(&host, paths))
+        }
         Command::Status {
             pipeline,
             admin_addr,
@@ -350,4 +371,55 @@ async fn reload_on_sighup(requests: tokio::sync::mpsc::Sender<ReloadRequest>) {
             return;
         }
     }
+}
+
+/// `sluice test`: every case of every test file, a line per case, a diff per failure.
+async fn run_tests(host: &PluginHost, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with(".test.yaml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    if files.is_empty() {
+        anyhow::bail!("no *.test.yaml files found");
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for file in &files {
+        let results = match sluice::testing::run_file(host, file).await {
+            Ok(r) => r,
+            Err(err) => {
+                println!("ERROR {}: {err:#}", file.display());
+                failed += 1;
+                continue;
+            }
+        };
+        for r in results {
+            if r.failures.is_empty() {
+                passed += 1;
+                println!("ok    {}: {}", r.file.display(), r.name);
+            } else {
+                failed += 1;
+                println!("FAIL  {}: {}", r.file.display(), r.name);
+                for f in &r.failures {
+                    println!("  - {}", f.replace('\n', "\n    "));
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -90,10 +90,15 @@ impl Host {
         (r.status().as_u16(), r.text().unwrap())
     }
 
+    /// Deliveries the pipeline pulled; 0 while it is not listed yet (still being built).
     fn received(&self, name: &str) -> u64 {
-        self.json(&format!("/pipelines/{name}"))["totals"]["received"]
-            .as_u64()
-            .unwrap()
+        let (code, body) = self.get(&format!("/pipelines/{name}"));
+        if code == 404 {
+            return 0;
+        }
+        assert_eq!(code, 200, "{body}");
+        let status: Value = serde_json::from_str(&body).unwrap();
+        status["totals"]["received"].as_u64().unwrap()
     }
 
     fn wait_for(&self, what: &str, mut done: impl FnMut(&Host) -> bool) {

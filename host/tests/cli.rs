@@ -328,3 +328,70 @@ fn json_logs_carry_trace_ids_and_scrubbed_payloads_only_when_asked() {
         quiet_lines[0]
     );
 }
+
+/// `sluice test`: the example test files pass; a wrong expectation fails with a readable diff.
+#[test]
+fn sluice_test_runs_pipeline_unit_tests_and_shows_a_diff() {
+    require_plugins();
+    let out = sluice()
+        .arg("test")
+        .arg(repo().join("pipelines/tests"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("wrong.test.yaml");
+    std::fs::write(
+        &wrong,
+        format!(
+            "pipeline: {}\ntests:\n  - name: wrong route\n    input:\n      - json: {{ event_type: user.x, event_id: e, version: \"1\", timestamp: 1, metadata: {{ producer: p }}, data: {{}} }}\n    expect:\n      sinks:\n        orders:\n          - json_contains: {{ event_type: order.x }}\n  - name: bad envelope\n    input:\n      - payload: nope\n    expect:\n      dead_letter:\n        - error_class: fatal\n",
+            repo().join("pipelines/quickstart.yaml").display()
+        ),
+    )
+    .unwrap();
+    let out = sluice().arg("test").arg(&wrong).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  ") && stdout.contains("wrong route"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("sink `orders`: expected 1 message(s), got 0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("sink `users`: expected 0 message(s), got 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"event_type\":\"user.x\""),
+        "the diff shows what arrived: {stdout}"
+    );
+    assert!(
+        stdout.contains("dead_letter[0]: error_class: expected \"fatal\", got Some(\"invalid\")"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 passed, 2 failed"), "{stdout}");
+
+    std::fs::write(
+        &wrong,
+        "pipeline: x.yaml\ntests:\n  - input: []\n    expect: { sinkz: {} }\n",
+    )
+    .unwrap();
+    let out = sluice().arg("test").arg(&wrong).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("tests[0].expect.sinkz: unknown field"),
+        "{stdout}"
+    );
+}
