@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sluice::config::LimitsConfig;
+use sluice::config::{Grant, LimitsConfig};
 use sluice::engine::{ErrorClass, Outcome, Transform};
 use sluice::message::{Message, Metadata};
 use sluice::plugin::PluginHost;
@@ -62,18 +62,92 @@ fn a_core_module_and_a_non_wasm_file_are_refused_clearly() {
 }
 
 #[test]
-fn a_component_importing_what_is_not_granted_is_refused_naming_the_import() {
+fn a_component_importing_wasi_not_granted_is_refused_naming_each_import_and_grant() {
     // `needs-wasi` is built for wasm32-wasip2 and reads an environment variable, so it imports
-    // `wasi:cli/environment`, which no pipeline grants.
-    let err = load_error(&plugin_path("needs-wasi"));
+    // `wasi:cli/environment` (and Rust's std brings stdin, stdout, stderr and exit).
+    let plugin = plugin_host()
+        .load(&plugin_path("needs-wasi"), &LimitsConfig::default())
+        .expect("WASI imports are checked against the pipeline's grants, not at load");
+    let err = plugin
+        .into_handler(
+            "p",
+            "needs-wasi",
+            Vec::new(),
+            sluice::config::BatchAbi::Auto,
+        )
+        .err()
+        .expect("refused without grants");
+    let err = format!("{err:#}");
     assert!(
-        err.contains("imports what the host does not grant: "),
+        err.contains("imports WASI interfaces its pipeline does not grant"),
         "{err}"
     );
     assert!(
-        err.contains("wasi:cli/environment"),
-        "names the import: {err}"
+        err.contains("wasi:cli/environment@0.2.6 (needs `cli`)"),
+        "{err}"
     );
+    assert!(
+        err.contains("wasi:cli/stdout@0.2.6 (needs `stdout`)"),
+        "{err}"
+    );
+    assert!(err.contains("set `grants: [cli, stderr, stdout]`"), "{err}");
+    // Only some of what it needs: still refused, naming what is missing.
+    let plugin = plugin_host()
+        .load(&plugin_path("needs-wasi"), &LimitsConfig::default())
+        .unwrap();
+    let err = plugin
+        .into_handler_with(
+            "p",
+            "needs-wasi",
+            Vec::new(),
+            sluice::config::BatchAbi::Auto,
+            &[Grant::Cli],
+        )
+        .err()
+        .expect("refused with a partial grant");
+    let err = format!("{err:#}");
+    assert!(!err.contains("environment"), "{err}");
+    assert!(
+        err.contains("wasi:cli/stderr@0.2.6 (needs `stderr`)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn granted_wasi_works_and_gives_no_more_than_granted() {
+    let plugin = plugin_host()
+        .load(&plugin_path("needs-wasi"), &LimitsConfig::default())
+        .unwrap();
+    let grants = [Grant::Cli, Grant::Stdout, Grant::Stderr];
+    let handler = plugin
+        .into_handler_with(
+            "p",
+            "needs-wasi",
+            Vec::new(),
+            sluice::config::BatchAbi::Auto,
+            &grants,
+        )
+        .expect("granted");
+    // It appends $SUFFIX; the handler's environment is empty whatever the host's is.
+    let outcomes = handler.process(&[message("payload")]);
+    match &outcomes[0] {
+        Outcome::Outputs(out) => assert_eq!(&out[0].payload[..], b"payload"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn filesystem_and_network_imports_are_never_granted() {
+    for (import, why) in [
+        (
+            "wasi:filesystem/preopens@0.2.0",
+            "handlers get no filesystem",
+        ),
+        ("wasi:sockets/tcp@0.2.0", "handlers get no network"),
+        ("wasi:http/outgoing-handler@0.2.0", "handlers get no HTTP"),
+    ] {
+        assert_eq!(sluice::plugin::wasi::grant_for(import), Err(why));
+    }
 }
 
 #[test]

@@ -73,6 +73,38 @@ pub struct HandlerConfig {
     /// handler's version and content hash, so that reloads are auditable. Default: true.
     #[serde(default = "yes")]
     pub version_header: bool,
+    /// WASI capabilities the handler gets (language runtimes need some). Default: none; a
+    /// component importing a WASI interface not granted here is refused at load.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+}
+
+/// A WASI capability a pipeline grants one handler. Filesystem and network are not grantable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// `wasi:clocks`: wall clock and monotonic clock.
+    Clocks,
+    /// `wasi:random`: secure and insecure random bytes.
+    Random,
+    /// `wasi:cli/stdout`: each line the handler prints becomes a host log line (`info`).
+    Stdout,
+    /// `wasi:cli/stderr`: each line becomes a host log line (`warn`).
+    Stderr,
+    /// The rest of `wasi:cli`: an empty environment, no arguments, an empty stdin, `exit`.
+    Cli,
+}
+
+impl Grant {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grant::Clocks => "clocks",
+            Grant::Random => "random",
+            Grant::Stdout => "stdout",
+            Grant::Stderr => "stderr",
+            Grant::Cli => "cli",
+        }
+    }
 }
 
 fn yes() -> bool {

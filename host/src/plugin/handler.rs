@@ -9,8 +9,8 @@ use wasmtime::{Store, Trap};
 
 use super::bindings::v0_1::{self, sluice::plugin::types as wit};
 use super::state::{HostState, MemoryCap};
-use super::{EPOCH_TICK, Plugin, convert, packed};
-use crate::config::BatchAbi;
+use super::{EPOCH_TICK, Plugin, convert, packed, wasi};
+use crate::config::{BatchAbi, Grant};
 use crate::engine::{ErrorClass, Failure, Outcome, Transform};
 use crate::message::Message;
 
@@ -25,7 +25,46 @@ impl Plugin {
         config: Vec<(String, String)>,
         abi: BatchAbi,
     ) -> anyhow::Result<WasmHandler> {
+        self.into_handler_with(pipeline, name, config, abi, &[])
+    }
+
+    /// [`Plugin::into_handler`] with the WASI capabilities its pipeline grants. Refused, with
+    /// every missing grant named, when the component imports WASI interfaces not granted.
+    pub fn into_handler_with(
+        self,
+        pipeline: &str,
+        name: &str,
+        config: Vec<(String, String)>,
+        abi: BatchAbi,
+        grants: &[Grant],
+    ) -> anyhow::Result<WasmHandler> {
+        let missing: Vec<String> = self
+            .wasi_imports
+            .iter()
+            .filter_map(|import| match wasi::grant_for(import) {
+                Ok(Some(grant)) if !grants.contains(&grant) => {
+                    Some(format!("{import} (needs `{}`)", grant.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        if !missing.is_empty() {
+            let mut needed: Vec<&str> = self
+                .wasi_imports
+                .iter()
+                .filter_map(|i| wasi::grant_for(i).ok().flatten())
+                .map(Grant::as_str)
+                .collect();
+            needed.sort_unstable();
+            needed.dedup();
+            anyhow::bail!(
+                "handler `{name}` imports WASI interfaces its pipeline does not grant: {}; to allow them, set `grants: [{}]` on the handler",
+                missing.join(", "),
+                needed.join(", ")
+            );
+        }
         let handler = WasmHandler {
+            grants: grants.to_vec(),
             packed: abi == BatchAbi::Auto && self.packed.is_some(),
             name: name.to_owned(),
             pipeline: pipeline.into(),
@@ -73,6 +112,8 @@ pub struct WasmHandler {
     plugin: Plugin,
     pool: Mutex<Vec<Instance>>,
     counters: Arc<Mutex<HashMap<String, u64>>>,
+    /// The WASI capabilities each instance gets.
+    grants: Vec<Grant>,
 }
 
 impl WasmHandler {
@@ -106,6 +147,8 @@ impl WasmHandler {
             message_id: None,
             last_panic: None,
             counters: self.counters.clone(),
+            wasi: wasi::context(&self.pipeline, &self.plugin_name, &self.grants),
+            table: wasmtime::component::ResourceTable::new(),
         };
         let mut store = Store::new(&self.plugin.engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -16,6 +16,7 @@ mod handler;
 mod inspect;
 pub mod packed;
 mod state;
+pub mod wasi;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -98,21 +99,35 @@ impl PluginHost {
             cache::compile(&engine, bytes, &hash, self.inner.cache_dir.as_deref())
                 .context("does not compile")?;
         let compile_time = started.elapsed();
-        // Name every import that is not granted, not just the first one the linker trips on.
-        let refused: Vec<String> = component
+        // Name every import that can never be granted, not just the first one the linker trips
+        // on. WASI imports that a pipeline may grant are checked when the handler is bound to
+        // its pipeline (`into_handler_with`).
+        let imports: Vec<String> = component
             .component_type()
             .imports(&engine)
             .map(|(name, _)| name.to_owned())
+            .collect();
+        let refused: Vec<String> = imports
+            .iter()
             .filter(|name| !v0_1::GRANTED_IMPORTS.contains(&name.as_str()))
+            .filter_map(|name| match wasi::grant_for(name) {
+                Ok(_) if wasi::is_wasi(name) => None,
+                Ok(_) => Some(format!("{name} (not a host interface)")),
+                Err(why) => Some(format!("{name} ({why})")),
+            })
             .collect();
         if !refused.is_empty() {
             bail!(
-                "imports what the host does not grant: {} (a handler gets only sluice:plugin/log and sluice:plugin/counters)",
+                "imports what the host never grants: {} (a handler gets sluice:plugin/log, sluice:plugin/counters, and the WASI clocks, random, stdout, stderr and cli its pipeline grants)",
                 refused.join(", ")
             );
         }
+        let wasi_imports: Vec<String> = imports.into_iter().filter(|n| wasi::is_wasi(n)).collect();
         let mut linker = Linker::<HostState>::new(&engine);
         v0_1::Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        if !wasi_imports.is_empty() {
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        }
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow!("imports do not match what the host provides: {e:#}"))?;
@@ -127,6 +142,7 @@ impl PluginHost {
         let packed = export(v0_1::PACKED_EXPORT, "handle-packed");
         Ok(Plugin {
             path: path.to_path_buf(),
+            wasi_imports,
             version: declared_version(bytes),
             hash,
             from_cache,
@@ -198,6 +214,8 @@ pub struct Plugin {
     pub hash: String,
     /// The version the component declares, if it declares one.
     pub version: Option<String>,
+    /// The WASI interfaces it imports; its pipeline must grant each.
+    pub wasi_imports: Vec<String>,
     pub from_cache: bool,
     pub compile_time: Duration,
     engine: Engine,

@@ -18,6 +18,18 @@ pub struct HostState {
     /// The last `panic: …` line the guest logged, to put in a trap's reason.
     pub last_panic: Option<String>,
     pub counters: Arc<Mutex<HashMap<String, u64>>>,
+    /// WASI as the pipeline grants it (`wasi.rs`); used only by components that import WASI.
+    pub wasi: wasmtime_wasi::WasiCtx,
+    pub table: wasmtime::component::ResourceTable,
+}
+
+impl wasmtime_wasi::WasiView for HostState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
 }
 
 /// Caps linear memory growth; remembers that the cap was hit so the trap can be classified.

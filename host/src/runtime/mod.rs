@@ -58,7 +58,13 @@ pub fn load_handler(
     h: &HandlerConfig,
 ) -> anyhow::Result<WasmHandler> {
     let plugin = host.load(&p.base_dir.join(&h.plugin), &h.limits)?;
-    plugin.into_handler(&p.config.name, &h.display_name(), settings(h), h.batch_abi)
+    plugin.into_handler_with(
+        &p.config.name,
+        &h.display_name(),
+        settings(h),
+        h.batch_abi,
+        &h.grants,
+    )
 }
 
 fn settings(h: &HandlerConfig) -> Vec<(String, String)> {

@@ -8,12 +8,17 @@ use serde::Deserialize;
 
 use crate::connector::memory::StoredMessage;
 
-/// A test file: the pipeline under test and its cases.
+/// A test file: the pipeline(s) under test and the cases each must pass.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestFile {
     /// The pipeline file, relative to the test file.
-    pub pipeline: PathBuf,
+    #[serde(default)]
+    pub pipeline: Option<PathBuf>,
+    /// Several pipeline files that must all behave the same (one handler written in several
+    /// languages, say); every case runs against each.
+    #[serde(default)]
+    pub pipelines: Vec<PathBuf>,
     pub tests: Vec<TestCase>,
 }
 
@@ -112,7 +117,11 @@ impl TestFile {
             .with_context(|| format!("{}: cannot read", path.display()))?;
         let doc: serde_json::Value = serde_saphyr::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        serde_path_to_error::deserialize(doc)
-            .map_err(|e| anyhow::anyhow!("{}: {}: {}", path.display(), e.path(), e.inner()))
+        let file: TestFile = serde_path_to_error::deserialize(doc)
+            .map_err(|e| anyhow::anyhow!("{}: {}: {}", path.display(), e.path(), e.inner()))?;
+        if file.pipeline.is_some() != file.pipelines.is_empty() {
+            anyhow::bail!("{}: give `pipeline` or `pipelines`", path.display());
+        }
+        Ok(file)
     }
 }

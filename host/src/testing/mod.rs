@@ -41,26 +41,30 @@ pub struct CaseResult {
 /// Run every case of the test file at `path`.
 pub async fn run_file(host: &PluginHost, path: &Path) -> anyhow::Result<Vec<CaseResult>> {
     let test = TestFile::load(path)?;
-    let pipeline_path = path
-        .parent()
-        .unwrap_or_else(|| Path::new("."))
-        .join(&test.pipeline);
-    let loaded = load_file(&pipeline_path).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!("{}", lines.join("\n"))
-    })?;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let several = test.pipelines.len() > 1;
     let mut results = Vec::new();
-    for (i, case) in test.tests.iter().enumerate() {
-        let name = case.name.clone().unwrap_or_else(|| format!("tests[{i}]"));
-        let failures = match run_case(host, &loaded, case).await {
-            Ok(outcome) => expect::compare(case, &outcome),
-            Err(err) => vec![format!("could not run: {err:#}")],
-        };
-        results.push(CaseResult {
-            file: path.to_path_buf(),
-            name,
-            failures,
-        });
+    for pipeline in test.pipeline.iter().chain(&test.pipelines) {
+        let pipeline_path = dir.join(pipeline);
+        let loaded = load_file(&pipeline_path).map_err(|errors| {
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("{}", lines.join("\n"))
+        })?;
+        for (i, case) in test.tests.iter().enumerate() {
+            let mut name = case.name.clone().unwrap_or_else(|| format!("tests[{i}]"));
+            if several {
+                name = format!("[{}] {name}", loaded.config.name);
+            }
+            let failures = match run_case(host, &loaded, case).await {
+                Ok(outcome) => expect::compare(case, &outcome),
+                Err(err) => vec![format!("could not run: {err:#}")],
+            };
+            results.push(CaseResult {
+                file: path.to_path_buf(),
+                name,
+                failures,
+            });
+        }
     }
     Ok(results)
 }
