@@ -54,12 +54,15 @@ fn repo() -> PathBuf {
 
 fn load(host: &PluginHost, name: &str) -> anyhow::Result<WasmHandler> {
     let path = repo().join("plugins/dist").join(format!("{name}.wasm"));
-    host.load(&path, &LimitsConfig::default())?.into_handler(
+    let handler = host.load(&path, &LimitsConfig::default())?.into_handler(
         "swap-bench",
         "handler",
         Vec::new(),
         BatchAbi::Auto,
-    )
+    )?;
+    // As the supervisor does: one warm instance per worker before the swap.
+    handler.prewarm(2)?;
+    Ok(handler)
 }
 
 /// The longest gap between consecutive instants within `[from, to]`.
@@ -85,7 +88,13 @@ async fn main() -> anyhow::Result<()> {
     let rate: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20_000.0);
     let interval = Duration::from_millis(200);
 
-    let host = PluginHost::new(None);
+    // A compile cache, as `sluice run` has: a version seen before loads without compiling, so
+    // that no compile competes for the CPU with the measured windows.
+    let cache = std::env::temp_dir().join(format!("sluice-swap-bench-{}", std::process::id()));
+    let host = PluginHost::new(Some(cache.clone()));
+    for name in ["uppercase", "faulty"] {
+        load(&host, name)?;
+    }
     let hot = Arc::new(HotHandler::new(
         "handler".into(),
         load(&host, "uppercase")?,
@@ -131,17 +140,19 @@ async fn main() -> anyhow::Result<()> {
     let mut swapped_at = Vec::with_capacity(swaps);
     for i in 0..swaps {
         let name = if i % 2 == 0 { "faulty" } else { "uppercase" };
-        // Loaded off the message path first, as the supervisor does.
+        // Loaded off the message path first, as the supervisor does, after both measured
+        // windows of the previous swap.
         let host = host.clone();
         let next = tokio::task::spawn_blocking(move || load(&host, name)).await??;
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(interval / 4).await;
         swapped_at.push(Instant::now());
         hot.swap(next);
+        tokio::time::sleep(interval * 3 / 4).await;
     }
-    tokio::time::sleep(interval).await;
     stop.cancel();
     running.await??;
 
+    let _ = std::fs::remove_dir_all(&cache);
     let times = sink.at.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let window = Duration::from_millis(50);
     let mut at_swap: Vec<Duration> = swapped_at

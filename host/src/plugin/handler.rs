@@ -188,6 +188,22 @@ impl WasmHandler {
         })
     }
 
+    /// Make sure `n` instances are warm (instantiated, `init` run), so that the first `n`
+    /// concurrent calls of a freshly loaded version do not pay for instantiation: a hot swap
+    /// prepares the new version this way before it goes in.
+    pub fn prewarm(&self, n: usize) -> anyhow::Result<()> {
+        let have = self.pool.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let mut fresh = Vec::new();
+        for _ in have..n {
+            fresh.push(self.instantiate()?);
+        }
+        self.pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(fresh);
+        Ok(())
+    }
+
     fn take_instance(&self) -> anyhow::Result<Instance> {
         let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match pooled {

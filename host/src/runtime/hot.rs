@@ -61,9 +61,19 @@ impl HotHandler {
 
     /// Put `handler` in place for every call that starts from now on.
     pub fn swap(&self, handler: WasmHandler) {
-        self.current
-            .store(Arc::new(Versioned::new(&self.name, handler)));
+        let old = self
+            .current
+            .swap(Arc::new(Versioned::new(&self.name, handler)));
         self.swaps.fetch_add(1, Ordering::Relaxed);
+        // Tearing down the old version's instances (their stores and memories) takes a few
+        // milliseconds: never on the caller's thread, which may be one the pipeline runs on.
+        // Calls still running on it keep their own reference and finish first.
+        let retire = std::thread::Builder::new()
+            .name("sluice-retire".into())
+            .spawn(move || drop(old));
+        if let Err(err) = retire {
+            tracing::warn!(error = %err, "cannot start a thread to retire the old plugin version");
+        }
     }
 
     /// The handler's name in its pipeline.

@@ -112,12 +112,7 @@ pub fn build(host: &PluginHost, p: &LoadedPipeline) -> anyhow::Result<BuiltPipel
             cfg.dead_letter.type_name()
         )
     })?;
-    let workers = cfg
-        .handlers
-        .iter()
-        .filter_map(|h| h.limits.instances)
-        .min()
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let workers = workers(cfg);
     let stats = Arc::new(PipelineStats::default());
     let pipeline = Pipeline {
         name: cfg.name.as_str().into(),
@@ -167,4 +162,14 @@ fn entry(
             .collect(),
         stats: stats.clone(),
     }
+}
+
+/// Concurrent handler calls of a pipeline: the smallest `instances` of its handlers, else the
+/// number of CPUs.
+pub fn workers(cfg: &PipelineConfig) -> usize {
+    cfg.handlers
+        .iter()
+        .filter_map(|h| h.limits.instances)
+        .min()
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::watch::Watcher;
-use super::{BuiltPipeline, HotHandler, build, load_handler};
+use super::{BuiltPipeline, HotHandler, build, load_handler, workers};
 use crate::config::{LoadedPipeline, load_file, load_paths};
 use crate::engine::{PipelineState, PipelineStats, RunEnd};
 use crate::plugin::{PluginHost, WasmHandler, content_hash};
@@ -422,6 +422,8 @@ impl Supervisor {
                 .map(|i| {
                     let h = &loaded.config.handlers[i];
                     load_handler(&host, &loaded, h)
+                        // A warm instance per worker, so the swap costs no instantiation.
+                        .and_then(|w| w.prewarm(workers(&loaded.config)).map(|()| w))
                         .with_context(|| {
                             format!(
                                 "pipeline {}: handler `{}`",
