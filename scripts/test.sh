@@ -8,6 +8,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 started=$(date +%s)
 scripts/setup.sh
+scripts/build-handlers.sh
 scripts/brokers.sh
 scripts/browser-tools.sh
 echo "== rustfmt"

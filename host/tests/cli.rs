@@ -38,6 +38,7 @@ fn validate_accepts_every_example_pipeline() {
         .arg("validate")
         .arg(repo().join("pipelines"))
         .arg(repo().join("pipelines/brokers"))
+        .arg(repo().join("pipelines/languages"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -45,6 +46,7 @@ fn validate_accepts_every_example_pipeline() {
     let examples = std::fs::read_dir(repo().join("pipelines"))
         .unwrap()
         .chain(std::fs::read_dir(repo().join("pipelines/brokers")).unwrap())
+        .chain(std::fs::read_dir(repo().join("pipelines/languages")).unwrap())
         .filter(|e| {
             e.as_ref()
                 .unwrap()
@@ -55,7 +57,7 @@ fn validate_accepts_every_example_pipeline() {
         .count();
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(&format!("{examples} pipeline(s) valid")),
-        "every example, broker ones included"
+        "every example, broker and language ones included"
     );
 }
 
