@@ -10,5 +10,6 @@ pub mod engine;
 pub mod message;
 pub mod plugin;
 pub mod runtime;
+pub mod scaffold;
 pub mod telemetry;
 pub mod testing;

@@ -63,6 +63,20 @@ enum Command {
         #[arg(long)]
         no_watch: bool,
     },
+    /// Start a handler project: source, build script, README, a pipeline and a test file.
+    New {
+        /// The handler's name (lowercase letters, digits, `-`, `_`); also the directory.
+        name: String,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: sluice::scaffold::Lang,
+        /// Where to create the project directory. Default: the current directory.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        /// For Rust: the `sluice-sdk` sources. Default: the SDK this binary was built with.
+        #[arg(long, value_name = "PATH")]
+        sdk_path: Option<PathBuf>,
+    },
     /// Run pipeline unit tests (`*.test.yaml`): inputs through the real handlers and routes,
     /// with in-memory source and sinks; print a diff for every mismatch, exit 1 if any.
     Test {
@@ -270,6 +284,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 exporter.shutdown();
             }
             ran?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::New {
+            name,
+            lang,
+            dir,
+            sdk_path,
+        } => {
+            let project = sluice::scaffold::create(name, *lang, dir, sdk_path.as_deref())?;
+            println!("created {}", project.display());
+            println!(
+                "next: cd {} && ./build.sh && sluice test {name}.test.yaml",
+                project.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Test { paths } => {

@@ -397,3 +397,72 @@ fn sluice_test_runs_pipeline_unit_tests_and_shows_a_diff() {
         "{stdout}"
     );
 }
+
+/// `sluice new`: each language's project builds with its own script and passes its own test file
+/// through `sluice test`. The toolchains come from scripts/build-handlers.sh (Python, JS) and
+/// rustup (Rust).
+#[test]
+fn sluice_new_projects_build_and_pass_their_own_tests() {
+    let tools = std::env::var("SLUICE_TOOLS").unwrap_or_else(|_| "/var/tmp/sluice-tools".into());
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_sluice")).parent().unwrap();
+    let path = format!(
+        "{}:{tools}/venv/bin:{tools}/npm/node_modules/.bin:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let parent = tempfile::tempdir().unwrap();
+    for (lang, name) in [
+        ("python", "py-tagger"),
+        ("js", "js-tagger"),
+        ("rust", "rs-tagger"),
+    ] {
+        let out = sluice()
+            .args(["new", name, "--lang", lang, "--dir"])
+            .arg(parent.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = parent.path().join(name);
+        let built = Command::new(dir.join("build.sh"))
+            .env("PATH", &path)
+            // A Rust project builds into a target directory shared between runs.
+            .env(
+                "CARGO_TARGET_DIR",
+                std::env::temp_dir().join("sluice-new-target"),
+            )
+            .output()
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "{lang}: build.sh failed:\n{}{}",
+            String::from_utf8_lossy(&built.stdout),
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let tested = sluice()
+            .arg("test")
+            .arg(dir.join(format!("{name}.test.yaml")))
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&tested.stdout);
+        assert!(
+            tested.status.success(),
+            "{lang}: {report}{}",
+            String::from_utf8_lossy(&tested.stderr)
+        );
+        assert!(report.contains("2 passed, 0 failed"), "{lang}: {report}");
+    }
+    let out = sluice()
+        .args(["new", "py-tagger", "--lang", "python", "--dir"])
+        .arg(parent.path())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "an existing project is never overwritten"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+}

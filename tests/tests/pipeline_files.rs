@@ -71,7 +71,7 @@ fn every_bad_file_gives_its_exact_errors() {
         (
             "source: { type: memory, queue: in }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }\nhandlers:\n  - plugn: x.wasm\n  - plugin: y.wasm\n    limits: { timeout_ms: 0, memory_mb: 0, stack_kb: 1 }",
             &[
-                "pipelines/orders.yaml: handlers[0].plugn: unknown field, expected one of `plugin`, `name`, `config`, `limits`, `batch_abi`, `version_header`",
+                "pipelines/orders.yaml: handlers[0].plugn: unknown field, expected one of `plugin`, `name`, `config`, `limits`, `batch_abi`, `version_header`, `grants`",
                 "pipelines/orders.yaml: handlers[0].plugin: missing field",
                 "pipelines/orders.yaml: handlers[1].limits.timeout_ms: must be at least 1",
                 "pipelines/orders.yaml: handlers[1].limits.memory_mb: must be between 1 and 4096",

@@ -1,0 +1,156 @@
+//! `sluice new`: a ready-to-build handler project in one of the supported languages, with its
+//! build script, a README, a pipeline that runs it and a `sluice test` file for it.
+//!
+//! The templates live in `host/templates/` and are embedded in the binary; the contract
+//! (`wit/v0.1/plugin.wit`) is copied into guest projects that need it as a WIT dependency.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use clap::ValueEnum;
+
+/// A language `sluice new` can start a handler in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
+}
+
+const CONTRACT: &str = include_str!("../../wit/v0.1/plugin.wit");
+const WORLD: &str = include_str!("../templates/common-world.wit");
+const PIPELINE: &str = include_str!("../templates/common-pipeline.yaml");
+const TEST: &str = include_str!("../templates/common-test.yaml");
+const GITIGNORE: &str = include_str!("../templates/common-gitignore");
+
+/// One file of a template: where it goes, what it holds, whether it is a script.
+struct File {
+    path: String,
+    text: &'static str,
+    executable: bool,
+}
+
+fn file(path: &str, text: &'static str) -> File {
+    File {
+        path: path.to_owned(),
+        text,
+        executable: path.ends_with(".sh"),
+    }
+}
+
+fn files(lang: Lang) -> Vec<File> {
+    let mut files = vec![
+        file("pipeline.yaml", PIPELINE),
+        file("{{name}}.test.yaml", TEST),
+        file(".gitignore", GITIGNORE),
+    ];
+    match lang {
+        Lang::Rust => files.extend([
+            file("Cargo.toml", include_str!("../templates/rust/Cargo.toml")),
+            file("src/lib.rs", include_str!("../templates/rust/src/lib.rs")),
+            file("build.sh", include_str!("../templates/rust/build.sh")),
+            file("README.md", include_str!("../templates/rust/README.md")),
+        ]),
+        Lang::Python => files.extend([
+            file("app.py", include_str!("../templates/python/app.py")),
+            file("build.sh", include_str!("../templates/python/build.sh")),
+            file("README.md", include_str!("../templates/python/README.md")),
+            file("wit/world.wit", WORLD),
+            file("wit/deps/plugin/plugin.wit", CONTRACT),
+        ]),
+        Lang::Js => files.extend([
+            file("handler.js", include_str!("../templates/js/handler.js")),
+            file("build.sh", include_str!("../templates/js/build.sh")),
+            file("README.md", include_str!("../templates/js/README.md")),
+            file("wit/world.wit", WORLD),
+            file("wit/deps/plugin/plugin.wit", CONTRACT),
+        ]),
+    }
+    files
+}
+
+/// The Rust SDK this binary was built with, when its sources are still where they were.
+pub fn default_sdk_path() -> Option<PathBuf> {
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.join("sdk");
+    sdk.join("Cargo.toml").is_file().then_some(sdk)
+}
+
+/// Create the project `<parent>/<name>` and return its directory.
+pub fn create(
+    name: &str,
+    lang: Lang,
+    parent: &Path,
+    sdk_path: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid {
+        bail!(
+            "`{name}` is not a valid handler name (lowercase letters, digits, `-`, `_`; a letter first)"
+        );
+    }
+    let dir = parent.join(name);
+    if dir.exists() {
+        bail!("{} already exists", dir.display());
+    }
+    let sdk = match (lang, sdk_path) {
+        (Lang::Rust, Some(path)) => path.to_path_buf(),
+        (Lang::Rust, None) => default_sdk_path().context(
+            "the Rust SDK's sources are not where this binary was built from; pass --sdk-path",
+        )?,
+        _ => PathBuf::new(),
+    };
+    let sdk = sdk.canonicalize().unwrap_or(sdk);
+    let fill = |text: &str| {
+        text.replace("{{name}}", name)
+            .replace("{{crate}}", &name.replace('-', "_"))
+            .replace("{{sdk_path}}", &sdk.to_string_lossy())
+    };
+    for f in files(lang) {
+        let path = dir.join(fill(&f.path));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, fill(f.text))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        #[cfg(unix)]
+        if f.executable {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_project_has_its_files_with_the_name_filled_in() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = create("my-handler", Lang::Python, parent.path(), None).unwrap();
+        for f in [
+            "app.py",
+            "build.sh",
+            "README.md",
+            "pipeline.yaml",
+            "my-handler.test.yaml",
+            "wit/world.wit",
+            "wit/deps/plugin/plugin.wit",
+        ] {
+            let text = std::fs::read_to_string(dir.join(f)).unwrap();
+            assert!(!text.contains("{{"), "{f} still has a placeholder");
+        }
+        let pipeline = std::fs::read_to_string(dir.join("pipeline.yaml")).unwrap();
+        assert!(pipeline.contains("plugin: dist/my-handler.wasm"));
+        assert!(
+            create("my-handler", Lang::Python, parent.path(), None).is_err(),
+            "exists"
+        );
+        assert!(create("Bad Name", Lang::Js, parent.path(), None).is_err());
+    }
+}
