@@ -3,12 +3,14 @@
 //!
 //! Needs `promtool`, Chromium and playwright-core: `scripts/browser-tools.sh` installs them.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod common;
 
 const TOKEN: &str = "test-admin-token";
 
@@ -33,40 +35,10 @@ impl Host {
         for (name, yaml) in pipelines {
             std::fs::write(dir.path().join(name), yaml).unwrap();
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("run")
-            .arg(dir.path())
-            .args(["--admin-addr", "127.0.0.1:0", "--admin-token", TOKEN])
-            .env(
-                "SLUICE_CACHE_DIR",
-                std::env::temp_dir().join("sluice-test-cache"),
-            )
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        let addr = loop {
-            line.clear();
-            assert!(
-                stderr.read_line(&mut line).unwrap() > 0,
-                "sluice exited before its admin server listened"
-            );
-            if let Some(rest) = line.split("addr=").nth(1)
-                && line.contains("admin server listening")
-            {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
+        let (child, base, mut stderr) = common::run_with_admin(&[dir.path().as_os_str()], TOKEN);
         // Keep draining stderr so the child never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        Host {
-            child,
-            base: format!("http://{addr}"),
-            dir,
-        }
+        Host { child, base, dir }
     }
 
     fn get(&self, path: &str) -> (u16, String) {

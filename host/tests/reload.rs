@@ -4,9 +4,9 @@
 //! plugin version that handled it, and the broken version must never handle a message.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -17,6 +17,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::Value;
+
+mod common;
 use sha2::{Digest, Sha256};
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -154,34 +156,9 @@ struct Host {
 
 impl Host {
     fn start(pipeline: &Path, extra: &[&str]) -> Host {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("run")
-            .arg(pipeline)
-            .args(["--admin-addr", "127.0.0.1:0", "--admin-token", TOKEN])
-            .args(extra)
-            .env(
-                "SLUICE_CACHE_DIR",
-                std::env::temp_dir().join("sluice-test-cache"),
-            )
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        let addr = loop {
-            line.clear();
-            assert!(
-                stderr.read_line(&mut line).unwrap() > 0,
-                "sluice exited early"
-            );
-            if line.contains("admin server listening")
-                && let Some(rest) = line.split("addr=").nth(1)
-            {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
+        let mut args = vec![pipeline.as_os_str()];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        let (child, base, stderr) = common::run_with_admin(&args, TOKEN);
         std::thread::spawn(move || {
             // Keep the pipe drained; echo reload lines for the test log.
             for line in stderr.lines().map_while(Result::ok) {
@@ -190,10 +167,7 @@ impl Host {
                 }
             }
         });
-        Host {
-            child,
-            base: format!("http://{addr}"),
-        }
+        Host { child, base }
     }
 
     async fn json(&self, path: &str) -> (u16, Value) {
