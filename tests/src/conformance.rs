@@ -332,3 +332,40 @@ macro_rules! conformance_tests {
         }
     };
 }
+
+/// For brokers that report their queue's depth (not run for `memory`): with the sink blocked and
+/// a window of 10, 40 of 50 messages wait in the queue and the pipeline's lag says
+/// `while_blocked` (40, or 50 where the broker counts messages in flight too); once the sink
+/// opens, all are acked and the lag falls to 0. The depth is read every 5 s.
+pub async fn depth_is_reported_as_lag<B: Broker + ?Sized>(b: &B, while_blocked: u64) {
+    let (input, output, dead) = (
+        b.fresh_queue("depth-in").await,
+        b.fresh_queue("depth-out").await,
+        b.fresh_queue("depth-dead").await,
+    );
+    publish_all(b, &input, &numbered("depth", 50)).await;
+    let gate = GateSink::closed(b.sink(&output));
+    let (p, stats) = pipeline(
+        b.source(&input, 10),
+        Vec::new(),
+        gate.clone(),
+        b.sink(&dead),
+        10,
+        5,
+    );
+    let running = start(p);
+    let patience = b.patience().max(Duration::from_secs(30));
+    wait_until(
+        "the depth reported while the sink is blocked",
+        patience,
+        || stats.lag() == Some(40),
+    )
+    .await;
+    gate.open();
+    wait_until("50 acked", patience, || {
+        stats.acked.load(Ordering::SeqCst) == 50
+    })
+    .await;
+    wait_until("the depth back to 0", patience, || stats.lag() == Some(0)).await;
+    running.stop().await;
+}

@@ -148,37 +148,5 @@ async fn a_message_no_queue_receives_is_an_error_not_a_silent_drop() {
 /// lag: it stays while the sink is blocked and falls to 0 once it opens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_depth_is_reported_as_lag_and_falls_to_zero() {
-    let b = RabbitMqBroker::default();
-    let (input, output, dead) = (
-        b.fresh_queue("depth-in").await,
-        b.fresh_queue("depth-out").await,
-        b.fresh_queue("depth-dead").await,
-    );
-    for i in 0..50 {
-        b.publish(&input, format!("d{i}").as_bytes(), &[]).await;
-    }
-    let gate = GateSink::closed(b.sink(&output));
-    let (p, stats) = test_pipeline(
-        b.source(&input, 10),
-        Vec::new(),
-        gate.clone(),
-        b.sink(&dead),
-        fast_delivery(10, 5, 3),
-    );
-    let running = start(p);
-    // 10 are prefetched by the blocked pipeline; 40 wait in the queue.
-    wait_for("depth reported while the sink is blocked", || {
-        stats.lag() == Some(40)
-    })
-    .await;
-    gate.open();
-    wait_until("50 acked", Duration::from_secs(30), || {
-        stats.acked.load(Ordering::SeqCst) == 50
-    })
-    .await;
-    wait_until("depth back to 0", Duration::from_secs(30), || {
-        stats.lag() == Some(0)
-    })
-    .await;
-    running.stop().await;
+    sluice_tests::conformance::depth_is_reported_as_lag(&RabbitMqBroker::default(), 40).await;
 }

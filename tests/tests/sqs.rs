@@ -229,3 +229,9 @@ fn validation_names_every_bad_setting() {
     let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(paths, vec!["queue_url", "message_group_id"]);
 }
+
+/// `ApproximateNumberOfMessages` / the approximate message count is the pipeline's lag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_depth_is_reported_as_lag_and_falls_to_zero() {
+    sluice_tests::conformance::depth_is_reported_as_lag(&SqsBroker::default(), 40).await;
+}

@@ -87,6 +87,14 @@ pub type ConnectedFlag = Arc<std::sync::atomic::AtomicBool>;
 /// A gauge a source updates from its own callbacks and the engine reads.
 pub type LagGauge = Arc<AtomicI64>;
 
+/// How often a queue broker's depth is read for the lag gauge (RabbitMQ, SQS, Azure).
+pub(crate) const DEPTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A new lag gauge, -1 (unknown) until the source reads the depth.
+pub(crate) fn unknown_lag() -> LagGauge {
+    Arc::new(AtomicI64::new(-1))
+}
+
 /// A destination that confirms what it accepted.
 #[async_trait]
 pub trait Sink: Send + Sync {

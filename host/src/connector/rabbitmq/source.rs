@@ -2,7 +2,7 @@
 //! sends acknowledgements in the order they are settled.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -17,7 +17,7 @@ use super::RabbitMqSourceConfig;
 use super::headers::{from_table, redeliveries};
 use crate::ack::Settlement;
 use crate::connector::receipts::{Receipts, SettleJob};
-use crate::connector::{ConnectedFlag, Delivery, LagGauge, Source};
+use crate::connector::{ConnectedFlag, DEPTH_INTERVAL, Delivery, LagGauge, Source, unknown_lag};
 use crate::message::{Message, Metadata};
 
 struct Live {
@@ -49,7 +49,7 @@ impl RabbitMqSource {
             source: Arc::from("rabbitmq"),
             topic,
             connected: ConnectedFlag::default(),
-            depth: Arc::new(AtomicI64::new(-1)),
+            depth: unknown_lag(),
         }
     }
 
@@ -230,9 +230,6 @@ async fn run_acks(mut jobs: mpsc::UnboundedReceiver<SettleJob<lapin::Acker>>) {
         }
     }
 }
-
-/// How often the queue depth is read.
-const DEPTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Read the queue's ready-message count (a passive declare) every [`DEPTH_INTERVAL`] until the
 /// connection goes; a reconnect starts a new watcher.

@@ -18,7 +18,7 @@ use super::attributes::from_attributes;
 use super::{SqsQueue, SqsSourceConfig};
 use crate::ack::Settlement;
 use crate::connector::receipts::{Receipts, SettleJob};
-use crate::connector::{BuildContext, Delivery, Source};
+use crate::connector::{BuildContext, DEPTH_INTERVAL, Delivery, LagGauge, Source, unknown_lag};
 use crate::message::{Message, Metadata};
 
 struct Live {
@@ -34,6 +34,8 @@ pub struct SqsSource {
     live: Option<Live>,
     source: Arc<str>,
     topic: Arc<str>,
+    /// Messages visible in the queue (`ApproximateNumberOfMessages`); -1 until known.
+    depth: LagGauge,
 }
 
 impl SqsSource {
@@ -47,6 +49,7 @@ impl SqsSource {
             live: None,
             source: Arc::from("sqs"),
             topic,
+            depth: unknown_lag(),
         }
     }
 
@@ -88,6 +91,10 @@ impl SqsSource {
 
 #[async_trait]
 impl Source for SqsSource {
+    fn lag_gauge(&self) -> Option<LagGauge> {
+        Some(self.depth.clone())
+    }
+
     async fn next_batch(&mut self, max: usize) -> anyhow::Result<Option<Vec<Delivery>>> {
         if self.live.is_none() {
             let (client, url) = self.spec.connect("sqs source").await?;
@@ -99,6 +106,11 @@ impl Source for SqsSource {
                 self.pipeline.clone(),
             ));
             tracing::info!(pipeline = %self.pipeline, queue = %url, "sqs source connected");
+            tokio::spawn(watch_depth(
+                client.clone(),
+                url.clone(),
+                Arc::downgrade(&self.depth),
+            ));
             self.live = Some(Live {
                 client,
                 url,
@@ -221,5 +233,37 @@ async fn settle(
         for done in flushes {
             let _ = done.send(());
         }
+    }
+}
+
+/// Read the queue's visible-message count every [`DEPTH_INTERVAL`] while the source's gauge
+/// lives (the pipeline holds it).
+async fn watch_depth(
+    client: aws_sdk_sqs::Client,
+    url: String,
+    depth: std::sync::Weak<std::sync::atomic::AtomicI64>,
+) {
+    use aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages;
+    while let Some(gauge) = depth.upgrade() {
+        let read = client
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(ApproximateNumberOfMessages)
+            .send()
+            .await;
+        match read {
+            Ok(out) => {
+                let n = out
+                    .attributes()
+                    .and_then(|a| a.get(&ApproximateNumberOfMessages))
+                    .and_then(|n| n.parse::<i64>().ok());
+                if let Some(n) = n {
+                    gauge.store(n, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            Err(e) => tracing::debug!(queue = %url, error = %e, "cannot read the queue depth"),
+        }
+        drop(gauge);
+        tokio::time::sleep(DEPTH_INTERVAL).await;
     }
 }
