@@ -358,7 +358,7 @@ pub async fn depth_is_reported_as_lag<B: Broker + ?Sized>(b: &B, while_blocked: 
     wait_until(
         "the depth reported while the sink is blocked",
         patience,
-        || stats.lag() == Some(40),
+        || stats.lag() == Some(while_blocked),
     )
     .await;
     gate.open();
