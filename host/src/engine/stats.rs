@@ -315,11 +315,6 @@ impl PipelineStats {
         let ns = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
         Self::add(&self.rate_limit_wait_ns, ns);
     }
-
-    /// The raw lag gauge value (-1 while unknown); for exposition.
-    pub fn lag_raw(&self) -> Option<i64> {
-        Some(self.consumer_lag.get()?.load(Ordering::Relaxed))
-    }
 }
 
 #[cfg(test)]

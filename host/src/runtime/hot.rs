@@ -100,11 +100,6 @@ impl HotHandler {
     pub fn counters(&self) -> std::collections::HashMap<String, u64> {
         self.current.load().handler.counters()
     }
-
-    /// The label the version in place writes into [`PLUGIN_HEADER`].
-    pub fn label(&self) -> String {
-        self.current.load().label.to_string()
-    }
 }
 
 impl PluginView for HotHandler {
