@@ -84,3 +84,65 @@ if ! python3 -c "import zmq" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check pyzmq
 fi
 echo "brokers: pyzmq $(python3 -c 'import zmq; print(zmq.zmq_version())') (libzmq)"
+
+# AMQPS: stunnel (Debian) terminates TLS in front of RabbitMQ, with a CA and certificates made
+# here: 5671 checks the server only, 5673 also asks for a client certificate (mutual TLS). The
+# tests' `tls:` settings point at the files in $BROKER_STATE/tls.
+TLS_DIR="$BROKER_STATE/tls"
+stunnel_conf() {
+  cat <<CONF
+pid = $TLS_DIR/stunnel.pid
+foreground = no
+output = $TLS_DIR/stunnel.log
+[amqps]
+accept = 127.0.0.1:5671
+connect = 127.0.0.1:5672
+cert = $TLS_DIR/server.pem
+key = $TLS_DIR/server.key
+[amqps-mutual]
+accept = 127.0.0.1:5673
+connect = 127.0.0.1:5672
+cert = $TLS_DIR/server.pem
+key = $TLS_DIR/server.key
+CAfile = $TLS_DIR/ca.pem
+verifyChain = yes
+requireCert = yes
+CONF
+}
+# (Re)start when a port is down or the configuration changed.
+if ! listening 5671 || ! listening 5673 || [ "$(stunnel_conf)" != "$(cat "$TLS_DIR/stunnel.conf" 2>/dev/null)" ]; then
+  command -v stunnel4 >/dev/null || {
+    echo "brokers: installing stunnel4 (TLS in front of RabbitMQ)"
+    apt-get install -y -qq stunnel4 >/dev/null 2>&1 ||
+      { apt-get update -qq && apt-get install -y -qq stunnel4 >/dev/null; }
+  }
+  mkdir -p "$TLS_DIR"
+  if [ ! -f "$TLS_DIR/client.pem" ]; then
+    echo "brokers: making a test CA, a server and a client certificate in $TLS_DIR"
+    (
+      cd "$TLS_DIR"
+      openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=sluice test CA" \
+        -keyout ca.key -out ca.pem 2>/dev/null
+      for who in server client; do
+        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$who.key" 2>/dev/null
+        openssl req -new -key "$who.key" -subj "/CN=$who" -out "$who.csr" 2>/dev/null
+      done
+      printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext
+      printf 'extendedKeyUsage=clientAuth\n' >client.ext
+      for who in server client; do
+        openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+          -extfile "$who.ext" -out "$who.pem" 2>/dev/null
+      done
+    )
+  fi
+  stunnel_conf >"$TLS_DIR/stunnel.conf"
+  if [ -f "$TLS_DIR/stunnel.pid" ]; then
+    kill "$(cat "$TLS_DIR/stunnel.pid")" 2>/dev/null || true
+    for _ in $(seq 50); do listening 5671 || break; sleep 0.1; done
+  fi
+  echo "brokers: starting stunnel (AMQPS) on 127.0.0.1:5671 and :5673 (mutual TLS)"
+  stunnel4 "$TLS_DIR/stunnel.conf"
+  wait_for "AMQPS (stunnel)" 5671 15
+  wait_for "AMQPS mutual TLS (stunnel)" 5673 15
+fi
+echo "brokers: AMQPS on 127.0.0.1:5671 (server TLS) and :5673 (mutual TLS)"

@@ -10,7 +10,9 @@ use tracing_subscriber::EnvFilter;
 
 use sluice::admin::AdminConfig;
 use sluice::config::load_paths;
-use sluice::plugin::{PluginHost, componentize::componentize, default_cache_dir};
+use sluice::plugin::componentize::{componentize, componentize_with_world};
+use sluice::plugin::guest_bindings::{self, BindingsLang};
+use sluice::plugin::{PluginHost, default_cache_dir};
 use sluice::runtime::{self, ReloadRequest, ReloadScope, Supervisor};
 use sluice::telemetry::Inventory;
 use sluice::telemetry::trace::{self, TraceConfig};
@@ -151,13 +153,35 @@ enum PluginCommand {
         /// The component (.wasm).
         wasm: PathBuf,
     },
-    /// Turn a core module with an embedded WIT section (wit-bindgen on wasm32-unknown-unknown)
-    /// into a component.
+    /// Turn a core module into a component: one with an embedded WIT section (wit-bindgen on
+    /// wasm32-unknown-unknown), or any module with `--wit DIR --world NAME` to embed first.
     Componentize {
         /// The core module (.wasm).
         module: PathBuf,
         /// Where to write the component.
         #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+        /// A WIT folder (with its `deps/`) whose world is embedded into the module first.
+        #[arg(long, value_name = "DIR", requires = "world")]
+        wit: Option<PathBuf>,
+        /// The world of `--wit` the module implements.
+        #[arg(long, value_name = "NAME", requires = "wit")]
+        world: Option<String>,
+    },
+    /// Write guest bindings for a world, for languages without a generator of their own here
+    /// (C, and Zig through C): `<world>.h`, `<world>.c`, `<world>_component_type.o`.
+    Bindings {
+        /// The language to write bindings for.
+        #[arg(value_enum)]
+        lang: BindingsLang,
+        /// The WIT folder (with its `deps/`).
+        #[arg(long, value_name = "DIR")]
+        wit: PathBuf,
+        /// The world to write bindings for.
+        #[arg(long, value_name = "NAME")]
+        world: String,
+        /// The folder to write into (created if missing).
+        #[arg(short, long, value_name = "DIR")]
         output: PathBuf,
     },
 }
@@ -337,14 +361,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Plugin {
-            command: PluginCommand::Componentize { module, output },
+            command:
+                PluginCommand::Componentize {
+                    module,
+                    output,
+                    wit,
+                    world,
+                },
         } => {
             let bytes = std::fs::read(module)
                 .with_context(|| format!("cannot read {}", module.display()))?;
-            let component =
-                componentize(&bytes).with_context(|| format!("{}", module.display()))?;
+            let component = match (wit, world) {
+                (Some(wit), Some(world)) => componentize_with_world(&bytes, wit, world),
+                _ => componentize(&bytes),
+            }
+            .with_context(|| format!("{}", module.display()))?;
             std::fs::write(output, component)
                 .with_context(|| format!("cannot write {}", output.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::Bindings {
+                    lang,
+                    wit,
+                    world,
+                    output,
+                },
+        } => {
+            for path in guest_bindings::generate(*lang, wit, world, output)? {
+                println!("wrote {}", path.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

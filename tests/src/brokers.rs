@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use sluice::connector::memory::{MemoryQueue, MemorySinkConfig, MemorySourceConfig, StoredMessage};
@@ -97,7 +100,96 @@ pub struct RabbitMqBroker {
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
+/// A RabbitMQ source from its pipeline-file settings; `url` defaults to the local broker.
+pub fn rabbitmq_source(mut settings: serde_json::Value, max_in_flight: usize) -> Box<dyn Source> {
+    if settings.get("url").is_none() {
+        settings["url"] = AMQP_URL.into();
+    }
+    let cfg: RabbitMqSourceConfig = serde_json::from_value(settings).expect("source settings");
+    cfg.build(&ctx(max_in_flight)).expect("rabbitmq source")
+}
+
+/// A RabbitMQ sink from its pipeline-file settings; `url` defaults to the local broker.
+pub fn rabbitmq_sink(mut settings: serde_json::Value) -> Arc<dyn Sink> {
+    if settings.get("url").is_none() {
+        settings["url"] = AMQP_URL.into();
+    }
+    let cfg: RabbitMqSinkConfig = serde_json::from_value(settings).expect("sink settings");
+    cfg.build(&ctx(1)).expect("rabbitmq sink")
+}
+
 impl RabbitMqBroker {
+    /// Wait (up to 15 s) until someone has declared `exchange` or `queue` (a pipeline's
+    /// `topology`). Each check is a passive declare on a channel of its own, because the broker
+    /// closes the channel of a failed one.
+    pub async fn wait_declared(&self, exchange: Option<&str>, queue: Option<&str>) {
+        let conn = Connection::connect(AMQP_URL, ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ on 127.0.0.1:5672");
+        let start = Instant::now();
+        loop {
+            let ch = conn.create_channel().await.expect("a channel");
+            let found = match (exchange, queue) {
+                (Some(e), _) => ch
+                    .exchange_declare(
+                        e.into(),
+                        lapin::ExchangeKind::Direct,
+                        ExchangeDeclareOptions {
+                            passive: true,
+                            ..Default::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await
+                    .is_ok(),
+                (None, Some(q)) => ch
+                    .queue_declare(
+                        q.into(),
+                        QueueDeclareOptions {
+                            passive: true,
+                            ..Default::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await
+                    .is_ok(),
+                (None, None) => true,
+            };
+            if found {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "{exchange:?} / {queue:?} never declared"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Publish to `exchange` with `routing_key`, mandatory and confirmed; false when no queue
+    /// was bound to receive it (the broker returned it).
+    pub async fn publish_to(&self, exchange: &str, routing_key: &str, payload: &[u8]) -> bool {
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
+        let confirm = self
+            .channel()
+            .await
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                options,
+                payload,
+                BasicProperties::default(),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("publish confirm");
+        confirm.take_message().is_none()
+    }
+
     pub async fn channel(&self) -> &Channel {
         let (_, ch) = self
             .channel
@@ -106,6 +198,11 @@ impl RabbitMqBroker {
                     .await
                     .expect("RabbitMQ on 127.0.0.1:5672 (scripts/brokers.sh starts it)");
                 let ch = conn.create_channel().await.expect("a channel");
+                // Confirms, so a publish returns once the broker has it (and `publish_to` sees
+                // a message no queue received).
+                ch.confirm_select(ConfirmSelectOptions::default())
+                    .await
+                    .expect("confirm.select");
                 (conn, ch)
             })
             .await;
@@ -166,6 +263,8 @@ impl Broker for RabbitMqBroker {
             queue: queue.into(),
             declare: false,
             prefetch: None,
+            topology: Default::default(),
+            tls: Default::default(),
         };
         cfg.build(&ctx(max_in_flight)).expect("rabbitmq source")
     }
@@ -177,6 +276,8 @@ impl Broker for RabbitMqBroker {
             routing_key: Some(queue.into()),
             declare_queue: Some(queue.into()),
             persistent: true,
+            topology: Default::default(),
+            tls: Default::default(),
         };
         cfg.build(&ctx(1)).expect("rabbitmq sink")
     }

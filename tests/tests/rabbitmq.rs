@@ -9,7 +9,7 @@ use std::time::Duration;
 use sluice::config::LimitsConfig;
 use sluice::connector::Sink;
 use sluice::engine::{Pipeline, PipelineStats, Transform, dead_letter_headers as dl};
-use sluice_tests::brokers::RabbitMqBroker;
+use sluice_tests::brokers::{RabbitMqBroker, rabbitmq_sink, rabbitmq_source};
 use sluice_tests::conformance::Broker;
 use sluice_tests::*;
 
@@ -120,6 +120,8 @@ async fn a_message_no_queue_receives_is_an_error_not_a_silent_drop() {
             routing_key: Some(unique_queue("nowhere")),
             declare_queue: None,
             persistent: true,
+            topology: Default::default(),
+            tls: Default::default(),
         },
         &sluice::connector::BuildContext {
             pipeline: "t".into(),
@@ -149,4 +151,239 @@ async fn a_message_no_queue_receives_is_an_error_not_a_silent_drop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_depth_is_reported_as_lag_and_falls_to_zero() {
     sluice_tests::conformance::depth_is_reported_as_lag(&RabbitMqBroker::default(), 40).await;
+}
+
+/// `topology:` declares exchanges, queues and bindings on connect: messages published to a topic
+/// exchange reach the source's queue through its binding, outputs go out through an exchange the
+/// sink declared, and the dead-letter sink publishes to a fanout dead-letter exchange whose queue
+/// the source declared. Nothing exists on the broker before the pipeline starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_is_declared_and_routes_through_exchanges_and_a_dead_letter_exchange() {
+    let b = RabbitMqBroker::default();
+    let n = unique_queue("topo");
+    let (events, input, dlx, dlq) = (
+        format!("{n}-events"),
+        format!("{n}-in"),
+        format!("{n}-dlx"),
+        format!("{n}-dlq"),
+    );
+    let (done, output) = (format!("{n}-done"), format!("{n}-out"));
+    let source = rabbitmq_source(
+        serde_json::json!({
+            "queue": input,
+            "topology": {
+                "exchanges": [{ "name": events, "type": "topic" }, { "name": dlx, "type": "fanout" }],
+                "queues": [
+                    { "name": input, "arguments": { "x-queue-type": "quorum", "x-dead-letter-exchange": dlx } },
+                    { "name": dlq },
+                ],
+                "bindings": [
+                    { "exchange": events, "queue": input, "routing_key": "order.#" },
+                    { "exchange": dlx, "queue": dlq },
+                ],
+            },
+        }),
+        64,
+    );
+    let sink = rabbitmq_sink(serde_json::json!({
+        "exchange": done,
+        "routing_key": "order.done",
+        "topology": {
+            "exchanges": [{ "name": done, "type": "direct" }],
+            "queues": [{ "name": output }],
+            "bindings": [{ "exchange": done, "queue": output, "routing_key": "order.done" }],
+        },
+    }));
+    let dead = rabbitmq_sink(serde_json::json!({ "exchange": dlx }));
+    let chain = vec![wasm_handler("faulty", LimitsConfig::default(), &[]) as Arc<dyn Transform>];
+    let (p, stats) = pipeline(source, chain, sink, dead, 3);
+    let running = start(p);
+
+    // The exchanges, queues and bindings exist once the source has connected (publishing to an
+    // exchange that does not exist yet would close the test's channel).
+    b.wait_declared(Some(&events), None).await;
+    b.wait_declared(None, Some(&dlq)).await;
+    let mut routed = false;
+    for _ in 0..300 {
+        if b.publish_to(&events, "order.created", b"m-000").await {
+            routed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        routed,
+        "the source declared its queue and bound it to the exchange"
+    );
+    for i in 1..100 {
+        assert!(
+            b.publish_to(&events, "order.created", format!("m-{i:03}").as_bytes())
+                .await
+        );
+    }
+    assert!(b.publish_to(&events, "order.paid", b"fatal").await);
+    assert!(
+        !b.publish_to(&events, "user.created", b"unbound").await,
+        "a key no binding matches reaches no queue"
+    );
+    wait_for("101 settled", || {
+        stats.settled.load(Ordering::SeqCst) == 101
+    })
+    .await;
+    running.stop().await;
+
+    let out = b.drain(&output, 100).await;
+    assert_eq!(
+        out.len(),
+        100,
+        "every fine message through the sink's exchange"
+    );
+    let dead = b.drain(&dlq, 1).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].payload, b"fatal", "byte for byte");
+    assert_eq!(
+        dead[0].headers.get(dl::ERROR_CLASS).map(String::as_str),
+        Some("fatal")
+    );
+    assert_eq!(b.depth(&input).await, 0);
+}
+
+/// Retry by nack-requeue, bounded on the broker's side: a quorum queue with `x-delivery-limit`
+/// dead-letters a message the pipeline keeps handing back (its sink always fails) to the queue's
+/// dead-letter exchange after that many redeliveries. Every message is in the dead-letter queue
+/// and none is lost or acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_queue_delivery_limit_bounds_nack_requeue_and_dead_letters_through_the_broker() {
+    let b = RabbitMqBroker::default();
+    let n = unique_queue("limit");
+    let (input, dlx, dlq) = (format!("{n}-in"), format!("{n}-dlx"), format!("{n}-dlq"));
+    let topology = serde_json::json!({
+        "exchanges": [{ "name": dlx, "type": "fanout" }],
+        "queues": [
+            { "name": input, "arguments": {
+                "x-queue-type": "quorum", "x-delivery-limit": 2, "x-dead-letter-exchange": dlx } },
+            { "name": dlq },
+        ],
+        "bindings": [{ "exchange": dlx, "queue": dlq }],
+    });
+    let source = rabbitmq_source(
+        serde_json::json!({ "queue": input, "topology": topology }),
+        64,
+    );
+    let (out, out_q) = memory_sink("limit-out");
+    let (dead, dead_q) = memory_sink("limit-dead");
+    let failing = FlakySink::new(out, u32::MAX);
+    let (p, stats) = pipeline(source, Vec::new(), failing, dead, 1);
+    let running = start(p);
+    b.wait_declared(None, Some(&dlq)).await;
+    let mut routed = false;
+    for _ in 0..300 {
+        if b.publish_to("", &input, b"r-00").await {
+            routed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(routed, "the source declared its quorum queue");
+    for i in 1..20 {
+        b.publish(&input, format!("r-{i:02}").as_bytes(), &[]).await;
+    }
+    let dead_lettered = b.drain(&dlq, 20).await;
+    running.stop().await;
+    let mut got: Vec<String> = dead_lettered
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    got.sort();
+    let expected: Vec<String> = (0..20).map(|i| format!("r-{i:02}")).collect();
+    assert_eq!(
+        got, expected,
+        "all 20 dead-lettered by the broker, once each"
+    );
+    assert!(
+        dead_lettered
+            .iter()
+            .all(|m| m.headers.contains_key("x-death")),
+        "the broker's own dead-letter record"
+    );
+    assert_eq!(
+        stats.acked.load(Ordering::SeqCst),
+        0,
+        "nothing acknowledged"
+    );
+    assert!(stats.nacked.load(Ordering::SeqCst) >= 20);
+    assert!(out_q.drain().is_empty() && dead_q.drain().is_empty());
+    assert_eq!(b.depth(&input).await, 0);
+}
+
+/// AMQPS: the source and the sink connect over TLS (stunnel in front of the broker, started by
+/// scripts/brokers.sh with a CA of its own): with the CA in `tls.ca_file` they work; without it
+/// the broker's certificate is refused; on the mutual-TLS port the client certificate is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqps_with_a_private_ca_and_mutual_tls() {
+    let b = RabbitMqBroker::default();
+    let tls_dir = std::env::var("SLUICE_BROKER_STATE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| "/var/tmp/sluice-brokers".into())
+        .join("tls");
+    let file = |name: &str| tls_dir.join(name).to_string_lossy().into_owned();
+    let (input, output) = (
+        b.fresh_queue("tls-in").await,
+        b.fresh_queue("tls-out").await,
+    );
+    for i in 0..50 {
+        b.publish(&input, format!("t-{i:02}").as_bytes(), &[]).await;
+    }
+    let server_tls = serde_json::json!({ "ca_file": file("ca.pem") });
+    let mutual_tls = serde_json::json!({
+        "ca_file": file("ca.pem"), "cert_file": file("client.pem"), "key_file": file("client.key"),
+    });
+    let url = |port: u16| format!("amqps://guest:guest@localhost:{port}/%2f");
+    let mut source_settings = serde_json::json!({ "queue": input, "tls": server_tls });
+    source_settings["url"] = url(5671).into();
+    let mut sink_settings = serde_json::json!({ "routing_key": output, "tls": mutual_tls });
+    sink_settings["url"] = url(5673).into();
+    let source = rabbitmq_source(source_settings, 64);
+    let sink = rabbitmq_sink(sink_settings.clone());
+    let (dead, _) = memory_sink("tls-dead");
+    let (p, stats) = pipeline(source, Vec::new(), sink, dead, 3);
+    let running = start(p);
+    wait_for("50 acked over TLS", || {
+        stats.acked.load(Ordering::SeqCst) == 50
+    })
+    .await;
+    running.stop().await;
+    let got = b.drain(&output, 50).await;
+    assert_eq!(got.len(), 50, "all through the mutual-TLS sink");
+
+    // Without the private CA the broker's certificate is not trusted.
+    let mut untrusted = serde_json::json!({ "routing_key": output });
+    untrusted["url"] = url(5671).into();
+    let err = rabbitmq_sink(untrusted)
+        .send(&[one_output()])
+        .await
+        .expect_err("an untrusted certificate is refused");
+    assert!(format!("{err:#}").contains("cannot connect"), "{err:#}");
+    // The mutual-TLS port refuses a client without a certificate.
+    sink_settings["tls"] = serde_json::json!({ "ca_file": file("ca.pem") });
+    let err = rabbitmq_sink(sink_settings)
+        .send(&[one_output()])
+        .await
+        .expect_err("no client certificate");
+    assert!(format!("{err:#}").contains("rabbitmq sink"), "{err:#}");
+    assert_eq!(
+        b.depth(&output).await,
+        0,
+        "nothing was published without TLS trust"
+    );
+}
+
+fn one_output() -> sluice::message::Output {
+    sluice::message::Output {
+        payload: bytes::Bytes::from_static(b"x"),
+        key: None,
+        headers: Vec::new(),
+        route: None,
+        timestamp_ms: None,
+    }
 }

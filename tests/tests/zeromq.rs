@@ -52,9 +52,27 @@ fn python(script: &str, args: &[String]) -> std::process::Child {
         .expect("python3")
 }
 
+/// An `ipc://` endpoint in a fresh temporary folder (kept alive by the returned guard).
+fn ipc_endpoint() -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (
+        format!("ipc://{}", dir.path().join("zmq.sock").display()),
+        dir,
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pull_source_receives_everything_a_libzmq_push_peer_sends() {
-    let endpoint = format!("tcp://127.0.0.1:{}", free_port());
+async fn a_pull_source_receives_everything_a_libzmq_push_peer_sends_over_tcp() {
+    pull_source_receives_from_a_libzmq_push_peer(format!("tcp://127.0.0.1:{}", free_port())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_source_receives_everything_a_libzmq_push_peer_sends_over_ipc() {
+    let (endpoint, _dir) = ipc_endpoint();
+    pull_source_receives_from_a_libzmq_push_peer(endpoint).await;
+}
+
+async fn pull_source_receives_from_a_libzmq_push_peer(endpoint: String) {
     let source = ZeroMqSourceConfig {
         endpoint: endpoint.clone(),
         socket: SourceSocket::Pull,
@@ -86,8 +104,17 @@ async fn a_pull_source_receives_everything_a_libzmq_push_peer_sends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_push_sink_delivers_everything_to_a_libzmq_pull_peer() {
-    let endpoint = format!("tcp://127.0.0.1:{}", free_port());
+async fn a_push_sink_delivers_everything_to_a_libzmq_pull_peer_over_tcp() {
+    push_sink_delivers_to_a_libzmq_pull_peer(format!("tcp://127.0.0.1:{}", free_port())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_sink_delivers_everything_to_a_libzmq_pull_peer_over_ipc() {
+    let (endpoint, _dir) = ipc_endpoint();
+    push_sink_delivers_to_a_libzmq_pull_peer(endpoint).await;
+}
+
+async fn push_sink_delivers_to_a_libzmq_pull_peer(endpoint: String) {
     let peer = python(
         "import sys, zmq\nctx = zmq.Context()\ns = ctx.socket(zmq.PULL)\ns.bind(sys.argv[1])\nprint('ready', flush=True)\ns.setsockopt(zmq.RCVTIMEO, 30000)\nfor _ in range(150):\n    print(s.recv().decode(), flush=True)\n",
         std::slice::from_ref(&endpoint),

@@ -108,6 +108,8 @@ async fn sluice_run(ch: &Channel, n: usize) -> anyhow::Result<f64> {
         queue: "bench-in".into(),
         declare: false,
         prefetch: Some(PREFETCH),
+        topology: Default::default(),
+        tls: Default::default(),
     }
     .build(&ctx)?;
     let sink = RabbitMqSinkConfig {
@@ -116,6 +118,8 @@ async fn sluice_run(ch: &Channel, n: usize) -> anyhow::Result<f64> {
         routing_key: Some("bench-out".into()),
         declare_queue: None,
         persistent: false,
+        topology: Default::default(),
+        tls: Default::default(),
     }
     .build(&ctx)?;
     let stats = Arc::new(PipelineStats::default());

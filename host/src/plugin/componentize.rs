@@ -1,7 +1,13 @@
-//! Turn a core WebAssembly module that carries its WIT in a custom section (what `wit-bindgen`
-//! emits for `wasm32-unknown-unknown`) into a component, like `wasm-tools component new`.
+//! Turn a core WebAssembly module into a component, like `wasm-tools component embed` followed by
+//! `wasm-tools component new`: the module either carries its WIT in a custom section already (what
+//! `wit-bindgen` emits) or gets the world of a WIT folder embedded here first (hand-written ABIs
+//! such as AssemblyScript's, or C built without the bindings' object file).
+
+use std::path::Path;
 
 use anyhow::Context as _;
+use wit_component::StringEncoding;
+use wit_parser::Resolve;
 
 /// Encode `module` as a component, validating the result.
 pub fn componentize(module: &[u8]) -> anyhow::Result<Vec<u8>> {
@@ -11,4 +17,20 @@ pub fn componentize(module: &[u8]) -> anyhow::Result<Vec<u8>> {
         .validate(true)
         .encode()
         .context("encoding the component")
+}
+
+/// Embed the world `world` of the WIT folder `wit` (with its `deps/`) into `module` as a
+/// component-type section, strings in UTF-8, then encode the component.
+pub fn componentize_with_world(module: &[u8], wit: &Path, world: &str) -> anyhow::Result<Vec<u8>> {
+    let mut resolve = Resolve::default();
+    let (package, _) = resolve
+        .push_path(wit)
+        .with_context(|| format!("reading the WIT in {}", wit.display()))?;
+    let world = resolve
+        .select_world(&[package], Some(world))
+        .with_context(|| format!("choosing the world in {}", wit.display()))?;
+    let mut module = module.to_vec();
+    wit_component::embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)
+        .context("embedding the world into the core module")?;
+    componentize(&module)
 }

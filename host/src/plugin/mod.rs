@@ -12,6 +12,7 @@ mod bindings;
 mod cache;
 pub mod componentize;
 mod convert;
+pub mod guest_bindings;
 mod handler;
 mod inspect;
 pub mod packed;

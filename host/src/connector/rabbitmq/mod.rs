@@ -11,11 +11,13 @@
 mod headers;
 mod sink;
 mod source;
+mod topology;
 
 use std::sync::Arc;
 
 use serde::Deserialize;
 
+pub use self::topology::{TlsSettings, Topology};
 use super::{BuildContext, Sink, SinkFactory, Source, SourceFactory};
 use crate::config::FieldError;
 
@@ -35,6 +37,12 @@ pub struct RabbitMqSourceConfig {
     /// `delivery.max_in_flight` (capped at 65535).
     #[serde(default)]
     pub prefetch: Option<u16>,
+    /// Exchanges, queues and bindings to declare on every connect. Default: none.
+    #[serde(default)]
+    pub topology: Topology,
+    /// TLS settings for `amqps://`. Default: the system's trust roots.
+    #[serde(default)]
+    pub tls: TlsSettings,
 }
 
 /// `type: rabbitmq` as a sink.
@@ -55,6 +63,12 @@ pub struct RabbitMqSinkConfig {
     /// Publish as persistent (delivery mode 2). Default: true.
     #[serde(default = "yes")]
     pub persistent: bool,
+    /// Exchanges, queues and bindings to declare on every connect. Default: none.
+    #[serde(default)]
+    pub topology: Topology,
+    /// TLS settings for `amqps://`. Default: the system's trust roots.
+    #[serde(default)]
+    pub tls: TlsSettings,
 }
 
 /// How long connecting (connection, channel, declarations, consumer) may take before it counts as
@@ -77,7 +91,7 @@ async fn within_connect_timeout<T>(
         })
 }
 
-fn yes() -> bool {
+pub(super) fn yes() -> bool {
     true
 }
 
@@ -114,6 +128,8 @@ impl SourceFactory for RabbitMqSourceConfig {
         if self.prefetch == Some(0) {
             errors.push(FieldError::new("prefetch", "must be at least 1"));
         }
+        self.topology.validate(errors);
+        self.tls.validate(&self.url, errors);
     }
 
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Box<dyn Source>> {
@@ -136,6 +152,8 @@ impl SinkFactory for RabbitMqSinkConfig {
                 "must name a queue when publishing to the default exchange",
             ));
         }
+        self.topology.validate(errors);
+        self.tls.validate(&self.url, errors);
     }
 
     fn build(&self, _ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>> {

@@ -4,7 +4,7 @@
 use anyhow::{Context as _, bail};
 use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::Mutex;
 
 use super::RabbitMqSinkConfig;
@@ -27,9 +27,8 @@ impl RabbitMqSink {
     }
 
     async fn connect(&self) -> anyhow::Result<(Connection, Channel)> {
-        let connection = Connection::connect(&self.cfg.url, ConnectionProperties::default())
-            .await
-            .context("rabbitmq sink: cannot connect")?;
+        let connection =
+            super::topology::connect(&self.cfg.url, &self.cfg.tls, "rabbitmq sink").await?;
         let channel = connection
             .create_channel()
             .await
@@ -38,6 +37,7 @@ impl RabbitMqSink {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .context("rabbitmq sink: confirm.select")?;
+        self.cfg.topology.declare(&channel, "rabbitmq sink").await?;
         if let Some(queue) = &self.cfg.declare_queue {
             super::declare_durable(&channel, queue, "rabbitmq sink").await?;
         }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::{FutureExt as _, StreamExt as _};
 use lapin::options::{BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{Channel, Connection, Consumer};
 use tokio::sync::mpsc;
 
 use super::RabbitMqSourceConfig;
@@ -65,9 +65,8 @@ impl RabbitMqSource {
 
     async fn connect(&mut self) -> anyhow::Result<()> {
         let queue = &self.cfg.queue;
-        let connection = Connection::connect(&self.cfg.url, ConnectionProperties::default())
-            .await
-            .with_context(|| format!("rabbitmq source `{queue}`: cannot connect"))?;
+        let who = format!("rabbitmq source `{queue}`");
+        let connection = super::topology::connect(&self.cfg.url, &self.cfg.tls, &who).await?;
         let channel = connection
             .create_channel()
             .await
@@ -76,8 +75,9 @@ impl RabbitMqSource {
             .basic_qos(self.prefetch, BasicQosOptions::default())
             .await
             .context("rabbitmq source: basic.qos")?;
+        self.cfg.topology.declare(&channel, &who).await?;
         if self.cfg.declare {
-            super::declare_durable(&channel, queue, "rabbitmq source").await?;
+            super::declare_durable(&channel, queue, &who).await?;
         }
         let consumer = channel
             .basic_consume(
