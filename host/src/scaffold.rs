@@ -15,6 +15,11 @@ pub enum Lang {
     Rust,
     Python,
     Js,
+    Ts,
+    C,
+    Zig,
+    #[value(name = "assemblyscript")]
+    AssemblyScript,
 }
 
 const CONTRACT: &str = include_str!("../../wit/v0.1/plugin.wit");
@@ -38,33 +43,67 @@ fn file(path: &str, text: &'static str) -> File {
     }
 }
 
+/// The files of `templates/<dir>/`, each named once: `template!("js", "handler.js", "build.sh")`.
+macro_rules! template {
+    ($dir:literal, $($path:literal),+ $(,)?) => {
+        [$(file($path, include_str!(concat!("../templates/", $dir, "/", $path)))),+]
+    };
+}
+
 fn files(lang: Lang) -> Vec<File> {
     let mut files = vec![
         file("pipeline.yaml", PIPELINE),
         file("{{name}}.test.yaml", TEST),
         file(".gitignore", GITIGNORE),
     ];
+    // Every guest language but Rust (whose SDK carries the WIT) gets the world and the contract.
+    if lang != Lang::Rust {
+        files.extend([
+            file("wit/world.wit", WORLD),
+            file("wit/deps/plugin/plugin.wit", CONTRACT),
+        ]);
+    }
     match lang {
-        Lang::Rust => files.extend([
-            file("Cargo.toml", include_str!("../templates/rust/Cargo.toml")),
-            file("src/lib.rs", include_str!("../templates/rust/src/lib.rs")),
-            file("build.sh", include_str!("../templates/rust/build.sh")),
-            file("README.md", include_str!("../templates/rust/README.md")),
-        ]),
-        Lang::Python => files.extend([
-            file("app.py", include_str!("../templates/python/app.py")),
-            file("build.sh", include_str!("../templates/python/build.sh")),
-            file("README.md", include_str!("../templates/python/README.md")),
-            file("wit/world.wit", WORLD),
-            file("wit/deps/plugin/plugin.wit", CONTRACT),
-        ]),
-        Lang::Js => files.extend([
-            file("handler.js", include_str!("../templates/js/handler.js")),
-            file("build.sh", include_str!("../templates/js/build.sh")),
-            file("README.md", include_str!("../templates/js/README.md")),
-            file("wit/world.wit", WORLD),
-            file("wit/deps/plugin/plugin.wit", CONTRACT),
-        ]),
+        Lang::Rust => files.extend(template!(
+            "rust",
+            "Cargo.toml",
+            "src/lib.rs",
+            "build.sh",
+            "README.md"
+        )),
+        Lang::Python => files.extend(template!("python", "app.py", "build.sh", "README.md")),
+        Lang::Js => files.extend(template!("js", "handler.js", "build.sh", "README.md")),
+        Lang::Ts => files.extend(template!(
+            "ts",
+            "handler.ts",
+            "tsconfig.json",
+            "build.sh",
+            "README.md"
+        )),
+        Lang::C => files.extend(template!("c", "handler.c", "build.sh", "README.md")),
+        Lang::Zig => files.extend(template!("zig", "handler.zig", "build.sh", "README.md")),
+        Lang::AssemblyScript => files.extend(template!(
+            "assemblyscript",
+            "assembly/handler.ts",
+            "assembly/sluice/arena.ts",
+            "assembly/sluice/exports.ts",
+            "assembly/sluice/host.ts",
+            "assembly/sluice/index.ts",
+            "assembly/sluice/json-float.ts",
+            "assembly/sluice/json-members.ts",
+            "assembly/sluice/json-parse.ts",
+            "assembly/sluice/json-value.ts",
+            "assembly/sluice/json-write.ts",
+            "assembly/sluice/json.ts",
+            "assembly/sluice/message.ts",
+            "assembly/sluice/names.mjs",
+            "assembly/sluice/output.ts",
+            "assembly/sluice/register.ts",
+            "asconfig.json",
+            "package.json",
+            "build.sh",
+            "README.md"
+        )),
     }
     files
 }

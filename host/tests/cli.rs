@@ -399,8 +399,8 @@ fn sluice_test_runs_pipeline_unit_tests_and_shows_a_diff() {
 }
 
 /// `sluice new`: each language's project builds with its own script and passes its own test file
-/// through `sluice test`. The toolchains come from scripts/build-handlers.sh (Python, JS) and
-/// rustup (Rust).
+/// through `sluice test`. The toolchains come from scripts/build-handlers.sh (Python, JS, TS, C,
+/// Zig, AssemblyScript) and rustup (Rust).
 #[test]
 fn sluice_new_projects_build_and_pass_their_own_tests() {
     let tools = std::env::var("SLUICE_TOOLS").unwrap_or_else(|_| "/var/tmp/sluice-tools".into());
@@ -414,7 +414,11 @@ fn sluice_new_projects_build_and_pass_their_own_tests() {
     for (lang, name) in [
         ("python", "py-tagger"),
         ("js", "js-tagger"),
+        ("ts", "ts-tagger"),
         ("rust", "rs-tagger"),
+        ("c", "c-tagger"),
+        ("zig", "zig-tagger"),
+        ("assemblyscript", "as-tagger"),
     ] {
         let out = sluice()
             .args(["new", name, "--lang", lang, "--dir"])

@@ -16,6 +16,8 @@
 // Built with componentize-js against plugins/js-enrich/wit (world `enrich`): see
 // scripts/build-handlers.sh.
 
+import { log } from 'sluice:plugin/log@0.1.0';
+
 /** Written into every enriched event, the same value as the Rust handler's. */
 const PROCESSED_BY = 'sluice/json-enrich';
 
@@ -34,7 +36,36 @@ class Failure {
 
 const invalid = (reason) => new Failure({ tag: 'invalid', val: reason });
 
-export const lifecycle = {
+/**
+ * Wraps an exported interface's functions so that an exception escaping one (a bug, not a
+ * `Failure`) is logged as `panic: …` before it goes on: componentize-js then traps, and the host
+ * puts that line in the dead-letter reason, as it does a Rust panic's message.
+ */
+function logCrashes(iface) {
+  const wrapped = {};
+  for (const [name, fn] of Object.entries(iface)) {
+    wrapped[name] = (...args) => {
+      try {
+        return fn(...args);
+      } catch (e) {
+        // A thrown value with its own `payload` is a handler error, which componentize-js
+        // returns as the `err` of the result: not a crash.
+        if (!Object.hasOwn(Object(e), 'payload')) log('error', `panic: ${describeCrash(e)}`);
+        throw e;
+      }
+    };
+  }
+  return wrapped;
+}
+
+/** `Type: message at frame, from frame, from frame`: the innermost frames of the error's stack. */
+function describeCrash(e) {
+  if (!(e instanceof Error)) return `uncaught ${typeof e}: ${String(e)}`;
+  const frames = String(e.stack ?? '').split('\n').filter(Boolean).slice(0, 3);
+  return `${e.name}: ${e.message} at ${frames.join(', from ')}`;
+}
+
+export const lifecycle = logCrashes({
   init(config) {
     const parsed = [];
     for (const [key, value] of config) {
@@ -49,9 +80,9 @@ export const lifecycle = {
     if (routes !== null) throw new Failure('init called twice');
     routes = parsed;
   },
-};
+});
 
-export const messageHandler = {
+export const messageHandler = logCrashes({
   handle(msg) {
     return enrich(msg);
   },
@@ -66,7 +97,7 @@ export const messageHandler = {
       }
     });
   },
-};
+});
 
 function enrich(msg) {
   const event = parseJson(msg.payload);

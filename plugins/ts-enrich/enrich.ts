@@ -18,6 +18,7 @@
 // generated/, and componentize-js makes that a component: see scripts/build-handlers.sh.
 
 import type { Message, Output, HandlerError } from 'sluice:plugin/types@0.1.0';
+import { log } from 'sluice:plugin/log@0.1.0';
 
 type Exports = typeof import('sluice:guest/enrich');
 
@@ -42,7 +43,37 @@ class Failure<T> {
 
 const invalid = (reason: string) => new Failure<HandlerError>({ tag: 'invalid', val: reason });
 
-export const lifecycle: Exports['lifecycle'] = {
+/**
+ * Wraps an exported interface's functions so that an exception escaping one (a bug, not a
+ * `Failure`) is logged as `panic: …` before it goes on: componentize-js then traps, and the host
+ * puts that line in the dead-letter reason, as it does a Rust panic's message.
+ */
+function logCrashes<T extends object>(iface: T): T {
+  const wrapped: Record<string, unknown> = {};
+  const fns = Object.entries(iface) as Array<[string, (...args: unknown[]) => unknown]>;
+  for (const [name, fn] of fns) {
+    wrapped[name] = (...args: unknown[]) => {
+      try {
+        return fn(...args);
+      } catch (e) {
+        // A thrown value with its own `payload` is a handler error, which componentize-js
+        // returns as the `err` of the result: not a crash.
+        if (!Object.hasOwn(Object(e), 'payload')) log('error', `panic: ${describeCrash(e)}`);
+        throw e;
+      }
+    };
+  }
+  return wrapped as T;
+}
+
+/** `Type: message at frame, from frame, from frame`: the innermost frames of the error's stack. */
+function describeCrash(e: unknown): string {
+  if (!(e instanceof Error)) return `uncaught ${typeof e}: ${String(e)}`;
+  const frames = String(e.stack ?? '').split('\n').filter(Boolean).slice(0, 3);
+  return `${e.name}: ${e.message} at ${frames.join(', from ')}`;
+}
+
+export const lifecycle = logCrashes<Exports['lifecycle']>({
   init(config) {
     const parsed: Array<[string, string]> = [];
     for (const [key, value] of config) {
@@ -57,9 +88,9 @@ export const lifecycle: Exports['lifecycle'] = {
     if (routes !== null) throw new Failure('init called twice');
     routes = parsed;
   },
-};
+});
 
-export const messageHandler: Exports['messageHandler'] = {
+export const messageHandler = logCrashes<Exports['messageHandler']>({
   handle(msg) {
     return enrich(msg);
   },
@@ -74,7 +105,7 @@ export const messageHandler: Exports['messageHandler'] = {
       }
     });
   },
-};
+});
 
 function enrich(msg: Message): Output[] {
   const event = parseJson(msg.payload);

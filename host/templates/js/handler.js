@@ -3,6 +3,8 @@
 // Adds `handled_by` (and the `tag` setting, when the pipeline gives one) to each JSON object it
 // receives; anything else is refused as `invalid`, which sends it to the dead-letter sink.
 
+import { log } from 'sluice:plugin/log@0.1.0';
+
 /** The `tag` setting from the pipeline's `config`, set once by `init`. */
 let tag = null;
 
@@ -13,16 +15,16 @@ class Failure {
   }
 }
 
-export const lifecycle = {
+export const lifecycle = logCrashes({
   init(config) {
     for (const [key, value] of config) {
       if (key !== 'tag') throw new Failure(`unknown setting \`${key}\` (expected \`tag\`)`);
       tag = value;
     }
   },
-};
+});
 
-export const messageHandler = {
+export const messageHandler = logCrashes({
   handle(msg) {
     return handle(msg);
   },
@@ -36,7 +38,7 @@ export const messageHandler = {
       }
     });
   },
-};
+});
 
 function handle(msg) {
   let event;
@@ -58,4 +60,33 @@ function handle(msg) {
       route: undefined,
     },
   ];
+}
+
+/**
+ * Wraps an exported interface's functions so that an exception escaping one (a bug, not a
+ * `Failure`) is logged as `panic: …` before it goes on: componentize-js then traps, and the host
+ * puts that line in the dead-letter reason, as it does a Rust panic's message.
+ */
+function logCrashes(iface) {
+  const wrapped = {};
+  for (const [name, fn] of Object.entries(iface)) {
+    wrapped[name] = (...args) => {
+      try {
+        return fn(...args);
+      } catch (e) {
+        // A thrown value with its own `payload` is a handler error, which componentize-js
+        // returns as the `err` of the result: not a crash.
+        if (!Object.hasOwn(Object(e), 'payload')) log('error', `panic: ${describeCrash(e)}`);
+        throw e;
+      }
+    };
+  }
+  return wrapped;
+}
+
+/** `Type: message at frame, from frame, from frame`: the innermost frames of the error's stack. */
+function describeCrash(e) {
+  if (!(e instanceof Error)) return `uncaught ${typeof e}: ${String(e)}`;
+  const frames = String(e.stack ?? '').split('\n').filter(Boolean).slice(0, 3);
+  return `${e.name}: ${e.message} at ${frames.join(', from ')}`;
 }
