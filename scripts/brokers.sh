@@ -146,3 +146,24 @@ if ! listening 5671 || ! listening 5673 || [ "$(stunnel_conf)" != "$(cat "$TLS_D
   wait_for "AMQPS mutual TLS (stunnel)" 5673 15
 fi
 echo "brokers: AMQPS on 127.0.0.1:5671 (server TLS) and :5673 (mutual TLS)"
+
+# Azure Queue Storage with Entra ID: a second Azurite queue service that checks bearer tokens
+# (`--oauth basic`: audience, issuer and expiry, not the signature), which it does only over HTTPS,
+# so it serves the test CA's server certificate. Its own port and data folder. Started through
+# node and main.js rather than `azurite-queue`, so the restart test's `pkill -f azurite-queue`
+# (aimed at 10001) leaves it alone.
+AZURE_OAUTH_PORT=10011
+if ! listening "$AZURE_OAUTH_PORT"; then
+  for f in server.pem server.key; do
+    [ -f "$TLS_DIR/$f" ] || { echo "brokers: $TLS_DIR/$f is missing" >&2; exit 1; }
+  done
+  echo "brokers: starting Azure Queue Storage with OAuth (Azurite, HTTPS) on 127.0.0.1:$AZURE_OAUTH_PORT"
+  mkdir -p "$BROKER_STATE/azurite/data-oauth"
+  setsid nohup node "$BROKER_STATE/azurite/node_modules/azurite/dist/src/queue/main.js" \
+    --queueHost 127.0.0.1 --queuePort "$AZURE_OAUTH_PORT" \
+    --location "$BROKER_STATE/azurite/data-oauth" --disableTelemetry --skipApiVersionCheck \
+    --oauth basic --cert "$TLS_DIR/server.pem" --key "$TLS_DIR/server.key" \
+    >"$BROKER_STATE/azurite-oauth.log" 2>&1 < /dev/null &
+  wait_for "Azurite (OAuth, HTTPS)" "$AZURE_OAUTH_PORT" 30
+fi
+echo "brokers: Azure Queue Storage with OAuth (HTTPS) on 127.0.0.1:$AZURE_OAUTH_PORT"

@@ -34,7 +34,9 @@ fn ctx(max_in_flight: usize) -> BuildContext {
 
 pub fn source_config(queue: &str) -> AzureQueueSourceConfig {
     AzureQueueSourceConfig {
-        connection_string: AZURITE.into(),
+        connection_string: Some(AZURITE.into()),
+        account_url: None,
+        credential: None,
         queue: queue.into(),
         encoding: Encoding::Base64,
         envelope: true,
@@ -48,7 +50,9 @@ pub fn source_config(queue: &str) -> AzureQueueSourceConfig {
 
 pub fn sink_config(queue: &str) -> AzureQueueSinkConfig {
     AzureQueueSinkConfig {
-        connection_string: AZURITE.into(),
+        connection_string: Some(AZURITE.into()),
+        account_url: None,
+        credential: None,
         queue: queue.into(),
         encoding: Encoding::Base64,
         envelope: true,

@@ -155,7 +155,7 @@ async fn account_key_and_sas_connection_strings_both_work() {
         "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;SharedAccessSignature={sas}"
     );
     let mut cfg = sink_config(&queue);
-    cfg.connection_string = sas_string;
+    cfg.connection_string = Some(sas_string);
     cfg.build(&ctx())
         .unwrap()
         .send(&[sluice::message::Output {
@@ -187,7 +187,7 @@ async fn account_key_and_sas_connection_strings_both_work() {
 #[test]
 fn validation_names_every_bad_setting() {
     let mut cfg = source_config("q");
-    cfg.connection_string = "AccountName=x".into();
+    cfg.connection_string = Some("AccountName=x".into());
     cfg.queue = "Bad_Name".into();
     cfg.visibility_timeout_s = 0;
     cfg.max_dequeue_count = 0;

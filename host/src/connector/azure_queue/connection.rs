@@ -1,10 +1,12 @@
-//! Storage connection strings, and queue clients made from them.
+//! How the connector reaches the service: a storage connection string (SAS, or an account key
+//! turned into an account SAS), or an account URL with an Entra ID credential; and queue clients
+//! made from either.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use azure_core::credentials::Secret;
+use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::Url;
 use azure_storage_queue::QueueClient;
 
@@ -132,15 +134,102 @@ impl ConnectionString {
     }
 }
 
-/// A queue client that is remade before its generated SAS expires.
+/// What authorises the connector's requests.
+#[derive(Clone)]
+pub enum Access {
+    /// A connection string: a SAS as given, or an account SAS signed from the key.
+    Connection(ConnectionString),
+    /// Entra ID bearer tokens for the queue service at `account_url` (HTTPS only).
+    Token {
+        account_url: Url,
+        credential: Arc<dyn TokenCredential>,
+    },
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Access::Connection(c) => c.fmt(f),
+            Access::Token { account_url, .. } => f
+                .debug_struct("Token")
+                .field("account_url", &account_url.as_str())
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// `account_url` as a base URL: HTTPS (bearer tokens never travel in clear), no query.
+pub fn parse_account_url(s: &str) -> anyhow::Result<Url> {
+    let url = Url::parse(s).with_context(|| format!("`{s}` is not a URL"))?;
+    if url.scheme() != "https" {
+        bail!("must be an https:// URL (Entra ID tokens are sent only over TLS)");
+    }
+    if url.cannot_be_a_base() || url.query().is_some() || url.host_str().is_none() {
+        bail!("must be the queue service URL, like https://<account>.queue.core.windows.net/");
+    }
+    Ok(url)
+}
+
+impl Access {
+    /// From the connector's settings; `validate` has checked that exactly one form is given.
+    pub fn from_settings(
+        connection_string: Option<&str>,
+        account_url: Option<&str>,
+        credential: Option<&super::CredentialConfig>,
+    ) -> anyhow::Result<Self> {
+        match (connection_string, account_url, credential) {
+            (Some(c), None, None) => Ok(Access::Connection(
+                ConnectionString::parse(c).context("connection_string")?,
+            )),
+            (None, Some(url), Some(credential)) => Ok(Access::Token {
+                account_url: parse_account_url(url).context("account_url")?,
+                credential: credential.build()?,
+            }),
+            _ => bail!("give connection_string, or account_url with credential"),
+        }
+    }
+
+    /// A client for `queue`.
+    pub fn queue_client(&self, queue: &str) -> anyhow::Result<QueueClient> {
+        match self {
+            Access::Connection(c) => c.queue_client(queue),
+            Access::Token {
+                account_url,
+                credential,
+            } => {
+                let url = Url::parse(&format!(
+                    "{}/{queue}",
+                    account_url.as_str().trim_end_matches('/')
+                ))
+                .with_context(|| format!("queue URL for `{queue}`"))?;
+                QueueClient::new(url, Some(credential.clone()), None)
+                    .with_context(|| format!("client for queue `{queue}`"))
+            }
+        }
+    }
+
+    /// A generated SAS expires: the client must be remade now and then.
+    fn renews(&self) -> bool {
+        matches!(
+            self,
+            Access::Connection(ConnectionString {
+                auth: Auth::Key(_),
+                ..
+            })
+        )
+    }
+}
+
+/// A queue client that is remade before its generated SAS expires (token clients renew their
+/// tokens themselves).
 pub struct RenewingClient {
-    connection: ConnectionString,
+    connection: Access,
     queue: String,
     current: std::sync::Mutex<(Arc<QueueClient>, Instant)>,
 }
 
 impl RenewingClient {
-    pub fn new(connection: ConnectionString, queue: &str) -> anyhow::Result<Self> {
+    pub fn new(connection: Access, queue: &str) -> anyhow::Result<Self> {
         let client = Arc::new(connection.queue_client(queue)?);
         Ok(RenewingClient {
             connection,
@@ -151,7 +240,7 @@ impl RenewingClient {
 
     pub fn get(&self) -> anyhow::Result<Arc<QueueClient>> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if matches!(self.connection.auth, Auth::Key(_)) && current.1.elapsed() > SAS_RENEW_AFTER {
+        if self.connection.renews() && current.1.elapsed() > SAS_RENEW_AFTER {
             *current = (
                 Arc::new(self.connection.queue_client(&self.queue)?),
                 Instant::now(),
@@ -188,6 +277,19 @@ mod tests {
             "AccountName=a;AccountKey=@@@",
         ] {
             assert!(ConnectionString::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn account_urls_are_https_service_urls() {
+        assert!(parse_account_url("https://acme.queue.core.windows.net/").is_ok());
+        assert!(parse_account_url("https://127.0.0.1:10011/devstoreaccount1").is_ok());
+        for bad in [
+            "http://acme.queue.core.windows.net/",
+            "https://acme.queue.core.windows.net/?sv=x",
+            "acme",
+        ] {
+            assert!(parse_account_url(bad).is_err(), "{bad}");
         }
     }
 

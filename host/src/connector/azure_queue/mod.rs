@@ -5,7 +5,9 @@
 //! SAS tokens only, so a connection string with an `AccountKey` is turned into a short-lived
 //! account SAS here (signed with `azure_core`'s own HMAC, renewed well before it expires); a
 //! connection string with a `SharedAccessSignature` is used as it is. Both forms work with
-//! Azurite's well-known development connection string.
+//! Azurite's well-known development connection string. Instead of a connection string,
+//! `account_url` with `credential` authenticates with Entra ID through `azure_identity`
+//! (managed identity, workload identity, Azure CLI / azd; `credential.rs`).
 //!
 //! Source: polls `receive_messages` (up to 32 per call, while the window has room; the service has
 //! no long polling, so an empty queue is polled every `poll_interval_ms`). Ack → delete with the
@@ -22,6 +24,7 @@
 //! so keys and headers (a dead-letter copy's reason, a trace context) survive.
 
 mod connection;
+mod credential;
 mod envelope;
 mod sink;
 mod source;
@@ -33,7 +36,8 @@ use serde::Deserialize;
 use super::{BuildContext, Sink, SinkFactory, Source, SourceFactory};
 use crate::config::FieldError;
 
-pub use connection::ConnectionString;
+pub use connection::{Access, ConnectionString};
+pub use credential::CredentialConfig;
 
 /// How a payload becomes message text.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -52,8 +56,18 @@ pub enum Encoding {
 pub struct AzureQueueSourceConfig {
     /// Storage connection string (`AccountName`/`AccountKey` or `SharedAccessSignature`, with
     /// `QueueEndpoint` or `EndpointSuffix`; `UseDevelopmentStorage=true` for Azurite). Put it in
-    /// the environment: `"${AZURE_STORAGE_CONNECTION_STRING}"`.
-    pub connection_string: String,
+    /// the environment: `"${AZURE_STORAGE_CONNECTION_STRING}"`. No default; give this or
+    /// `account_url`, not both.
+    #[serde(default)]
+    pub connection_string: Option<String>,
+    /// The queue service URL (`https://<account>.queue.core.windows.net/`), authenticated with
+    /// `credential` (Entra ID). No default; give this or `connection_string`, not both.
+    #[serde(default)]
+    pub account_url: Option<String>,
+    /// With `account_url`: `managed_identity`, `workload_identity` or `developer_tools`, or a
+    /// map `{ type: managed_identity, client_id: ... }` (see `CredentialConfig`). No default.
+    #[serde(default, deserialize_with = "credential::deserialize_credential")]
+    pub credential: Option<CredentialConfig>,
     pub queue: String,
     /// Default: `base64`.
     #[serde(default)]
@@ -82,8 +96,15 @@ pub struct AzureQueueSourceConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AzureQueueSinkConfig {
-    /// As for the source.
-    pub connection_string: String,
+    /// As for the source: `connection_string`, or `account_url` with `credential`. No default.
+    #[serde(default)]
+    pub connection_string: Option<String>,
+    /// As for the source. No default.
+    #[serde(default)]
+    pub account_url: Option<String>,
+    /// As for the source. No default.
+    #[serde(default, deserialize_with = "credential::deserialize_credential")]
+    pub credential: Option<CredentialConfig>,
     pub queue: String,
     /// Default: `base64`.
     #[serde(default)]
@@ -127,15 +148,55 @@ fn check_queue_name(path: &str, name: &str, errors: &mut Vec<FieldError>) {
     }
 }
 
-fn check_connection_string(s: &str, errors: &mut Vec<FieldError>) {
-    if let Err(e) = ConnectionString::parse(s) {
+/// Exactly one of `connection_string` and `account_url`; `credential` with `account_url` only.
+fn check_access(
+    connection_string: Option<&str>,
+    account_url: Option<&str>,
+    credential: Option<&CredentialConfig>,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(s) = connection_string
+        && let Err(e) = ConnectionString::parse(s)
+    {
         errors.push(FieldError::new("connection_string", e.to_string()));
+    }
+    if let Some(url) = account_url
+        && let Err(e) = connection::parse_account_url(url)
+    {
+        errors.push(FieldError::new("account_url", e.to_string()));
+    }
+    match (connection_string, account_url, credential) {
+        (Some(_), Some(_), _) => errors.push(FieldError::new(
+            "account_url",
+            "cannot be combined with connection_string: give one of them",
+        )),
+        (None, None, _) => errors.push(FieldError::new(
+            "connection_string",
+            "missing field (or give account_url with credential)",
+        )),
+        (None, Some(_), None) => errors.push(FieldError::new(
+            "credential",
+            "missing field: account_url needs managed_identity, workload_identity or developer_tools",
+        )),
+        (Some(_), None, Some(_)) => errors.push(FieldError::new(
+            "credential",
+            "goes with account_url; a connection string carries its own authorisation",
+        )),
+        _ => {}
+    }
+    if let Some(c) = credential {
+        c.validate(errors);
     }
 }
 
 impl SourceFactory for AzureQueueSourceConfig {
     fn validate(&self, errors: &mut Vec<FieldError>) {
-        check_connection_string(&self.connection_string, errors);
+        check_access(
+            self.connection_string.as_deref(),
+            self.account_url.as_deref(),
+            self.credential.as_ref(),
+            errors,
+        );
         check_queue_name("queue", &self.queue, errors);
         if let Some(p) = &self.poison_queue {
             check_queue_name("poison_queue", p, errors);
@@ -158,7 +219,12 @@ impl SourceFactory for AzureQueueSourceConfig {
 
 impl SinkFactory for AzureQueueSinkConfig {
     fn validate(&self, errors: &mut Vec<FieldError>) {
-        check_connection_string(&self.connection_string, errors);
+        check_access(
+            self.connection_string.as_deref(),
+            self.account_url.as_deref(),
+            self.credential.as_ref(),
+            errors,
+        );
         check_queue_name("queue", &self.queue, errors);
     }
 

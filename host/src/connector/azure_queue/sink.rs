@@ -6,7 +6,7 @@ use azure_storage_queue::models::QueueMessage;
 use futures::future::try_join_all;
 use tokio::sync::OnceCell;
 
-use super::connection::{ConnectionString, RenewingClient};
+use super::connection::{Access, RenewingClient};
 use super::{AzureQueueSinkConfig, MAX_MESSAGE_BYTES, envelope};
 use crate::connector::Sink;
 use crate::message::Output;
@@ -19,8 +19,12 @@ pub struct AzureQueueSink {
 
 impl AzureQueueSink {
     pub fn new(cfg: AzureQueueSinkConfig) -> anyhow::Result<Self> {
-        let connection = ConnectionString::parse(&cfg.connection_string)
-            .context("azure_queue sink: connection_string")?;
+        let connection = Access::from_settings(
+            cfg.connection_string.as_deref(),
+            cfg.account_url.as_deref(),
+            cfg.credential.as_ref(),
+        )
+        .context("azure_queue sink")?;
         Ok(AzureQueueSink {
             client: RenewingClient::new(connection, &cfg.queue)?,
             cfg,

@@ -13,7 +13,7 @@ use azure_storage_queue::models::{
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::connection::{ConnectionString, RenewingClient};
+use super::connection::{Access, RenewingClient};
 use super::{AzureQueueSourceConfig, envelope};
 use crate::ack::Settlement;
 use crate::connector::receipts::{Receipts, SettleJob};
@@ -53,8 +53,12 @@ pub struct AzureQueueSource {
 
 impl AzureQueueSource {
     pub fn new(cfg: AzureQueueSourceConfig, ctx: &BuildContext) -> anyhow::Result<Self> {
-        let connection = ConnectionString::parse(&cfg.connection_string)
-            .context("azure_queue source: connection_string")?;
+        let connection = Access::from_settings(
+            cfg.connection_string.as_deref(),
+            cfg.account_url.as_deref(),
+            cfg.credential.as_ref(),
+        )
+        .context("azure_queue source")?;
         let poison_name = cfg
             .poison_queue
             .clone()
