@@ -85,7 +85,43 @@ async fn setup(ch: &Channel, queues: &[&str], n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn sluice_run(ch: &Channel, n: usize) -> anyhow::Result<f64> {
+/// One run's figures: wall-clock throughput, and messages per CPU-second of the consumer itself
+/// (this process for Sluice and the relay, the child for Python). On a machine where the broker
+/// takes most of the CPU, throughput says more about the broker; the CPU cost is the consumer's.
+#[derive(Clone, Copy)]
+struct Rate {
+    per_s: f64,
+    per_cpu_s: f64,
+}
+
+/// CPU time (user + system, seconds) of this process, or of its waited-for children, from
+/// /proc/self/stat (fields 14-17, in clock ticks of 1/100 s on Linux).
+fn cpu_seconds(children: bool) -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, r)| r)
+        .split_whitespace()
+        .collect();
+    let field = |k: usize| {
+        rest.get(k - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let ticks = if children {
+        field(16) + field(17)
+    } else {
+        field(14) + field(15)
+    };
+    ticks / 100.0
+}
+
+fn median(mut runs: Vec<Rate>, by: impl Fn(&Rate) -> f64) -> f64 {
+    runs.sort_by(|a, b| by(a).total_cmp(&by(b)));
+    by(&runs[runs.len() / 2])
+}
+
+async fn sluice_run(ch: &Channel, n: usize) -> anyhow::Result<Rate> {
     setup(ch, &["bench-in", "bench-out"], n).await?;
     let host = PluginHost::new(Some(std::env::temp_dir().join("sluice-bench-cache")));
     let plugin = host.load(
@@ -142,20 +178,24 @@ async fn sluice_run(ch: &Channel, n: usize) -> anyhow::Result<f64> {
         payload_log: None,
     };
     let shutdown = CancellationToken::new();
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_seconds(false));
     let run = tokio::spawn(pipeline.run(shutdown.clone()));
     while PipelineStats::get(&stats.acked) < n as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(false) - cpu;
     shutdown.cancel();
     run.await??;
-    Ok(n as f64 / elapsed)
+    Ok(Rate {
+        per_s: n as f64 / elapsed,
+        per_cpu_s: n as f64 / cpu,
+    })
 }
 
 /// What a careful hand-written consumer does, with no WASM: the same prefetch, the same batching
 /// and the same confirm-then-ack order, uppercasing in Rust.
-async fn raw_relay(conn: &Connection, ch: &Channel, n: usize) -> anyhow::Result<f64> {
+async fn raw_relay(conn: &Connection, ch: &Channel, n: usize) -> anyhow::Result<Rate> {
     setup(ch, &["bench-in", "bench-out"], n).await?;
     let consume = conn.create_channel().await?;
     consume
@@ -173,7 +213,7 @@ async fn raw_relay(conn: &Connection, ch: &Channel, n: usize) -> anyhow::Result<
             FieldTable::default(),
         )
         .await?;
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_seconds(false));
     let mut done = 0;
     while done < n {
         let Some(first) = consumer.next().await else {
@@ -209,11 +249,14 @@ async fn raw_relay(conn: &Connection, ch: &Channel, n: usize) -> anyhow::Result<
             done += 1;
         }
     }
-    Ok(n as f64 / started.elapsed().as_secs_f64())
+    Ok(Rate {
+        per_s: n as f64 / started.elapsed().as_secs_f64(),
+        per_cpu_s: n as f64 / (cpu_seconds(false) - cpu),
+    })
 }
 
 /// The Python consumer of `bench/python/consumer.py`, if aio-pika is installed.
-async fn python_consumer(ch: &Channel, n: usize) -> anyhow::Result<Option<f64>> {
+async fn python_consumer(ch: &Channel, n: usize) -> anyhow::Result<Option<Rate>> {
     let available = std::process::Command::new("python3")
         .args(["-c", "import aio_pika, pydantic"])
         .status();
@@ -221,6 +264,7 @@ async fn python_consumer(ch: &Channel, n: usize) -> anyhow::Result<Option<f64>> 
         return Ok(None);
     }
     setup(ch, &["bench-in", "bench-out"], n).await?;
+    let cpu = cpu_seconds(true);
     let out = tokio::process::Command::new("python3")
         .arg(repo().join("bench/python/consumer.py"))
         .arg(n.to_string())
@@ -231,9 +275,15 @@ async fn python_consumer(ch: &Channel, n: usize) -> anyhow::Result<Option<f64>> 
         "python consumer failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Includes the interpreter's start-up, which the wall-clock rate (timed by the consumer
+    // from its first message) does not.
+    let cpu = cpu_seconds(true) - cpu;
     let text = String::from_utf8_lossy(&out.stdout);
     let rate = text.split_whitespace().nth(1).and_then(|r| r.parse().ok());
-    Ok(rate)
+    Ok(rate.map(|per_s| Rate {
+        per_s,
+        per_cpu_s: n as f64 / cpu,
+    }))
 }
 
 #[tokio::main]
@@ -251,24 +301,39 @@ async fn main() -> anyhow::Result<()> {
         raw.push(raw_relay(&conn, &ch, n).await?);
         sluice.push(sluice_run(&ch, n).await?);
     }
-    raw.sort_by(f64::total_cmp);
-    sluice.sort_by(f64::total_cmp);
-    let (raw, sluice) = (raw[reps / 2], sluice[reps / 2]);
+    let wall = |r: &Rate| r.per_s;
+    let cpu = |r: &Rate| r.per_cpu_s;
+    let (raw_s, sluice_s) = (median(raw.clone(), wall), median(sluice.clone(), wall));
+    let (raw_c, sluice_c) = (median(raw, cpu), median(sluice, cpu));
     println!(
         "RabbitMQ → uppercase → RabbitMQ, {n} messages of 256 bytes, prefetch {PREFETCH}, median of {reps}:"
     );
-    println!("  raw relay (lapin, no WASM): {raw:>10.0} msg/s");
-    println!("  sluice (WASM uppercase):    {sluice:>10.0} msg/s");
-    println!("  sluice / raw relay: {:.0}%", 100.0 * sluice / raw);
-    match python_consumer(&ch, n / 5).await? {
-        Some(py) => println!(
-            "  python (aio-pika + pydantic, {} messages): {py:>10.0} msg/s   sluice / python: {:.1}x",
-            n / 5,
-            sluice / py
-        ),
-        None => {
-            println!("  python consumer skipped: `pip install aio-pika pydantic` to include it")
+    println!("                                 msg/s   msg per consumer CPU-second");
+    println!("  raw relay (lapin, no WASM): {raw_s:>8.0}   {raw_c:>8.0}");
+    println!("  sluice (WASM uppercase):    {sluice_s:>8.0}   {sluice_c:>8.0}");
+    println!(
+        "  sluice / raw relay: {:.0}% (wall), {:.0}% (CPU)",
+        100.0 * sluice_s / raw_s,
+        100.0 * sluice_c / raw_c
+    );
+    let py_n = n / 5;
+    let mut py = Vec::new();
+    for _ in 0..reps {
+        match python_consumer(&ch, py_n).await? {
+            Some(rate) => py.push(rate),
+            None => break,
         }
+    }
+    if py.is_empty() {
+        println!("  python consumer skipped: `pip install aio-pika pydantic` to include it");
+    } else {
+        let (py_s, py_c) = (median(py.clone(), wall), median(py, cpu));
+        println!("  python (aio-pika + pydantic, {py_n} messages): {py_s:>8.0}   {py_c:>8.0}");
+        println!(
+            "  sluice / python: {:.1}x (wall), {:.1}x (CPU)",
+            sluice_s / py_s,
+            sluice_c / py_c
+        );
     }
     Ok(())
 }
