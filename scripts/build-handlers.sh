@@ -179,17 +179,22 @@ sluice() {
 # --- handlers ------------------------------------------------------------------------------------
 
 # build_python_handler NAME MODULE WORLD: plugins/NAME/MODULE.py, world WORLD of plugins/NAME/wit.
+# The crash hook (`sluice_crash.py`) is the Python template's; the handlers here import it from
+# there, so there is one copy.
+crash_hook=host/templates/python
+
 build_python_handler() {
   local name=$1 module=$2 world=$3 dir=plugins/$1 out=plugins/dist/$1.wasm start
   ensure_wit_dep "$name"
-  if up_to_date "$out" "$dir/$module.py" "$dir/wit/world.wit" wit/v0.1/plugin.wit; then
+  if up_to_date "$out" "$dir/$module.py" "$crash_hook/sluice_crash.py" "$dir/wit/world.wit" \
+    wit/v0.1/plugin.wit; then
     report "$name" "$out" 0 skipped
     return
   fi
   install_python_tools
   start=$(now)
   (cd "$dir" && "$venv/bin/componentize-py" --quiet -d wit -w "$world" \
-    componentize --stub-wasi "$module" -o "$root/$out.tmp")
+    componentize --stub-wasi -p . -p "$root/$crash_hook" "$module" -o "$root/$out.tmp")
   finish "$out"
   report "$name" "$out" "$start" built
 }

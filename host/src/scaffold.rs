@@ -71,7 +71,13 @@ fn files(lang: Lang) -> Vec<File> {
             "build.sh",
             "README.md"
         )),
-        Lang::Python => files.extend(template!("python", "app.py", "build.sh", "README.md")),
+        Lang::Python => files.extend(template!(
+            "python",
+            "app.py",
+            "sluice_crash.py",
+            "build.sh",
+            "README.md"
+        )),
         Lang::Js => files.extend(template!("js", "handler.js", "build.sh", "README.md")),
         Lang::Ts => files.extend(template!(
             "ts",

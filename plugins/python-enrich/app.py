@@ -20,15 +20,14 @@ scripts/build-handlers.sh.
 
 import json
 import math
-import os
 import re
-import sys
 from typing import List, Optional, Tuple
 
 from componentize_py_types import Err, Ok, Result
 from wit_world import exports
-from wit_world.imports import log
 from wit_world.imports.types import HandlerError, HandlerError_Invalid, Message, Output
+
+import sluice_crash
 
 # Written into every enriched event, the same value as the Rust handler's.
 PROCESSED_BY = "sluice/json-enrich"
@@ -37,21 +36,7 @@ PROCESSED_BY = "sluice/json-enrich"
 _routes: Optional[List[Tuple[str, str]]] = None
 
 
-def _log_crash(kind, exc, tb) -> None:
-    """sys.excepthook. componentize-py calls it for an exception that escapes an export (a bug:
-    anything but `Err`), then traps. Logged as `panic: …`, the exception and the innermost frames
-    it came through go into the dead-letter reason, as a Rust panic's message does. (Not the
-    `traceback` module: it reads source files, and a handler has no filesystem.)"""
-    frames = []
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        frames.append(f"{os.path.basename(code.co_filename)}:{tb.tb_lineno} in {code.co_name}")
-        tb = tb.tb_next
-    text = f"{kind.__name__}: {exc}" if str(exc) else kind.__name__
-    log.log(log.Level.ERROR, f"panic: {text} at {', from '.join(reversed(frames[-3:]))}")
-
-
-sys.excepthook = _log_crash
+sluice_crash.install()  # an uncaught exception's message goes to the dead-letter reason
 
 
 class Lifecycle(exports.Lifecycle):

@@ -5,34 +5,19 @@ receives; anything else is refused as `invalid`, which sends it to the dead-lett
 """
 
 import json
-import os
-import sys
 from typing import List, Optional, Tuple
 
 from componentize_py_types import Err, Ok, Result
 from wit_world import exports
-from wit_world.imports import log
 from wit_world.imports.types import HandlerError, HandlerError_Invalid, Message, Output
+
+import sluice_crash
 
 # The `tag` setting from the pipeline's `config`, set once by `init`.
 _tag: Optional[str] = None
 
 
-def _log_crash(kind, exc, tb) -> None:
-    """sys.excepthook. componentize-py calls it for an exception that escapes an export (a bug:
-    anything but `Err`), then traps. Logged as `panic: …`, the exception and the innermost frames
-    it came through go into the dead-letter reason, as a Rust panic's message does. (Not the
-    `traceback` module: it reads source files, and a handler has no filesystem.)"""
-    frames = []
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        frames.append(f"{os.path.basename(code.co_filename)}:{tb.tb_lineno} in {code.co_name}")
-        tb = tb.tb_next
-    text = f"{kind.__name__}: {exc}" if str(exc) else kind.__name__
-    log.log(log.Level.ERROR, f"panic: {text} at {', from '.join(reversed(frames[-3:]))}")
-
-
-sys.excepthook = _log_crash
+sluice_crash.install()  # an uncaught exception's message goes to the dead-letter reason
 
 
 class Lifecycle(exports.Lifecycle):
