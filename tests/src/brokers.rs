@@ -263,6 +263,7 @@ impl Broker for RabbitMqBroker {
             queue: queue.into(),
             declare: false,
             prefetch: None,
+            batch_linger_ms: 2,
             topology: Default::default(),
             tls: Default::default(),
         };

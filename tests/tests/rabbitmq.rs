@@ -387,3 +387,133 @@ fn one_output() -> sluice::message::Output {
         timestamp_ms: None,
     }
 }
+
+/// Acks go out as one `multiple` frame per contiguous run (`ack_window.rs`). Settle 300
+/// deliveries out of order, with nacks at once and after a delay, and one delivery held back past
+/// the ack hold time, so that every path of the window meets the broker. A wrong frame (a
+/// multiple-ack over a tag nacked later, or a tag acknowledged twice) makes RabbitMQ close the
+/// channel with `PRECONDITION_FAILED`, which requeues everything unacknowledged: more messages
+/// would come back than were nacked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_order_settlement_acks_each_delivery_exactly_once() {
+    let b = RabbitMqBroker::default();
+    let input = b.fresh_queue("ack-window").await;
+    let n = 300;
+    for i in 0..n {
+        b.publish(&input, format!("m-{i:03}").as_bytes(), &[]).await;
+    }
+    let mut source = b.source(&input, n);
+    let mut deliveries = Vec::new();
+    while deliveries.len() < n {
+        let batch = tokio::time::timeout(Duration::from_secs(10), source.next_batch(n))
+            .await
+            .expect("the broker delivers")
+            .expect("a batch")
+            .expect("not at the end");
+        deliveries.extend(batch);
+    }
+    // The first delivery stays unsettled while everything above it settles, in a scrambled order.
+    let first = deliveries.remove(0);
+    let mut order: Vec<usize> = (0..deliveries.len()).collect();
+    order.sort_by_key(|&i| (i * 7919) % deliveries.len());
+    let mut slots: Vec<Option<sluice::connector::Delivery>> =
+        deliveries.into_iter().map(Some).collect();
+    let mut nacked = Vec::new();
+    for i in order {
+        let d = slots[i].take().expect("each delivery once");
+        let payload = String::from_utf8(d.message.payload.to_vec()).expect("utf-8");
+        match i % 10 {
+            3 => {
+                nacked.push(payload);
+                d.token.nack(Duration::ZERO);
+            }
+            7 => {
+                nacked.push(payload);
+                d.token.nack(Duration::from_millis(200));
+            }
+            _ => d.token.ack(),
+        }
+        if i % 50 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // Past the hold time, then the first delivery: its ack closes the gap below the rest.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    first.token.ack();
+
+    // Exactly the nacked messages come back, each once.
+    let mut again = Vec::new();
+    while again.len() < nacked.len() {
+        let batch = tokio::time::timeout(Duration::from_secs(10), source.next_batch(n))
+            .await
+            .expect("the nacked messages come back")
+            .expect("a batch")
+            .expect("not at the end");
+        for d in batch {
+            again.push(String::from_utf8(d.message.payload.to_vec()).expect("utf-8"));
+            d.token.ack();
+        }
+    }
+    let extra = tokio::time::timeout(Duration::from_millis(500), source.next_batch(n)).await;
+    assert!(
+        extra.is_err(),
+        "nothing but the nacked messages is redelivered"
+    );
+    again.sort();
+    nacked.sort();
+    assert_eq!(again, nacked);
+    source.close().await.expect("close flushes the held acks");
+    assert_eq!(
+        b.depth(&input).await,
+        0,
+        "every delivery acknowledged: nothing requeued when the connection closed"
+    );
+}
+
+/// `batch_linger_ms` waits for a fuller batch only while earlier deliveries are unsettled, and a
+/// pull dropped while it waits (the engine drops pulls at shutdown) loses nothing: the deliveries
+/// it had taken come back from the next pull. The linger here is a minute, so a wrong wait shows
+/// as a pull that does not return, not as a matter of milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lingering_pull_waits_only_while_busy_and_loses_nothing_when_dropped() {
+    let b = RabbitMqBroker::default();
+    let input = b.fresh_queue("linger").await;
+    let mut source = rabbitmq_source(
+        serde_json::json!({ "queue": input, "batch_linger_ms": 60_000 }),
+        16,
+    );
+    b.publish(&input, b"first", &[]).await;
+    let first = pull(&mut source)
+        .await
+        .expect("nothing unsettled: no linger, the first message comes at once");
+    assert_eq!(first.len(), 1);
+
+    b.publish(&input, b"second", &[]).await;
+    b.publish(&input, b"third", &[]).await;
+    // `first` is unsettled, so this pull lingers; drop it while it waits.
+    let dropped = tokio::time::timeout(Duration::from_millis(500), source.next_batch(16)).await;
+    assert!(dropped.is_err(), "a busy source lingers for a fuller batch");
+
+    for d in first {
+        d.token.ack();
+    }
+    let rest = pull(&mut source)
+        .await
+        .expect("nothing unsettled again: the taken deliveries come at once");
+    let payloads: Vec<_> = rest.iter().map(|d| d.message.payload.to_vec()).collect();
+    assert_eq!(payloads, vec![b"second".to_vec(), b"third".to_vec()]);
+    for d in rest {
+        d.token.ack();
+    }
+    source.close().await.expect("close");
+    assert_eq!(b.depth(&input).await, 0);
+}
+
+/// One pull of up to 16, or `Err` if none came within 10 s.
+async fn pull(
+    source: &mut Box<dyn sluice::connector::Source>,
+) -> Result<Vec<sluice::connector::Delivery>, tokio::time::error::Elapsed> {
+    tokio::time::timeout(Duration::from_secs(10), source.next_batch(16))
+        .await
+        .map(|r| r.expect("a batch").expect("not at the end"))
+}

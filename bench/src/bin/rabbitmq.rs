@@ -21,7 +21,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use sluice::config::{DeliveryConfig, LimitsConfig};
 use sluice::connector::drop::DropSink;
-use sluice::connector::rabbitmq::{RabbitMqSinkConfig, RabbitMqSourceConfig};
+use sluice::connector::rabbitmq::{RabbitMqSinkConfig, RabbitMqSourceConfig, in_order};
 use sluice::connector::{BuildContext, SinkFactory, SourceFactory};
 use sluice::engine::{Pipeline, PipelineStats, Transform};
 use sluice::plugin::PluginHost;
@@ -39,6 +39,14 @@ fn repo() -> PathBuf {
         .parent()
         .expect("bench/ has a parent")
         .to_path_buf()
+}
+
+/// The source's `batch_linger_ms`: `SLUICE_BENCH_LINGER_MS`, else the default (2).
+fn linger_ms() -> u64 {
+    std::env::var("SLUICE_BENCH_LINGER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
 }
 
 /// A 256-byte JSON payload, so the Python consumer can validate it with pydantic.
@@ -92,12 +100,33 @@ async fn setup(ch: &Channel, queues: &[&str], n: usize) -> anyhow::Result<()> {
 struct Rate {
     per_s: f64,
     per_cpu_s: f64,
+    /// The broker's CPU time per message over the same run, in microseconds.
+    broker_us: f64,
 }
 
 /// CPU time (user + system, seconds) of this process, or of its waited-for children, from
 /// /proc/self/stat (fields 14-17, in clock ticks of 1/100 s on Linux).
 fn cpu_seconds(children: bool) -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_cpu_seconds("/proc/self/stat", children)
+}
+
+/// CPU time of the RabbitMQ broker (every `beam.smp` process), to show what the broker itself
+/// spends per message: on a small machine it sets the ceiling for every consumer.
+fn broker_cpu_seconds() -> f64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    procs
+        .flatten()
+        .filter(|p| {
+            std::fs::read_to_string(p.path().join("comm")).is_ok_and(|c| c.trim() == "beam.smp")
+        })
+        .map(|p| stat_cpu_seconds(&p.path().join("stat").to_string_lossy(), false))
+        .sum()
+}
+
+fn stat_cpu_seconds(path: &str, children: bool) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let rest: Vec<&str> = stat
         .rsplit_once(')')
         .map_or("", |(_, r)| r)
@@ -144,6 +173,7 @@ async fn sluice_run(ch: &Channel, n: usize) -> anyhow::Result<Rate> {
         queue: "bench-in".into(),
         declare: false,
         prefetch: Some(PREFETCH),
+        batch_linger_ms: linger_ms(),
         topology: Default::default(),
         tls: Default::default(),
     }
@@ -178,30 +208,54 @@ async fn sluice_run(ch: &Channel, n: usize) -> anyhow::Result<Rate> {
         payload_log: None,
     };
     let shutdown = CancellationToken::new();
-    let (started, cpu) = (Instant::now(), cpu_seconds(false));
     let run = tokio::spawn(pipeline.run(shutdown.clone()));
+    // The clock starts once the source is consuming, as for the relay and the Python consumer
+    // (connecting is not part of the throughput).
+    while !stats
+        .source_connected
+        .get()
+        .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let (started, cpu, broker) = (Instant::now(), cpu_seconds(false), broker_cpu_seconds());
     while PipelineStats::get(&stats.acked) < n as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(false) - cpu;
+    let broker = broker_cpu_seconds() - broker;
+    if std::env::var_os("SLUICE_BENCH_ONLY").is_some() {
+        for (name, h) in stats.handlers() {
+            let calls = h.duration.snapshot().count;
+            println!(
+                "  handler {name}: {calls} calls, {:.1} messages per call",
+                n as f64 / calls as f64
+            );
+        }
+    }
     shutdown.cancel();
     run.await??;
     Ok(Rate {
         per_s: n as f64 / elapsed,
         per_cpu_s: n as f64 / cpu,
+        broker_us: broker * 1e6 / n as f64,
     })
 }
 
 /// What a careful hand-written consumer does, with no WASM: the same prefetch, the same batching
 /// and the same confirm-then-ack order, uppercasing in Rust.
-async fn raw_relay(conn: &Connection, ch: &Channel, n: usize) -> anyhow::Result<Rate> {
+async fn raw_relay(ch: &Channel, n: usize) -> anyhow::Result<Rate> {
     setup(ch, &["bench-in", "bench-out"], n).await?;
-    let consume = conn.create_channel().await?;
+    // A connection to consume and one to publish, as Sluice's source and sink have (and as
+    // RabbitMQ advises: flow control on a publishing connection must not hold up acks).
+    let consume_conn = Connection::connect(URL, ConnectionProperties::default()).await?;
+    let publish_conn = Connection::connect(URL, ConnectionProperties::default()).await?;
+    let consume = consume_conn.create_channel().await?;
     consume
         .basic_qos(PREFETCH, BasicQosOptions::default())
         .await?;
-    let publish = conn.create_channel().await?;
+    let publish = publish_conn.create_channel().await?;
     publish
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
@@ -213,7 +267,7 @@ async fn raw_relay(conn: &Connection, ch: &Channel, n: usize) -> anyhow::Result<
             FieldTable::default(),
         )
         .await?;
-    let (started, cpu) = (Instant::now(), cpu_seconds(false));
+    let (started, cpu, broker) = (Instant::now(), cpu_seconds(false), broker_cpu_seconds());
     let mut done = 0;
     while done < n {
         let Some(first) = consumer.next().await else {
@@ -226,32 +280,31 @@ async fn raw_relay(conn: &Connection, ch: &Channel, n: usize) -> anyhow::Result<
                 _ => break,
             }
         }
-        let mut confirms = Vec::with_capacity(batch.len());
-        for d in &batch {
-            let upper = d.data.to_ascii_uppercase();
-            confirms.push(
-                publish
-                    .basic_publish(
-                        "".into(),
-                        "bench-out".into(),
-                        BasicPublishOptions::default(),
-                        &upper,
-                        BasicProperties::default(),
-                    )
-                    .await?,
-            );
-        }
+        let upper: Vec<Vec<u8>> = batch.iter().map(|d| d.data.to_ascii_uppercase()).collect();
+        // The same lapin usage as Sluice's sink: the batch's publishes polled together, in order.
+        let confirms = in_order(upper.iter().map(|payload| {
+            publish.basic_publish(
+                "".into(),
+                "bench-out".into(),
+                BasicPublishOptions::default(),
+                payload,
+                BasicProperties::default(),
+            )
+        }))
+        .await;
         for c in confirms {
-            c.await?;
+            c?.await?;
         }
-        for d in batch {
-            d.ack(BasicAckOptions::default()).await?;
-            done += 1;
+        // One batch at a time, so the batch's last tag acknowledges all of it in one frame.
+        if let Some(last) = batch.last() {
+            last.ack(BasicAckOptions { multiple: true }).await?;
         }
+        done += batch.len();
     }
     Ok(Rate {
         per_s: n as f64 / started.elapsed().as_secs_f64(),
         per_cpu_s: n as f64 / (cpu_seconds(false) - cpu),
+        broker_us: (broker_cpu_seconds() - broker) * 1e6 / n as f64,
     })
 }
 
@@ -264,7 +317,7 @@ async fn python_consumer(ch: &Channel, n: usize) -> anyhow::Result<Option<Rate>>
         return Ok(None);
     }
     setup(ch, &["bench-in", "bench-out"], n).await?;
-    let cpu = cpu_seconds(true);
+    let (cpu, broker) = (cpu_seconds(true), broker_cpu_seconds());
     let out = tokio::process::Command::new("python3")
         .arg(repo().join("bench/python/consumer.py"))
         .arg(n.to_string())
@@ -278,11 +331,13 @@ async fn python_consumer(ch: &Channel, n: usize) -> anyhow::Result<Option<Rate>>
     // Includes the interpreter's start-up, which the wall-clock rate (timed by the consumer
     // from its first message) does not.
     let cpu = cpu_seconds(true) - cpu;
+    let broker = broker_cpu_seconds() - broker;
     let text = String::from_utf8_lossy(&out.stdout);
     let rate = text.split_whitespace().nth(1).and_then(|r| r.parse().ok());
     Ok(rate.map(|per_s| Rate {
         per_s,
         per_cpu_s: n as f64 / cpu,
+        broker_us: broker * 1e6 / n as f64,
     }))
 }
 
@@ -297,20 +352,42 @@ async fn main() -> anyhow::Result<()> {
     let ch = conn.create_channel().await?;
     let reps = 3;
     let (mut raw, mut sluice) = (Vec::new(), Vec::new());
+    // `SLUICE_BENCH_ONLY=sluice` (or `raw`) runs one side alone, e.g. under a profiler.
+    let only = std::env::var("SLUICE_BENCH_ONLY").ok();
+    if let Some(side) = only.as_deref() {
+        for _ in 0..reps {
+            let rate = match side {
+                "raw" => raw_relay(&ch, n).await?,
+                _ => sluice_run(&ch, n).await?,
+            };
+            println!(
+                "{side}: {:.0} msg/s, {:.0} msg per CPU-second",
+                rate.per_s, rate.per_cpu_s
+            );
+        }
+        return Ok(());
+    }
     for _ in 0..reps {
-        raw.push(raw_relay(&conn, &ch, n).await?);
+        raw.push(raw_relay(&ch, n).await?);
         sluice.push(sluice_run(&ch, n).await?);
     }
     let wall = |r: &Rate| r.per_s;
     let cpu = |r: &Rate| r.per_cpu_s;
     let (raw_s, sluice_s) = (median(raw.clone(), wall), median(sluice.clone(), wall));
+    let broker_us = |r: &Rate| r.broker_us;
+    let (raw_b, sluice_b) = (
+        median(raw.clone(), broker_us),
+        median(sluice.clone(), broker_us),
+    );
     let (raw_c, sluice_c) = (median(raw, cpu), median(sluice, cpu));
     println!(
         "RabbitMQ → uppercase → RabbitMQ, {n} messages of 256 bytes, prefetch {PREFETCH}, median of {reps}:"
     );
-    println!("                                 msg/s   msg per consumer CPU-second");
-    println!("  raw relay (lapin, no WASM): {raw_s:>8.0}   {raw_c:>8.0}");
-    println!("  sluice (WASM uppercase):    {sluice_s:>8.0}   {sluice_c:>8.0}");
+    println!(
+        "                                 msg/s   msg per consumer CPU-second   broker CPU µs/msg"
+    );
+    println!("  raw relay (lapin, no WASM): {raw_s:>8.0}   {raw_c:>8.0}   {raw_b:>8.1}");
+    println!("  sluice (WASM uppercase):    {sluice_s:>8.0}   {sluice_c:>8.0}   {sluice_b:>8.1}");
     println!(
         "  sluice / raw relay: {:.0}% (wall), {:.0}% (CPU)",
         100.0 * sluice_s / raw_s,
@@ -327,8 +404,11 @@ async fn main() -> anyhow::Result<()> {
     if py.is_empty() {
         println!("  python consumer skipped: `pip install aio-pika pydantic` to include it");
     } else {
-        let (py_s, py_c) = (median(py.clone(), wall), median(py, cpu));
-        println!("  python (aio-pika + pydantic, {py_n} messages): {py_s:>8.0}   {py_c:>8.0}");
+        let (py_s, py_b) = (median(py.clone(), wall), median(py.clone(), broker_us));
+        let py_c = median(py, cpu);
+        println!(
+            "  python (aio-pika + pydantic, {py_n} messages): {py_s:>8.0}   {py_c:>8.0}   {py_b:>8.1}"
+        );
         println!(
             "  sluice / python: {:.1}x (wall), {:.1}x (CPU)",
             sluice_s / py_s,

@@ -47,6 +47,11 @@ impl<R: Send + 'static> Receipts<R> {
         AckToken::new(self.clone() as Arc<dyn Acker>, id)
     }
 
+    /// Deliveries handed out and not settled yet.
+    pub fn unsettled(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Wait until every settlement so far has been handled by the settling task.
     pub async fn flush(&self) {
         let (done, flushed) = oneshot::channel();
