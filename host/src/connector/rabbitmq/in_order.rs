@@ -6,30 +6,35 @@
 //! Polling always in index order keeps the batch's order on the wire (a publish also takes its
 //! confirm number on its first poll).
 
-use std::future::{Future, poll_fn};
-use std::pin::Pin;
+use std::future::Future;
+use std::pin::pin;
 use std::task::Poll;
 
-use futures::future::{MaybeDone, maybe_done};
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 
-/// Await every future, polling them in the order given; outputs come back in that order.
+/// Await every future, polling each first in the order given; outputs come back in that order.
+///
+/// After its first poll a future is polled again only when it wakes: a lapin promise arms a
+/// listener (a lock shared with the I/O thread) on every poll, so re-polling the whole batch at
+/// each wake-up would cost a batch's worth of locking per message confirmed.
 pub async fn in_order<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut slots: Vec<MaybeDone<Pin<Box<F>>>> = futures
-        .into_iter()
-        .map(|future| maybe_done(Box::pin(future)))
-        .collect();
-    poll_fn(|cx| {
-        let mut done = true;
-        for slot in &mut slots {
-            done &= Pin::new(slot).poll(cx).is_ready();
+    // Made before the first await, so the caller's iterator (and its closures) is not held
+    // across it.
+    let futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    let waiting = FuturesUnordered::new();
+    for (index, mut future) in futures.into_iter().enumerate() {
+        match futures::poll!(future.as_mut()) {
+            Poll::Ready(output) => outputs[index] = Some(output),
+            Poll::Pending => waiting.push(async move { (index, future.await) }),
         }
-        if done { Poll::Ready(()) } else { Poll::Pending }
-    })
-    .await;
-    slots
-        .iter_mut()
-        .filter_map(|slot| Pin::new(slot).take_output())
-        .collect()
+    }
+    let mut waiting = pin!(waiting);
+    while let Some((index, output)) = waiting.next().await {
+        outputs[index] = Some(output);
+    }
+    outputs.into_iter().flatten().collect()
 }
 
 #[cfg(test)]
