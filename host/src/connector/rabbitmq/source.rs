@@ -184,6 +184,9 @@ impl Source for RabbitMqSource {
         if let Some(err) = self.broken.take() {
             self.live = None;
             self.connected.store(false, Ordering::Relaxed);
+            // Whatever is left is from the closed channel (the broker redelivers it): its tags
+            // must never reach the next channel's ack window.
+            self.stash.clear();
             return Err(err);
         }
         let Some(live) = self.live.as_mut() else {
