@@ -191,6 +191,28 @@ enum PluginCommand {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `print!` for the command's own output. A reader that stops early (`sluice plugin inspect |
+/// head`) closes the pipe: the output ends quietly there instead of panicking on the write.
+macro_rules! out {
+    ($($arg:tt)*) => { write_stdout(format_args!($($arg)*)) };
+}
+
+/// `println!`, the same way as [`out!`].
+macro_rules! outln {
+    ($($arg:tt)*) => { write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+fn write_stdout(text: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if let Err(err) = std::io::stdout().lock().write_fmt(text) {
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {err}");
+        std::process::exit(1);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // `sluice test` reports on stdout; its pipelines' routine lines would only drown that.
@@ -243,7 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("{e}");
             }
             if errors.is_empty() {
-                println!("{} pipeline(s) valid", loaded.len());
+                outln!("{} pipeline(s) valid", loaded.len());
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("{} error(s)", errors.len());
@@ -317,8 +339,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sdk_path,
         } => {
             let project = sluice::scaffold::create(name, *lang, dir, sdk_path.as_deref())?;
-            println!("created {}", project.display());
-            println!(
+            outln!("created {}", project.display());
+            outln!(
                 "next: cd {} && ./build.sh && sluice test {name}.test.yaml",
                 project.display()
             );
@@ -346,14 +368,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 pipeline.as_deref(),
                 *json,
             ))?;
-            print!("{text}");
+            out!("{text}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin {
             command: PluginCommand::Inspect { wasm },
         } => {
             let inspection = plugin_host(&cli).inspect(wasm)?;
-            print!("{inspection}");
+            out!("{inspection}");
             Ok(if inspection.world.is_some() {
                 ExitCode::SUCCESS
             } else {
@@ -390,7 +412,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => {
             for path in guest_bindings::generate(*lang, wit, world, output)? {
-                println!("wrote {}", path.display());
+                outln!("wrote {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -473,7 +495,7 @@ async fn run_tests(host: &PluginHost, paths: &[PathBuf]) -> anyhow::Result<ExitC
         let results = match sluice::testing::run_file(host, file).await {
             Ok(r) => r,
             Err(err) => {
-                println!("ERROR {}: {err:#}", file.display());
+                outln!("ERROR {}: {err:#}", file.display());
                 failed += 1;
                 continue;
             }
@@ -481,17 +503,17 @@ async fn run_tests(host: &PluginHost, paths: &[PathBuf]) -> anyhow::Result<ExitC
         for r in results {
             if r.failures.is_empty() {
                 passed += 1;
-                println!("ok    {}: {}", r.file.display(), r.name);
+                outln!("ok    {}: {}", r.file.display(), r.name);
             } else {
                 failed += 1;
-                println!("FAIL  {}: {}", r.file.display(), r.name);
+                outln!("FAIL  {}: {}", r.file.display(), r.name);
                 for f in &r.failures {
-                    println!("  - {}", f.replace('\n', "\n    "));
+                    outln!("  - {}", f.replace('\n', "\n    "));
                 }
             }
         }
     }
-    println!("{passed} passed, {failed} failed");
+    outln!("{passed} passed, {failed} failed");
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -189,6 +189,26 @@ fn sigterm_drains_in_flight_work_and_exits_zero() {
     assert!(stderr.contains("end=Drained"), "{stderr}");
 }
 
+/// `sluice plugin inspect x.wasm | head -1`: the reader closes the pipe early. The command ends
+/// quietly, without a panic. Here the pipe's read end is closed before the command starts, so
+/// every write meets a closed pipe.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    require_plugins();
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = sluice()
+        .args(["plugin", "inspect"])
+        .arg(repo().join("plugins/dist/json-enrich.wasm"))
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
 #[test]
 fn plugin_inspect_describes_a_handler_and_refuses_another_world() {
     require_plugins();

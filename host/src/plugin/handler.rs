@@ -355,8 +355,14 @@ fn cannot_instantiate(e: &anyhow::Error) -> Failure {
 }
 
 impl Failure {
+    /// The failure as an error naming its class, once: a trap's reason already starts with
+    /// `trap: `.
     fn into_error(self) -> anyhow::Error {
-        anyhow!("{}: {}", self.class, self.reason)
+        let class = self.class.to_string();
+        match self.reason.strip_prefix(class.as_str()) {
+            Some(rest) if rest.starts_with(": ") => anyhow!("{}", self.reason),
+            _ => anyhow!("{class}: {}", self.reason),
+        }
     }
 }
 
@@ -417,5 +423,27 @@ impl Transform for WasmHandler {
                 self.isolate(&msgs)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_names_its_failure_class_once() {
+        let trap = Failure::new(
+            ErrorClass::Trap,
+            "trap: wasm trap: unreachable (panic: boom)",
+        );
+        assert_eq!(
+            trap.into_error().to_string(),
+            "trap: wasm trap: unreachable (panic: boom)"
+        );
+        let timeout = Failure::new(ErrorClass::Timeout, "handler ran past its timeout of 5 ms");
+        assert_eq!(
+            timeout.into_error().to_string(),
+            "timeout: handler ran past its timeout of 5 ms"
+        );
     }
 }
