@@ -25,6 +25,12 @@ fn ctx() -> BuildContext {
     }
 }
 
+/// The approximate message count counts messages in flight too: all 50 while the sink is blocked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_depth_is_reported_as_lag_and_falls_to_zero() {
+    sluice_tests::conformance::depth_is_reported_as_lag(&AzureBroker, 50).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_dequeued_too_often_moves_to_the_poison_queue_untouched() {
     let b = AzureBroker;

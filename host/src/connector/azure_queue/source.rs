@@ -17,7 +17,7 @@ use super::connection::{Access, RenewingClient};
 use super::{AzureQueueSourceConfig, envelope};
 use crate::ack::Settlement;
 use crate::connector::receipts::{Receipts, SettleJob};
-use crate::connector::{BuildContext, Delivery, Source};
+use crate::connector::{BuildContext, DEPTH_INTERVAL, Delivery, LagGauge, Source, unknown_lag};
 use crate::message::{Message, Metadata};
 
 /// The service returns at most 32 messages per receive.
@@ -49,6 +49,8 @@ pub struct AzureQueueSource {
     receipts: Option<Arc<Receipts<PopReceipt>>>,
     source: Arc<str>,
     topic: Arc<str>,
+    /// The queue's approximate message count (visible and in flight); -1 until known.
+    depth: LagGauge,
 }
 
 impl AzureQueueSource {
@@ -71,6 +73,7 @@ impl AzureQueueSource {
             pipeline: ctx.pipeline.clone(),
             receipts: None,
             source: Arc::from("azure_queue"),
+            depth: unknown_lag(),
         })
     }
 
@@ -84,6 +87,10 @@ impl AzureQueueSource {
         }
         let (receipts, jobs) = Receipts::new();
         tokio::spawn(settle(self.client.clone(), jobs, self.pipeline.clone()));
+        tokio::spawn(watch_depth(
+            self.client.clone(),
+            Arc::downgrade(&self.depth),
+        ));
         tracing::info!(pipeline = %self.pipeline, queue = %self.cfg.queue, "azure_queue source started");
         self.receipts = Some(receipts.clone());
         Ok(receipts)
@@ -144,6 +151,10 @@ impl AzureQueueSource {
 
 #[async_trait]
 impl Source for AzureQueueSource {
+    fn lag_gauge(&self) -> Option<LagGauge> {
+        Some(self.depth.clone())
+    }
+
     async fn next_batch(&mut self, max: usize) -> anyhow::Result<Option<Vec<Delivery>>> {
         let receipts = self.start().await?;
         loop {
@@ -239,5 +250,35 @@ async fn settle(
         for done in flushes {
             let _ = done.send(());
         }
+    }
+}
+
+/// Read the queue's approximate message count (`x-ms-approximate-messages-count` of Get Queue
+/// Metadata) every [`DEPTH_INTERVAL`] while the source lives.
+async fn watch_depth(
+    client: Arc<RenewingClient>,
+    depth: std::sync::Weak<std::sync::atomic::AtomicI64>,
+) {
+    use azure_storage_queue::models::QueueClientGetPropertiesResultHeaders as _;
+    while let Some(gauge) = depth.upgrade() {
+        let read = match client.get() {
+            Ok(queue) => queue
+                .get_properties(None)
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|r| Ok(r.approximate_messages_count()?)),
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(Some(n)) => gauge.store(n, std::sync::atomic::Ordering::Relaxed),
+            Ok(None) => {
+                tracing::debug!(queue = %client.queue(), "the queue metadata had no message count")
+            }
+            Err(e) => {
+                tracing::debug!(queue = %client.queue(), error = %format!("{e:#}"), "cannot read the queue depth")
+            }
+        }
+        drop(gauge);
+        tokio::time::sleep(DEPTH_INTERVAL).await;
     }
 }
