@@ -90,6 +90,30 @@ pub type LagGauge = Arc<AtomicI64>;
 /// How often a queue broker's depth is read for the lag gauge (RabbitMQ, SQS, Azure).
 pub(crate) const DEPTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Read a queue's depth with `read` every [`DEPTH_INTERVAL`] into `depth`, for as long as the
+/// source keeps its gauge (the watcher holds it weakly). A failed or empty read leaves the last
+/// value and is tried again next time; `queue` names the queue in the debug log.
+pub(crate) async fn watch_depth<F, Fut>(
+    queue: String,
+    depth: std::sync::Weak<AtomicI64>,
+    mut read: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<i64>>>,
+{
+    while let Some(gauge) = depth.upgrade() {
+        match read().await {
+            Ok(Some(n)) => gauge.store(n, std::sync::atomic::Ordering::Relaxed),
+            Ok(None) => tracing::debug!(queue = %queue, "the broker gave no queue depth"),
+            Err(e) => {
+                tracing::debug!(queue = %queue, error = %format!("{e:#}"), "cannot read the queue depth")
+            }
+        }
+        drop(gauge);
+        tokio::time::sleep(DEPTH_INTERVAL).await;
+    }
+}
+
 /// A new lag gauge, -1 (unknown) until the source reads the depth.
 pub(crate) fn unknown_lag() -> LagGauge {
     Arc::new(AtomicI64::new(-1))

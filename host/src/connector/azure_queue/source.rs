@@ -17,7 +17,7 @@ use super::connection::{Access, RenewingClient};
 use super::{AzureQueueSourceConfig, envelope};
 use crate::ack::Settlement;
 use crate::connector::receipts::{Receipts, SettleJob};
-use crate::connector::{BuildContext, DEPTH_INTERVAL, Delivery, LagGauge, Source, unknown_lag};
+use crate::connector::{BuildContext, Delivery, LagGauge, Source, unknown_lag, watch_depth};
 use crate::message::{Message, Metadata};
 
 /// The service returns at most 32 messages per receive.
@@ -87,9 +87,11 @@ impl AzureQueueSource {
         }
         let (receipts, jobs) = Receipts::new();
         tokio::spawn(settle(self.client.clone(), jobs, self.pipeline.clone()));
+        let client = self.client.clone();
         tokio::spawn(watch_depth(
-            self.client.clone(),
+            self.cfg.queue.clone(),
             Arc::downgrade(&self.depth),
+            move || read_depth(client.clone()),
         ));
         tracing::info!(pipeline = %self.pipeline, queue = %self.cfg.queue, "azure_queue source started");
         self.receipts = Some(receipts.clone());
@@ -253,32 +255,10 @@ async fn settle(
     }
 }
 
-/// Read the queue's approximate message count (`x-ms-approximate-messages-count` of Get Queue
-/// Metadata) every [`DEPTH_INTERVAL`] while the source lives.
-async fn watch_depth(
-    client: Arc<RenewingClient>,
-    depth: std::sync::Weak<std::sync::atomic::AtomicI64>,
-) {
+/// The queue's approximate message count (`x-ms-approximate-messages-count` of Get Queue
+/// Metadata): visible and in-flight messages.
+async fn read_depth(client: Arc<RenewingClient>) -> anyhow::Result<Option<i64>> {
     use azure_storage_queue::models::QueueClientGetPropertiesResultHeaders as _;
-    while let Some(gauge) = depth.upgrade() {
-        let read = match client.get() {
-            Ok(queue) => queue
-                .get_properties(None)
-                .await
-                .map_err(anyhow::Error::from)
-                .and_then(|r| Ok(r.approximate_messages_count()?)),
-            Err(e) => Err(e),
-        };
-        match read {
-            Ok(Some(n)) => gauge.store(n, std::sync::atomic::Ordering::Relaxed),
-            Ok(None) => {
-                tracing::debug!(queue = %client.queue(), "the queue metadata had no message count")
-            }
-            Err(e) => {
-                tracing::debug!(queue = %client.queue(), error = %format!("{e:#}"), "cannot read the queue depth")
-            }
-        }
-        drop(gauge);
-        tokio::time::sleep(DEPTH_INTERVAL).await;
-    }
+    let response = client.get()?.get_properties(None).await?;
+    Ok(response.approximate_messages_count()?)
 }

@@ -18,7 +18,7 @@ use super::attributes::from_attributes;
 use super::{SqsQueue, SqsSourceConfig};
 use crate::ack::Settlement;
 use crate::connector::receipts::{Receipts, SettleJob};
-use crate::connector::{BuildContext, DEPTH_INTERVAL, Delivery, LagGauge, Source, unknown_lag};
+use crate::connector::{BuildContext, Delivery, LagGauge, Source, unknown_lag, watch_depth};
 use crate::message::{Message, Metadata};
 
 struct Live {
@@ -106,10 +106,11 @@ impl Source for SqsSource {
                 self.pipeline.clone(),
             ));
             tracing::info!(pipeline = %self.pipeline, queue = %url, "sqs source connected");
+            let (depth_client, depth_url) = (client.clone(), url.clone());
             tokio::spawn(watch_depth(
-                client.clone(),
                 url.clone(),
                 Arc::downgrade(&self.depth),
+                move || read_depth(depth_client.clone(), depth_url.clone()),
             ));
             self.live = Some(Live {
                 client,
@@ -236,34 +237,17 @@ async fn settle(
     }
 }
 
-/// Read the queue's visible-message count every [`DEPTH_INTERVAL`] while the source's gauge
-/// lives (the pipeline holds it).
-async fn watch_depth(
-    client: aws_sdk_sqs::Client,
-    url: String,
-    depth: std::sync::Weak<std::sync::atomic::AtomicI64>,
-) {
+/// The queue's `ApproximateNumberOfMessages` (visible messages).
+async fn read_depth(client: aws_sdk_sqs::Client, url: String) -> anyhow::Result<Option<i64>> {
     use aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages;
-    while let Some(gauge) = depth.upgrade() {
-        let read = client
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(ApproximateNumberOfMessages)
-            .send()
-            .await;
-        match read {
-            Ok(out) => {
-                let n = out
-                    .attributes()
-                    .and_then(|a| a.get(&ApproximateNumberOfMessages))
-                    .and_then(|n| n.parse::<i64>().ok());
-                if let Some(n) = n {
-                    gauge.store(n, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-            Err(e) => tracing::debug!(queue = %url, error = %e, "cannot read the queue depth"),
-        }
-        drop(gauge);
-        tokio::time::sleep(DEPTH_INTERVAL).await;
-    }
+    let out = client
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(ApproximateNumberOfMessages)
+        .send()
+        .await?;
+    Ok(out
+        .attributes()
+        .and_then(|a| a.get(&ApproximateNumberOfMessages))
+        .and_then(|n| n.parse::<i64>().ok()))
 }
