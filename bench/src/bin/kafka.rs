@@ -4,9 +4,11 @@
 //!
 //! Both sides: one consumer-group member with manual offset storing, an idempotent producer
 //! (`acks=all`, zstd, linger 5 ms), batches of up to 128 records taken from what has arrived, each
-//! batch's offsets stored only after every record of it is acknowledged by the broker.
+//! batch's offsets stored only after every record of it and of every earlier batch is acknowledged
+//! by the broker, and the same number of records in flight (`SLUICE_BENCH_WINDOW`, default 1024).
 //!
 //! Run: `scripts/build-plugins.sh && cargo run --release -p sluice-bench --bin kafka -- [messages]`
+//! (`SLUICE_BENCH_REPS`, default 5; `SLUICE_BENCH_ONLY=sluice|raw` runs one side alone).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,10 +16,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
+use futures::StreamExt as _;
 use futures::future::join_all;
+use futures::stream::FuturesOrdered;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 use sluice::config::{DeliveryConfig, LimitsConfig};
@@ -32,8 +37,16 @@ use tokio_util::sync::CancellationToken;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BROKERS: &str = "127.0.0.1:9092";
-const WINDOW: usize = 1024;
 const BATCH: usize = 128;
+
+/// Records in flight on both sides (Sluice's `max_in_flight`): `SLUICE_BENCH_WINDOW`, else the
+/// default 1024.
+fn window() -> usize {
+    std::env::var("SLUICE_BENCH_WINDOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024)
+}
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -105,7 +118,7 @@ async fn sluice_run(run: &str, n: usize) -> anyhow::Result<f64> {
     )?);
     let ctx = BuildContext {
         pipeline: "bench".into(),
-        max_in_flight: WINDOW,
+        max_in_flight: window(),
         base_dir: repo(),
     };
     let source = KafkaSourceConfig {
@@ -143,7 +156,7 @@ async fn sluice_run(run: &str, n: usize) -> anyhow::Result<f64> {
         default_sink: "out".into(),
         dead_letter: Arc::new(DropSink),
         delivery: DeliveryConfig {
-            max_in_flight: WINDOW,
+            max_in_flight: window(),
             batch_size: BATCH,
             ..DeliveryConfig::default()
         },
@@ -168,7 +181,10 @@ async fn sluice_run(run: &str, n: usize) -> anyhow::Result<f64> {
     Ok(n as f64 / elapsed)
 }
 
-/// A careful hand-written relay on rdkafka: the same settings, one batch at a time.
+/// A careful hand-written relay on rdkafka with the same settings, pipelined as Sluice is: up to
+/// `window()` records in flight (the pipeline's `max_in_flight`), a new batch taken from what has arrived whenever there is room,
+/// and each batch's offset stored once it and every batch before it are delivered (the
+/// contiguous prefix, as Sluice's source stores it).
 async fn raw_relay(run: &str, n: usize) -> anyhow::Result<f64> {
     let (input, output) = setup(run, n).await?;
     let consumer: StreamConsumer = client()
@@ -186,40 +202,52 @@ async fn raw_relay(run: &str, n: usize) -> anyhow::Result<f64> {
         .set("compression.type", "zstd")
         .set("linger.ms", "5")
         .create()?;
-    let mut done = 0;
+    // Each entry: a batch's delivery results, where its offsets end, and its size. `FuturesOrdered` yields in
+    // the order the batches were taken, so a stored offset never passes an undelivered record.
+    let mut in_flight = FuturesOrdered::new();
+    let (mut held, mut done) = (0, 0);
     let mut started = None;
     while done < n {
-        let first = consumer.recv().await?;
-        started.get_or_insert_with(Instant::now);
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match consumer.recv().now_or_never() {
-                Some(Ok(m)) => batch.push(m),
-                _ => break,
+        tokio::select! {
+            biased;
+            Some((delivered, (partition, offset), len)) = in_flight.next(), if !in_flight.is_empty() => {
+                let delivered: Vec<Result<OwnedDeliveryResult, _>> = delivered;
+                for d in delivered {
+                    d?.map_err(|(e, _)| e)?;
+                }
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&input, partition, Offset::Offset(offset + 1))?;
+                consumer.store_offsets(&tpl)?;
+                held -= len;
+                done += len;
+            }
+            first = consumer.recv(), if held < window() => {
+                let first = first?;
+                started.get_or_insert_with(Instant::now);
+                let room = BATCH.min(window() - held);
+                let mut batch = vec![first];
+                while batch.len() < room {
+                    match consumer.recv().now_or_never() {
+                        Some(Ok(m)) => batch.push(m),
+                        _ => break,
+                    }
+                }
+                let deliveries = batch
+                    .iter()
+                    .map(|m| {
+                        let upper = m.payload().unwrap_or_default().to_ascii_uppercase();
+                        producer
+                            .send_result(FutureRecord::<(), _>::to(&output).payload(&upper))
+                            .map_err(|(e, _)| e)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let last = batch.last().expect("a batch has a record");
+                let end = (last.partition(), last.offset());
+                held += batch.len();
+                let len = batch.len();
+                in_flight.push_back(async move { (join_all(deliveries).await, end, len) });
             }
         }
-        let uppers: Vec<Vec<u8>> = batch
-            .iter()
-            .map(|m| m.payload().unwrap_or_default().to_ascii_uppercase())
-            .collect();
-        let sends = uppers.iter().map(|u| {
-            producer.send(
-                FutureRecord::<(), _>::to(&output).payload(u),
-                Duration::from_secs(30),
-            )
-        });
-        for r in join_all(sends).await {
-            r.map_err(|(e, _)| e)?;
-        }
-        let last = batch.last().expect("a batch has a record");
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(
-            last.topic(),
-            last.partition(),
-            Offset::Offset(last.offset() + 1),
-        )?;
-        consumer.store_offsets(&tpl)?;
-        done += batch.len();
     }
     let elapsed = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
     Ok(n as f64 / elapsed)
@@ -232,12 +260,29 @@ async fn main() -> anyhow::Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(100_000);
-    let reps = 3;
+    let reps = std::env::var("SLUICE_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let stamp = std::process::id();
+    let only = std::env::var("SLUICE_BENCH_ONLY").ok();
     let (mut raw, mut sluice) = (Vec::new(), Vec::new());
     for rep in 0..reps {
-        raw.push(raw_relay(&format!("{stamp}-raw-{rep}"), n).await?);
-        sluice.push(sluice_run(&format!("{stamp}-sluice-{rep}"), n).await?);
+        // `SLUICE_BENCH_ONLY=sluice` (or `raw`) runs one side alone, e.g. under a profiler.
+        raw.push(match only.as_deref() {
+            Some("sluice") => f64::NAN,
+            _ => raw_relay(&format!("{stamp}-raw-{rep}"), n).await?,
+        });
+        sluice.push(match only.as_deref() {
+            Some("raw") => f64::NAN,
+            _ => sluice_run(&format!("{stamp}-sluice-{rep}"), n).await?,
+        });
+        println!(
+            "  run {}: raw relay {:.0} msg/s, sluice {:.0} msg/s",
+            rep + 1,
+            raw[rep],
+            sluice[rep]
+        );
     }
     raw.sort_by(f64::total_cmp);
     sluice.sort_by(f64::total_cmp);
