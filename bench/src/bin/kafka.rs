@@ -70,9 +70,33 @@ fn client() -> ClientConfig {
     c
 }
 
+/// A run's input and output topics.
+fn topics(run: &str) -> (String, String) {
+    (format!("bench-in-{run}"), format!("bench-out-{run}"))
+}
+
+/// Delete a run's topics. The broker keeps every record, and fresh topics for every run of a long
+/// session once filled its memory (noida-db was killed at 23 GB). A failure is only reported.
+async fn teardown(run: &str) {
+    let (input, output) = topics(run);
+    let deleted = async {
+        let admin: AdminClient<DefaultClientContext> = client().create()?;
+        for r in admin
+            .delete_topics(&[&input, &output], &AdminOptions::new())
+            .await?
+        {
+            r.map_err(|(t, e)| anyhow::anyhow!("{t}: {e}"))?;
+        }
+        anyhow::Ok(())
+    };
+    if let Err(e) = deleted.await {
+        eprintln!("  (could not delete the topics of run {run}: {e:#})");
+    }
+}
+
 /// Fresh input and output topics, the input filled with `n` records.
 async fn setup(run: &str, n: usize) -> anyhow::Result<(String, String)> {
-    let (input, output) = (format!("bench-in-{run}"), format!("bench-out-{run}"));
+    let (input, output) = topics(run);
     let admin: AdminClient<DefaultClientContext> = client().create()?;
     let topics = [
         NewTopic::new(&input, 1, TopicReplication::Fixed(1)),
@@ -116,9 +140,10 @@ async fn sluice_run(run: &str, n: usize) -> anyhow::Result<f64> {
         Vec::new(),
         sluice::config::BatchAbi::Auto,
     )?);
+    let window = window();
     let ctx = BuildContext {
         pipeline: "bench".into(),
-        max_in_flight: window(),
+        max_in_flight: window,
         base_dir: repo(),
     };
     let source = KafkaSourceConfig {
@@ -156,7 +181,7 @@ async fn sluice_run(run: &str, n: usize) -> anyhow::Result<f64> {
         default_sink: "out".into(),
         dead_letter: Arc::new(DropSink),
         delivery: DeliveryConfig {
-            max_in_flight: window(),
+            max_in_flight: window,
             batch_size: BATCH,
             ..DeliveryConfig::default()
         },
@@ -182,9 +207,9 @@ async fn sluice_run(run: &str, n: usize) -> anyhow::Result<f64> {
 }
 
 /// A careful hand-written relay on rdkafka with the same settings, pipelined as Sluice is: up to
-/// `window()` records in flight (the pipeline's `max_in_flight`), a new batch taken from what has arrived whenever there is room,
-/// and each batch's offset stored once it and every batch before it are delivered (the
-/// contiguous prefix, as Sluice's source stores it).
+/// `window()` records in flight (Sluice's `max_in_flight`), a new batch taken from what has
+/// arrived whenever there is room, and each batch's offset stored once it and every batch before
+/// it are delivered (the contiguous prefix, as Sluice's source stores it).
 async fn raw_relay(run: &str, n: usize) -> anyhow::Result<f64> {
     let (input, output) = setup(run, n).await?;
     let consumer: StreamConsumer = client()
@@ -202,9 +227,11 @@ async fn raw_relay(run: &str, n: usize) -> anyhow::Result<f64> {
         .set("compression.type", "zstd")
         .set("linger.ms", "5")
         .create()?;
-    // Each entry: a batch's delivery results, where its offsets end, and its size. `FuturesOrdered` yields in
-    // the order the batches were taken, so a stored offset never passes an undelivered record.
+    // Each entry: a batch's delivery results, where its offsets end, and its size.
+    // `FuturesOrdered` yields in the order the batches were taken, so a stored offset never
+    // passes an undelivered record.
     let mut in_flight = FuturesOrdered::new();
+    let window = window();
     let (mut held, mut done) = (0, 0);
     let mut started = None;
     while done < n {
@@ -221,10 +248,10 @@ async fn raw_relay(run: &str, n: usize) -> anyhow::Result<f64> {
                 held -= len;
                 done += len;
             }
-            first = consumer.recv(), if held < window() => {
+            first = consumer.recv(), if held < window => {
                 let first = first?;
                 started.get_or_insert_with(Instant::now);
-                let room = BATCH.min(window() - held);
+                let room = BATCH.min(window - held);
                 let mut batch = vec![first];
                 while batch.len() < room {
                     match consumer.recv().now_or_never() {
@@ -242,9 +269,8 @@ async fn raw_relay(run: &str, n: usize) -> anyhow::Result<f64> {
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 let last = batch.last().expect("a batch has a record");
-                let end = (last.partition(), last.offset());
-                held += batch.len();
-                let len = batch.len();
+                let (end, len) = ((last.partition(), last.offset()), batch.len());
+                held += len;
                 in_flight.push_back(async move { (join_all(deliveries).await, end, len) });
             }
         }
@@ -269,13 +295,25 @@ async fn main() -> anyhow::Result<()> {
     let (mut raw, mut sluice) = (Vec::new(), Vec::new());
     for rep in 0..reps {
         // `SLUICE_BENCH_ONLY=sluice` (or `raw`) runs one side alone, e.g. under a profiler.
+        let (raw_run, sluice_run_name) = (
+            format!("{stamp}-raw-{rep}"),
+            format!("{stamp}-sluice-{rep}"),
+        );
         raw.push(match only.as_deref() {
             Some("sluice") => f64::NAN,
-            _ => raw_relay(&format!("{stamp}-raw-{rep}"), n).await?,
+            _ => {
+                let rate = raw_relay(&raw_run, n).await;
+                teardown(&raw_run).await;
+                rate?
+            }
         });
         sluice.push(match only.as_deref() {
             Some("raw") => f64::NAN,
-            _ => sluice_run(&format!("{stamp}-sluice-{rep}"), n).await?,
+            _ => {
+                let rate = sluice_run(&sluice_run_name, n).await;
+                teardown(&sluice_run_name).await;
+                rate?
+            }
         });
         println!(
             "  run {}: raw relay {:.0} msg/s, sluice {:.0} msg/s",
