@@ -279,6 +279,20 @@ async fn raw_relay(run: &str, n: usize) -> anyhow::Result<f64> {
     Ok(n as f64 / elapsed)
 }
 
+/// One side's run (`NaN` when `skip`), then its topics deleted whether or not it succeeded.
+async fn run_side(
+    skip: bool,
+    run: &str,
+    side: impl std::future::Future<Output = anyhow::Result<f64>>,
+) -> anyhow::Result<f64> {
+    if skip {
+        return Ok(f64::NAN);
+    }
+    let rate = side.await;
+    teardown(run).await;
+    rate
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args()
@@ -295,26 +309,14 @@ async fn main() -> anyhow::Result<()> {
     let (mut raw, mut sluice) = (Vec::new(), Vec::new());
     for rep in 0..reps {
         // `SLUICE_BENCH_ONLY=sluice` (or `raw`) runs one side alone, e.g. under a profiler.
-        let (raw_run, sluice_run_name) = (
+        let (raw_name, sluice_name) = (
             format!("{stamp}-raw-{rep}"),
             format!("{stamp}-sluice-{rep}"),
         );
-        raw.push(match only.as_deref() {
-            Some("sluice") => f64::NAN,
-            _ => {
-                let rate = raw_relay(&raw_run, n).await;
-                teardown(&raw_run).await;
-                rate?
-            }
-        });
-        sluice.push(match only.as_deref() {
-            Some("raw") => f64::NAN,
-            _ => {
-                let rate = sluice_run(&sluice_run_name, n).await;
-                teardown(&sluice_run_name).await;
-                rate?
-            }
-        });
+        let raw_side = raw_relay(&raw_name, n);
+        raw.push(run_side(only.as_deref() == Some("sluice"), &raw_name, raw_side).await?);
+        let sluice_side = sluice_run(&sluice_name, n);
+        sluice.push(run_side(only.as_deref() == Some("raw"), &sluice_name, sluice_side).await?);
         println!(
             "  run {}: raw relay {:.0} msg/s, sluice {:.0} msg/s",
             rep + 1,
