@@ -279,6 +279,7 @@ impl Broker for RabbitMqBroker {
             persistent: true,
             topology: Default::default(),
             tls: Default::default(),
+            confirm_timeout_ms: 30_000,
         };
         cfg.build(&ctx(1)).expect("rabbitmq sink")
     }

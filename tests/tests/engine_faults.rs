@@ -394,6 +394,58 @@ async fn shutdown_deadline_leaves_unfinished_work_unacknowledged_for_redelivery(
     assert_eq!(q.stats.expired.load(Ordering::SeqCst), 5);
 }
 
+/// A sink whose `close` never returns, as when its broker stopped answering.
+struct CloseHangs {
+    inner: Arc<dyn Sink>,
+    closing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Sink for CloseHangs {
+    async fn send(&self, batch: &[Output]) -> anyhow::Result<()> {
+        self.inner.send(batch).await
+    }
+
+    async fn close(&self) -> anyhow::Result<()> {
+        self.closing.store(true, Ordering::SeqCst);
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_that_never_returns_does_not_keep_the_pipeline_from_stopping() {
+    let inputs = numbered("cl", 10);
+    let (queue, q) = queue_with("close-hangs", &refs(&inputs));
+    let (out, out_q) = memory_sink("close-hangs-out");
+    let (dead, _) = memory_sink("close-hangs-dead");
+    let hanging = Arc::new(CloseHangs {
+        inner: out,
+        closing: Default::default(),
+    });
+    let (mut pipeline, _) = memory_pipeline(
+        &queue,
+        500,
+        Vec::new(),
+        hanging.clone(),
+        dead,
+        fast_delivery(5, 5, 3),
+    );
+    pipeline.shutdown_deadline = Duration::from_millis(100);
+    let running = start(pipeline);
+    wait_until("all ten acked", WAIT, || {
+        q.stats.acked.load(Ordering::SeqCst) == 10
+    })
+    .await;
+    // The limit only turns a hang into a failure; the close is cut short at 100 ms.
+    let end = tokio::time::timeout(WAIT, running.stop())
+        .await
+        .expect("the pipeline stops although its sink's close never returns");
+    assert_eq!(end, RunEnd::Drained);
+    assert!(hanging.closing.load(Ordering::SeqCst), "close was called");
+    assert_eq!(out_q.drain().len(), 10);
+    assert_eq!(q.stats.abandoned.load(Ordering::SeqCst), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_filters_unknown_routes_and_invalid_policy() {
     let (queue, q) = queue_with(

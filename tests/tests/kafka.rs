@@ -342,3 +342,38 @@ async fn an_unreachable_broker_fails_the_write_instead_of_dropping_it() {
         .expect_err("no broker, no confirmation");
     assert!(format!("{err:#}").contains("not acknowledged"), "{err:#}");
 }
+
+/// librdkafka's local queue holds 5 records; a batch of 300 waits for room (its own earliest
+/// delivery reports) instead of failing or dropping, and every record lands once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_the_producer_queue_waits_for_room() {
+    let b = KafkaBroker::default();
+    let output = b.fresh_queue("qfull-out").await;
+    let mut cfg = sink_config(&output);
+    cfg.options
+        .insert("queue.buffering.max.messages".into(), "5".into());
+    let sink = cfg.build(&ctx(1)).unwrap();
+    let outputs: Vec<sluice::message::Output> = (0..300)
+        .map(|i| {
+            let msg = sluice::message::Message {
+                id: format!("q-{i}"),
+                key: None,
+                payload: bytes::Bytes::from(format!("q-{i:03}")),
+                headers: Vec::new(),
+                meta: sluice::message::Metadata::received_now("t".into(), "t".into()),
+            };
+            sluice::message::Output::pass_through(&msg)
+        })
+        .collect();
+    sink.send(&outputs)
+        .await
+        .expect("the whole batch confirmed");
+    let got: Vec<String> = b
+        .drain(&output, 300)
+        .await
+        .into_iter()
+        .map(|r| String::from_utf8(r.payload).unwrap())
+        .collect();
+    let want: Vec<String> = (0..300).map(|i| format!("q-{i:03}")).collect();
+    assert_eq!(got, want);
+}

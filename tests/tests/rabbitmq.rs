@@ -122,6 +122,7 @@ async fn a_message_no_queue_receives_is_an_error_not_a_silent_drop() {
             persistent: true,
             topology: Default::default(),
             tls: Default::default(),
+            confirm_timeout_ms: 30_000,
         },
         &sluice::connector::BuildContext {
             pipeline: "t".into(),

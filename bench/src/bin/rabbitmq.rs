@@ -186,6 +186,7 @@ async fn sluice_run(ch: &Channel, n: usize) -> anyhow::Result<Rate> {
         persistent: false,
         topology: Default::default(),
         tls: Default::default(),
+        confirm_timeout_ms: 30_000,
     }
     .build(&ctx)?;
     let stats = Arc::new(PipelineStats::default());

@@ -250,16 +250,19 @@ impl Pipeline {
 
         stats.set_state(PipelineState::Stopping);
         let end = drain(&ctx, &tracker, &shutdown, source_ended, shutdown_deadline).await;
+        // Each close (a flush, a final commit, a polite goodbye to the broker) gets the shutdown
+        // deadline again: a broker that no longer answers must not keep the pipeline from
+        // stopping. What a cut-short close leaves unacknowledged is redelivered.
         for (sink_name, sink) in sinks.drain() {
-            if let Err(err) = sink.close().await {
+            if let Err(err) = within(shutdown_deadline, sink.close()).await {
                 warn!(pipeline = %name, sink = %sink_name, error = %format!("{err:#}"), "sink close failed");
             }
         }
-        if let Err(err) = dead_letter.close().await {
+        if let Err(err) = within(shutdown_deadline, dead_letter.close()).await {
             warn!(pipeline = %name, error = %format!("{err:#}"), "dead-letter sink close failed");
         }
         // The source lives until here so that its acknowledgements reach the broker.
-        if let Err(err) = source.close().await {
+        if let Err(err) = within(shutdown_deadline, source.close()).await {
             warn!(pipeline = %name, error = %format!("{err:#}"), "source close failed");
         }
         drop(source);
@@ -277,6 +280,21 @@ impl Pipeline {
         );
         Ok(end)
     }
+}
+
+/// `close` within `deadline`; running past it is an error like any other failed close.
+async fn within(
+    deadline: Duration,
+    close: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(deadline, close)
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "did not finish within the shutdown deadline ({} ms)",
+                deadline.as_millis()
+            ))
+        })
 }
 
 /// Let in-flight work finish. After the source ended, wait for everything (retries included)

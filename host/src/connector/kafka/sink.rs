@@ -3,11 +3,15 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
 use async_trait::async_trait;
-use futures::future::join_all;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+use rdkafka::types::RDKafkaErrorCode;
 
 use super::{Compression, KafkaSinkConfig};
 use crate::connector::{BuildContext, Sink};
@@ -58,31 +62,73 @@ fn headers(out: &Output) -> Option<OwnedHeaders> {
     })
 }
 
+/// How long a record may wait for room in librdkafka's local queue (`queue.buffering.max.*`)
+/// before its batch fails. The same as rdkafka's own `send` is given here elsewhere.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl KafkaSink {
+    fn record<'a>(&'a self, out: &'a Output) -> FutureRecord<'a, [u8], [u8]> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).payload(&out.payload[..]);
+        if let Some(key) = &out.key {
+            record = record.key(&key[..]);
+        }
+        if let Some(h) = headers(out) {
+            record = record.headers(h);
+        }
+        if let Some(ts) = out.timestamp_ms {
+            record = record.timestamp(ts);
+        }
+        record
+    }
+
+    fn not_acknowledged(&self, e: KafkaError) -> anyhow::Error {
+        anyhow::Error::new(e).context(format!(
+            "kafka sink `{}`: a record was not acknowledged",
+            self.topic
+        ))
+    }
+
+    /// Await one delivery report.
+    async fn delivered(&self, delivery: DeliveryFuture) -> anyhow::Result<()> {
+        match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(self.not_acknowledged(e)),
+            Err(_) => bail!("kafka sink `{}`: the producer went away", self.topic),
+        }
+    }
+}
+
 #[async_trait]
 impl Sink for KafkaSink {
     async fn send(&self, batch: &[Output]) -> anyhow::Result<()> {
-        // Everything is queued first and awaited together, so one batch is one round of produce
-        // requests rather than one per record. If the local queue is full, `send` waits for room.
-        let sends = batch.iter().map(|out| {
-            let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).payload(&out.payload[..]);
-            if let Some(key) = &out.key {
-                record = record.key(&key[..]);
+        // Every record is queued without waiting (`send_result`), so one batch is one round of
+        // produce requests; the delivery reports are then awaited in order, one waker at a time
+        // (a `join_all` over the batch re-polls a set of futures per report). When librdkafka's
+        // local queue is full, the batch's own earliest report is awaited to make room.
+        let mut waiting = VecDeque::with_capacity(batch.len());
+        for out in batch {
+            let since = Instant::now();
+            loop {
+                match self.producer.send_result(self.record(out)) {
+                    Ok(delivery) => {
+                        waiting.push_back(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                        if since.elapsed() < QUEUE_TIMEOUT =>
+                    {
+                        match waiting.pop_front() {
+                            Some(first) => self.delivered(first).await?,
+                            // Full with other batches' records: wait as rdkafka's `send` does.
+                            None => tokio::time::sleep(Duration::from_millis(10)).await,
+                        }
+                    }
+                    Err((e, _)) => return Err(self.not_acknowledged(e)),
+                }
             }
-            if let Some(h) = headers(out) {
-                record = record.headers(h);
-            }
-            if let Some(ts) = out.timestamp_ms {
-                record = record.timestamp(ts);
-            }
-            self.producer.send(record, Duration::from_secs(30))
-        });
-        for result in join_all(sends).await {
-            if let Err((e, _)) = result {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "kafka sink `{}`: a record was not acknowledged",
-                    self.topic
-                )));
-            }
+        }
+        for delivery in waiting {
+            self.delivered(delivery).await?;
         }
         Ok(())
     }

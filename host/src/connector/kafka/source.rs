@@ -3,7 +3,7 @@
 //! redeliver a single record.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
@@ -29,19 +29,27 @@ use crate::message::{ByteString, Message, Metadata};
 type Consumer = StreamConsumer<GroupContext>;
 
 /// A delivery handed to the engine and not yet settled.
+#[derive(Clone)]
 struct Pending {
     key: PartitionKey,
     offset: i64,
     generation: u64,
+    /// Kept for a nack: Kafka cannot redeliver one record, so the source hands this copy out again.
     message: Message,
 }
 
-/// State shared by the source, its acker and the rebalance callbacks.
+/// The acker of one delivery. One per delivery rather than a shared map from ids to deliveries:
+/// settling then takes no lock but the offset tracker's, which is what made settling and pulling
+/// contend.
+struct Receipt {
+    shared: Arc<Shared>,
+    pending: Pending,
+}
+
+/// State shared by the source, its receipts and the rebalance callbacks.
 struct Shared {
     pipeline: Arc<str>,
     tracker: Mutex<OffsetTracker>,
-    pending: Mutex<HashMap<u64, Pending>>,
-    next_id: AtomicU64,
     /// Nacked deliveries waiting for their delay, with the time they are due.
     redeliveries: Mutex<Vec<(Instant, Pending)>>,
     redelivery_queued: Notify,
@@ -71,30 +79,30 @@ impl Shared {
     }
 }
 
-impl Acker for Shared {
-    fn settle(&self, id: u64, how: Settlement) {
-        let Some(mut p) = lock(&self.pending).remove(&id) else {
-            return;
-        };
+impl Acker for Receipt {
+    // The token settles once (`AckToken` is consumed), so the id is not needed to find anything.
+    fn settle(&self, _id: u64, how: Settlement) {
+        let (shared, p) = (&self.shared, &self.pending);
         let delay = match how {
             Settlement::Ack => {
-                let point = lock(&self.tracker).acked(&p.key, p.offset, p.generation);
+                let point = lock(&shared.tracker).acked(&p.key, p.offset, p.generation);
                 if let Some(point) = point {
-                    self.store(&p.key, point);
+                    shared.store(&p.key, point);
                 }
                 return;
             }
-            Settlement::Nack { delay } => {
-                p.message.meta.attempt += 1;
-                delay
-            }
+            Settlement::Nack { delay } => delay,
             // Left unsettled at shutdown: queue it again so that, should the host keep running,
             // the offset does not stay in flight forever.
             Settlement::Abandon => Duration::ZERO,
         };
-        if lock(&self.tracker).is_current(&p.key, p.generation) {
-            lock(&self.redeliveries).push((Instant::now() + delay, p));
-            self.redelivery_queued.notify_one();
+        if lock(&shared.tracker).is_current(&p.key, p.generation) {
+            let mut again = p.clone();
+            if matches!(how, Settlement::Nack { .. }) {
+                again.message.meta.attempt += 1;
+            }
+            lock(&shared.redeliveries).push((Instant::now() + delay, again));
+            shared.redelivery_queued.notify_one();
         }
     }
 }
@@ -199,8 +207,6 @@ impl KafkaSource {
         let shared = Arc::new(Shared {
             pipeline: ctx.pipeline.clone(),
             tracker: Mutex::default(),
-            pending: Mutex::default(),
-            next_id: AtomicU64::new(1),
             redeliveries: Mutex::default(),
             redelivery_queued: Notify::new(),
             consumer: OnceLock::new(),
@@ -247,16 +253,17 @@ impl KafkaSource {
         Ok(consumer)
     }
 
-    fn token(&self, pending: Pending) -> (Message, AckToken) {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+    fn token(&self, pending: Pending) -> Delivery {
         let message = pending.message.clone();
-        lock(&self.shared.pending).insert(id, pending);
-        (
-            message,
-            AckToken::new(self.shared.clone() as Arc<dyn Acker>, id),
-        )
+        let receipt = Receipt {
+            shared: self.shared.clone(),
+            pending,
+        };
+        Delivery::new(message, AckToken::new(Arc::new(receipt), 0))
     }
 
+    /// A delivery for a record just taken from librdkafka. It is recorded in the offset tracker
+    /// at once, before the next `recv`, inside which a rebalance callback may revoke its partition.
     fn delivery(&mut self, m: &BorrowedMessage<'_>) -> Delivery {
         let topic = match self.topics.get(m.topic()) {
             Some(t) => t.clone(),
@@ -294,13 +301,12 @@ impl KafkaSource {
             headers,
             meta,
         };
-        let (message, token) = self.token(Pending {
+        self.token(Pending {
             key,
             offset,
             generation,
             message,
-        });
-        Delivery::new(message, token)
+        })
     }
 
     /// Nacked deliveries whose delay has passed (and whose partition is still ours), and when the
@@ -325,13 +331,7 @@ impl KafkaSource {
             .filter(|p| tracker.is_current(&p.key, p.generation))
             .collect();
         drop(tracker);
-        let deliveries = due
-            .into_iter()
-            .map(|p| {
-                let (message, token) = self.token(p);
-                Delivery::new(message, token)
-            })
-            .collect();
+        let deliveries = due.into_iter().map(|p| self.token(p)).collect();
         (deliveries, next)
     }
 }

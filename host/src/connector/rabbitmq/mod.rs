@@ -82,7 +82,20 @@ pub struct RabbitMqSinkConfig {
     /// TLS settings for `amqps://`. Default: the system's trust roots.
     #[serde(default)]
     pub tls: TlsSettings,
+    /// How long, in ms, to wait for the broker to confirm a batch before the batch counts as
+    /// failed: the connection is dropped and the batch retried on a new one (a confirm lost with
+    /// a half-dead connection would otherwise hold its messages forever). Default: 30000.
+    #[serde(default = "default_confirm_timeout_ms")]
+    pub confirm_timeout_ms: u64,
 }
+
+fn default_confirm_timeout_ms() -> u64 {
+    30_000
+}
+
+/// How long closing a connection, or handing one acknowledgement to lapin, may take. Both wait
+/// for a broker that may be gone; neither may hold up shutdown or the other acknowledgements.
+const BROKER_REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long connecting (connection, channel, declarations, consumer) may take before it counts as
 /// a failure and is retried with backoff. A broker that is still booting can accept the TCP
@@ -102,6 +115,24 @@ async fn within_connect_timeout<T>(
                 CONNECT_TIMEOUT.as_secs()
             ))
         })
+}
+
+/// Close `connection` politely, within [`BROKER_REPLY_TIMEOUT`]; `who` names the connector.
+async fn close_connection(connection: &lapin::Connection, who: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    match tokio::time::timeout(
+        BROKER_REPLY_TIMEOUT,
+        connection.close(200, "sluice closing".into()),
+    )
+    .await
+    {
+        Ok(closed) => closed.with_context(|| format!("{who}: closing")),
+        // Dropping the connection closes its socket; the broker requeues what it holds.
+        Err(_) => anyhow::bail!(
+            "{who}: the broker did not answer connection.close within {} s",
+            BROKER_REPLY_TIMEOUT.as_secs()
+        ),
+    }
 }
 
 pub(super) fn yes() -> bool {
@@ -170,6 +201,9 @@ impl SinkFactory for RabbitMqSinkConfig {
                 "routing_key",
                 "must name a queue when publishing to the default exchange",
             ));
+        }
+        if self.confirm_timeout_ms == 0 {
+            errors.push(FieldError::new("confirm_timeout_ms", "must be at least 1"));
         }
         self.topology.validate(errors);
         self.tls.validate(&self.url, errors);

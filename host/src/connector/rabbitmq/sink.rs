@@ -109,7 +109,20 @@ impl RabbitMqSink {
             .collect()
     }
 
+    /// Every confirm of the batch, within `confirm_timeout_ms` for the whole batch.
     async fn confirmed(&self, confirms: Vec<(String, PublisherConfirm)>) -> anyhow::Result<()> {
+        let limit = std::time::Duration::from_millis(self.cfg.confirm_timeout_ms);
+        tokio::time::timeout(limit, self.all_confirmed(confirms))
+            .await
+            .unwrap_or_else(|_| {
+                bail!(
+                    "rabbitmq sink: the broker did not confirm the batch within {} ms",
+                    self.cfg.confirm_timeout_ms
+                )
+            })
+    }
+
+    async fn all_confirmed(&self, confirms: Vec<(String, PublisherConfirm)>) -> anyhow::Result<()> {
         for (routing_key, confirm) in confirms {
             let confirmation = confirm
                 .await
@@ -159,10 +172,7 @@ impl Sink for RabbitMqSink {
 
     async fn close(&self) -> anyhow::Result<()> {
         if let Some(live) = self.live.lock().await.take() {
-            live.connection
-                .close(200, "sluice sink closing".into())
-                .await
-                .context("rabbitmq sink: closing")?;
+            super::close_connection(&live.connection, "rabbitmq sink").await?;
         }
         Ok(())
     }

@@ -230,10 +230,7 @@ impl Source for RabbitMqSource {
             receipts.flush().await;
         }
         if let Some(live) = self.live.take() {
-            live.connection
-                .close(200, "sluice source closing".into())
-                .await
-                .context("rabbitmq source: closing")?;
+            super::close_connection(&live.connection, "rabbitmq source").await?;
         }
         Ok(())
     }
@@ -340,7 +337,7 @@ impl ChannelAcks {
         if self.current(&receipt).await {
             self.window.ack(receipt.tag, receipt.acker, Instant::now());
         } else {
-            report(receipt.acker.ack(BasicAckOptions::default()).await);
+            report(receipt.acker.ack(BasicAckOptions::default())).await;
         }
     }
 
@@ -350,7 +347,7 @@ impl ChannelAcks {
             multiple: false,
         };
         let current = self.current(&receipt).await;
-        report(receipt.acker.nack(requeue).await);
+        report(receipt.acker.nack(requeue)).await;
         if current {
             self.window.sent_alone(receipt.tag);
         }
@@ -359,19 +356,30 @@ impl ChannelAcks {
     /// Send the frames the window releases for this hold time.
     async fn send(&mut self, hold: Duration) {
         for frame in self.window.take(Instant::now(), hold) {
-            let result = match frame {
-                AckFrame::UpTo(acker) => acker.ack(BasicAckOptions { multiple: true }).await,
-                AckFrame::One(acker) => acker.ack(BasicAckOptions::default()).await,
+            let options = match &frame {
+                AckFrame::UpTo(_) => BasicAckOptions { multiple: true },
+                AckFrame::One(_) => BasicAckOptions::default(),
             };
-            report(result);
+            let (AckFrame::UpTo(acker) | AckFrame::One(acker)) = frame;
+            report(acker.ack(options)).await;
         }
     }
 }
 
-fn report(result: lapin::Result<bool>) {
-    if let Err(e) = result {
+/// Await one acknowledgement frame, within [`super::BROKER_REPLY_TIMEOUT`]. A frame lapin cannot
+/// write (its connection is going) must not hold up every later acknowledgement of this task.
+async fn report(sent: impl std::future::Future<Output = lapin::Result<bool>>) {
+    match tokio::time::timeout(super::BROKER_REPLY_TIMEOUT, sent).await {
+        Ok(Ok(_)) => {}
         // The channel is gone: the broker requeues every unacknowledged message itself.
-        tracing::warn!(error = %e, "rabbitmq acknowledgement failed; the broker will redeliver");
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "rabbitmq acknowledgement failed; the broker will redeliver");
+        }
+        Err(_) => tracing::warn!(
+            "rabbitmq acknowledgement not sent within {} s; the broker will redeliver when the \
+             connection goes",
+            super::BROKER_REPLY_TIMEOUT.as_secs()
+        ),
     }
 }
 
