@@ -31,6 +31,7 @@ use sluice::connector::kafka::{KafkaSinkConfig, KafkaSourceConfig};
 use sluice::connector::{BuildContext, SinkFactory, SourceFactory};
 use sluice::engine::{Pipeline, PipelineStats, Transform};
 use sluice::plugin::PluginHost;
+use sluice_bench::{cpu_seconds, processes_cpu_seconds};
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
@@ -127,7 +128,66 @@ async fn setup(run: &str, n: usize) -> anyhow::Result<(String, String)> {
     Ok((input, output))
 }
 
-async fn sluice_run(run: &str, n: usize) -> anyhow::Result<f64> {
+/// One side's result: records per second, and the mean time a record spent in flight (pulled to
+/// delivered), in ms. With the window full, rate ≈ window / time in flight, so the second figure
+/// says whether a side is slower per record (CPU) or per round (latency).
+#[derive(Clone, Copy)]
+struct Side {
+    rate: f64,
+    in_flight_ms: f64,
+    /// CPU time per record, in µs, of this process (the consumer) and of the broker.
+    cpu_us: f64,
+    broker_us: f64,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>8.0} msg/s, {:.2} ms in flight, CPU per record {:.1} µs (broker {:.1} µs)",
+            self.rate, self.in_flight_ms, self.cpu_us, self.broker_us
+        )
+    }
+}
+
+/// CPU seconds of this process and of the broker, read together.
+fn cpu_now() -> (f64, f64) {
+    (cpu_seconds(false), processes_cpu_seconds("noida-db"))
+}
+
+/// Per-record CPU in µs since `from`, for `n` records: (this process, the broker).
+fn cpu_per_record(from: (f64, f64), n: usize) -> (f64, f64) {
+    let now = cpu_now();
+    let per = |a: f64, b: f64| (b - a) * 1e6 / n as f64;
+    (per(from.0, now.0), per(from.1, now.1))
+}
+
+/// Times each batch's `send` (enqueue to librdkafka until every delivery report is in).
+struct TimedSink {
+    inner: Arc<dyn sluice::connector::Sink>,
+    batches: std::sync::atomic::AtomicU64,
+    nanos: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl sluice::connector::Sink for TimedSink {
+    async fn send(&self, batch: &[sluice::message::Output]) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let sent = self.inner.send(batch).await;
+        let nanos = started.elapsed().as_nanos() as u64;
+        self.nanos
+            .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+        self.batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        sent
+    }
+
+    async fn close(&self) -> anyhow::Result<()> {
+        self.inner.close().await
+    }
+}
+
+async fn sluice_run(run: &str, n: usize) -> anyhow::Result<Side> {
     let (input, output) = setup(run, n).await?;
     let host = PluginHost::new(Some(std::env::temp_dir().join("sluice-bench-cache")));
     let plugin = host.load(
@@ -171,6 +231,12 @@ async fn sluice_run(run: &str, n: usize) -> anyhow::Result<f64> {
         options: Default::default(),
     }
     .build(&ctx)?;
+    let timed = Arc::new(TimedSink {
+        inner: sink,
+        batches: Default::default(),
+        nanos: Default::default(),
+    });
+    let sink: Arc<dyn sluice::connector::Sink> = timed.clone();
     let stats = Arc::new(PipelineStats::default());
     let pipeline = Pipeline {
         name: "bench".into(),
@@ -196,21 +262,41 @@ async fn sluice_run(run: &str, n: usize) -> anyhow::Result<f64> {
     while PipelineStats::get(&stats.received) == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_now());
     while PipelineStats::get(&stats.acked) < n as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let (cpu_us, broker_us) = cpu_per_record(cpu, n);
     shutdown.cancel();
     run_task.await??;
-    Ok(n as f64 / elapsed)
+    let latency = stats.end_to_end.snapshot();
+    let batches = timed.batches.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "    sink: {batches} sends, mean {:.3} ms",
+        timed.nanos.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6 / batches.max(1) as f64
+    );
+    for (name, h) in stats.handlers() {
+        let calls = h.duration.snapshot();
+        eprintln!(
+            "    handler `{name}`: {} calls, mean {:.3} ms",
+            calls.count,
+            1e3 * calls.sum_seconds / calls.count.max(1) as f64
+        );
+    }
+    Ok(Side {
+        rate: n as f64 / elapsed,
+        in_flight_ms: 1e3 * latency.sum_seconds / latency.count.max(1) as f64,
+        cpu_us,
+        broker_us,
+    })
 }
 
 /// A careful hand-written relay on rdkafka with the same settings, pipelined as Sluice is: up to
 /// `window()` records in flight (Sluice's `max_in_flight`), a new batch taken from what has
 /// arrived whenever there is room, and each batch's offset stored once it and every batch before
 /// it are delivered (the contiguous prefix, as Sluice's source stores it).
-async fn raw_relay(run: &str, n: usize) -> anyhow::Result<f64> {
+async fn raw_relay(run: &str, n: usize) -> anyhow::Result<Side> {
     let (input, output) = setup(run, n).await?;
     let consumer: StreamConsumer = client()
         .set("group.id", format!("bench-raw-{run}"))
@@ -233,11 +319,14 @@ async fn raw_relay(run: &str, n: usize) -> anyhow::Result<f64> {
     let mut in_flight = FuturesOrdered::new();
     let window = window();
     let (mut held, mut done) = (0, 0);
-    let mut started = None;
+    let (mut started, mut cpu) = (None, cpu_now());
+    let mut in_flight_secs = 0.0;
     while done < n {
         tokio::select! {
             biased;
-            Some((delivered, (partition, offset), len)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((delivered, (partition, offset), len, taken)) = in_flight.next(), if !in_flight.is_empty() => {
+                let taken: Instant = taken;
+                in_flight_secs += taken.elapsed().as_secs_f64() * len as f64;
                 let delivered: Vec<Result<OwnedDeliveryResult, _>> = delivered;
                 for d in delivered {
                     d?.map_err(|(e, _)| e)?;
@@ -250,7 +339,10 @@ async fn raw_relay(run: &str, n: usize) -> anyhow::Result<f64> {
             }
             first = consumer.recv(), if held < window => {
                 let first = first?;
-                started.get_or_insert_with(Instant::now);
+                started.get_or_insert_with(|| {
+                    cpu = cpu_now();
+                    Instant::now()
+                });
                 let room = BATCH.min(window - held);
                 let mut batch = vec![first];
                 while batch.len() < room {
@@ -271,22 +363,34 @@ async fn raw_relay(run: &str, n: usize) -> anyhow::Result<f64> {
                 let last = batch.last().expect("a batch has a record");
                 let (end, len) = ((last.partition(), last.offset()), batch.len());
                 held += len;
-                in_flight.push_back(async move { (join_all(deliveries).await, end, len) });
+                let taken = Instant::now();
+                in_flight.push_back(async move { (join_all(deliveries).await, end, len, taken) });
             }
         }
     }
     let elapsed = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
-    Ok(n as f64 / elapsed)
+    let (cpu_us, broker_us) = cpu_per_record(cpu, n);
+    Ok(Side {
+        rate: n as f64 / elapsed,
+        in_flight_ms: 1e3 * in_flight_secs / done.max(1) as f64,
+        cpu_us,
+        broker_us,
+    })
 }
 
 /// One side's run (`NaN` when `skip`), then its topics deleted whether or not it succeeded.
 async fn run_side(
     skip: bool,
     run: &str,
-    side: impl std::future::Future<Output = anyhow::Result<f64>>,
-) -> anyhow::Result<f64> {
+    side: impl std::future::Future<Output = anyhow::Result<Side>>,
+) -> anyhow::Result<Side> {
     if skip {
-        return Ok(f64::NAN);
+        return Ok(Side {
+            rate: f64::NAN,
+            in_flight_ms: f64::NAN,
+            cpu_us: f64::NAN,
+            broker_us: f64::NAN,
+        });
     }
     let rate = side.await;
     teardown(run).await;
@@ -317,19 +421,18 @@ async fn main() -> anyhow::Result<()> {
         raw.push(run_side(only.as_deref() == Some("sluice"), &raw_name, raw_side).await?);
         let sluice_side = sluice_run(&sluice_name, n);
         sluice.push(run_side(only.as_deref() == Some("raw"), &sluice_name, sluice_side).await?);
-        println!(
-            "  run {}: raw relay {:.0} msg/s, sluice {:.0} msg/s",
-            rep + 1,
-            raw[rep],
-            sluice[rep]
-        );
+        println!("  run {}: raw relay {}", rep + 1, raw[rep]);
+        println!("         sluice    {}", sluice[rep]);
     }
-    raw.sort_by(f64::total_cmp);
-    sluice.sort_by(f64::total_cmp);
-    let (raw, sluice) = (raw[reps / 2], sluice[reps / 2]);
+    let median = |sides: &mut Vec<Side>| {
+        sides.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        sides[reps / 2]
+    };
+    let (raw, sluice) = (median(&mut raw), median(&mut sluice));
     println!("Kafka → uppercase → Kafka, {n} records of 256 bytes, median of {reps}:");
-    println!("  raw relay (rdkafka, no WASM): {raw:>10.0} msg/s");
-    println!("  sluice (WASM uppercase):      {sluice:>10.0} msg/s");
+    println!("  raw relay (rdkafka, no WASM): {raw}");
+    println!("  sluice (WASM uppercase):      {sluice}");
+    let (sluice, raw) = (sluice.rate, raw.rate);
     println!("  sluice / raw relay: {:.0}%", 100.0 * sluice / raw);
     Ok(())
 }

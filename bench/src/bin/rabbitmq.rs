@@ -25,6 +25,7 @@ use sluice::connector::rabbitmq::{RabbitMqSinkConfig, RabbitMqSourceConfig, in_o
 use sluice::connector::{BuildContext, SinkFactory, SourceFactory};
 use sluice::engine::{Pipeline, PipelineStats, Transform};
 use sluice::plugin::PluginHost;
+use sluice_bench::{cpu_seconds, processes_cpu_seconds};
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
@@ -104,45 +105,9 @@ struct Rate {
     broker_us: f64,
 }
 
-/// CPU time (user + system, seconds) of this process, or of its waited-for children, from
-/// /proc/self/stat (fields 14-17, in clock ticks of 1/100 s on Linux).
-fn cpu_seconds(children: bool) -> f64 {
-    stat_cpu_seconds("/proc/self/stat", children)
-}
-
-/// CPU time of the RabbitMQ broker (every `beam.smp` process), to show what the broker itself
-/// spends per message: on a small machine it sets the ceiling for every consumer.
+/// CPU time of the RabbitMQ broker (every `beam.smp` process).
 fn broker_cpu_seconds() -> f64 {
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    procs
-        .flatten()
-        .filter(|p| {
-            std::fs::read_to_string(p.path().join("comm")).is_ok_and(|c| c.trim() == "beam.smp")
-        })
-        .map(|p| stat_cpu_seconds(&p.path().join("stat").to_string_lossy(), false))
-        .sum()
-}
-
-fn stat_cpu_seconds(path: &str, children: bool) -> f64 {
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
-    let rest: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, r)| r)
-        .split_whitespace()
-        .collect();
-    let field = |k: usize| {
-        rest.get(k - 3)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let ticks = if children {
-        field(16) + field(17)
-    } else {
-        field(14) + field(15)
-    };
-    ticks / 100.0
+    processes_cpu_seconds("beam.smp")
 }
 
 fn median(mut runs: Vec<Rate>, by: impl Fn(&Rate) -> f64) -> f64 {

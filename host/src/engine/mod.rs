@@ -232,10 +232,12 @@ impl Pipeline {
             }
             PipelineStats::add(&stats.received, deliveries.len() as u64);
             PipelineStats::add(&stats.in_flight, deliveries.len() as u64);
+            // One clock read for the batch: its deliveries were pulled together.
+            let pulled_at = Instant::now();
             let batch: Vec<InFlight> = deliveries
                 .into_iter()
                 .map(|d| {
-                    let slot = WindowSlot::new(permit.split(1), stats.clone());
+                    let slot = WindowSlot::new(permit.split(1), stats.clone(), pulled_at);
                     InFlight::new(d, slot, &name)
                 })
                 .collect();

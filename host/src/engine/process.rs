@@ -55,11 +55,15 @@ pub(super) struct WindowSlot {
 }
 
 impl WindowSlot {
-    pub fn new(permit: Option<OwnedSemaphorePermit>, stats: Arc<PipelineStats>) -> Self {
+    pub fn new(
+        permit: Option<OwnedSemaphorePermit>,
+        stats: Arc<PipelineStats>,
+        pulled_at: Instant,
+    ) -> Self {
         WindowSlot {
             _permit: permit,
             stats,
-            pulled_at: Instant::now(),
+            pulled_at,
         }
     }
 }

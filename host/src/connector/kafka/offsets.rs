@@ -6,8 +6,10 @@
 //! belong to the old generation are ignored: the partition's new owner (maybe us again) resumes
 //! from the last commit and redelivers them, so storing their offsets now could skip messages.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::VecDeque;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 /// A topic and partition.
 pub type PartitionKey = (Arc<str>, i32);
@@ -15,8 +17,11 @@ pub type PartitionKey = (Arc<str>, i32);
 #[derive(Debug)]
 struct PartitionState {
     generation: u64,
-    /// Received and not yet acknowledged.
-    in_flight: BTreeSet<i64>,
+    /// Received offsets not yet below the commit point, in increasing order, each with whether
+    /// it is acknowledged. A partition's records arrive in offset order, so receiving appends and
+    /// the commit point moves by popping acknowledged offsets off the front: no allocation per
+    /// record, unlike a tree.
+    in_flight: VecDeque<(i64, bool)>,
     /// One past the highest offset received.
     next: i64,
     /// The last commit point handed out (offsets below it are done).
@@ -26,7 +31,9 @@ struct PartitionState {
 /// Contiguous-prefix tracking for every partition this consumer holds.
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
-    parts: HashMap<PartitionKey, PartitionState>,
+    /// Looked up twice per record (received, acked): a fast hash, not SipHash; the keys are
+    /// the broker's topic names, not attacker-chosen input to a long-lived table.
+    parts: FxHashMap<PartitionKey, PartitionState>,
     generations: u64,
 }
 
@@ -38,12 +45,20 @@ impl OffsetTracker {
             *generations += 1;
             PartitionState {
                 generation: *generations,
-                in_flight: BTreeSet::new(),
+                in_flight: VecDeque::new(),
                 next: offset,
                 stored: offset,
             }
         });
-        state.in_flight.insert(offset);
+        match state.in_flight.back() {
+            Some(&(last, _)) if last >= offset => {
+                // Out of order (not seen from librdkafka within one assignment): keep it sorted.
+                if let Err(at) = state.in_flight.binary_search_by_key(&offset, |e| e.0) {
+                    state.in_flight.insert(at, (offset, false));
+                }
+            }
+            _ => state.in_flight.push_back((offset, false)),
+        }
         state.next = state.next.max(offset + 1);
         state.generation
     }
@@ -62,10 +77,23 @@ impl OffsetTracker {
             .parts
             .get_mut(key)
             .filter(|s| s.generation == generation)?;
-        if !state.in_flight.remove(&offset) {
+        // Settlements mostly come in offset order: the oldest in flight is the usual one.
+        let at = if state.in_flight.front().is_some_and(|e| e.0 == offset) {
+            0
+        } else {
+            state
+                .in_flight
+                .binary_search_by_key(&offset, |e| e.0)
+                .ok()?
+        };
+        if state.in_flight[at].1 {
             return None;
         }
-        let point = state.in_flight.first().copied().unwrap_or(state.next);
+        state.in_flight[at].1 = true;
+        while state.in_flight.front().is_some_and(|e| e.1) {
+            state.in_flight.pop_front();
+        }
+        let point = state.in_flight.front().map_or(state.next, |e| e.0);
         (point > state.stored).then(|| {
             state.stored = point;
             point
@@ -103,6 +131,27 @@ mod tests {
         let g = t.received(&key(0), 0);
         assert_eq!(t.acked(&key(0), 0, g), Some(1));
         assert_eq!(t.acked(&key(0), 0, g), None);
+    }
+
+    #[test]
+    fn offsets_with_gaps_and_out_of_order_arrivals_keep_the_prefix_rule() {
+        let mut t = OffsetTracker::default();
+        // Gaps (compaction, transaction markers) and one late arrival.
+        for o in [10, 11, 15, 20, 13] {
+            t.received(&key(0), o);
+        }
+        let g = t.received(&key(0), 21);
+        assert_eq!(
+            t.acked(&key(0), 15, g),
+            None,
+            "10, 11 and 13 still in flight"
+        );
+        assert_eq!(t.acked(&key(0), 10, g), Some(11));
+        assert_eq!(t.acked(&key(0), 11, g), Some(13));
+        assert_eq!(t.acked(&key(0), 13, g), Some(20), "15 was already acked");
+        assert_eq!(t.acked(&key(0), 99, g), None, "never received");
+        assert_eq!(t.acked(&key(0), 21, g), None, "20 still in flight");
+        assert_eq!(t.acked(&key(0), 20, g), Some(22));
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! ([`OffsetTracker`]); nacks come back from a local redelivery queue, since Kafka cannot
 //! redeliver a single record.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
@@ -170,7 +169,9 @@ pub struct KafkaSource {
     client: ClientConfig,
     consumer: Option<Arc<Consumer>>,
     shared: Arc<Shared>,
-    topics: HashMap<String, Arc<str>>,
+    /// The topic of the last record, shared by the next one's metadata (a subscription is
+    /// usually one topic): compared by content, no hashing per record.
+    last_topic: Option<Arc<str>>,
     source: Arc<str>,
 }
 
@@ -217,7 +218,7 @@ impl KafkaSource {
             client,
             consumer: None,
             shared,
-            topics: HashMap::new(),
+            last_topic: None,
             source: Arc::from("kafka"),
         })
     }
@@ -265,13 +266,9 @@ impl KafkaSource {
     /// A delivery for a record just taken from librdkafka. It is recorded in the offset tracker
     /// at once, before the next `recv`, inside which a rebalance callback may revoke its partition.
     fn delivery(&mut self, m: &BorrowedMessage<'_>) -> Delivery {
-        let topic = match self.topics.get(m.topic()) {
-            Some(t) => t.clone(),
-            None => {
-                let t: Arc<str> = Arc::from(m.topic());
-                self.topics.insert(m.topic().to_owned(), t.clone());
-                t
-            }
+        let topic = match &self.last_topic {
+            Some(t) if **t == *m.topic() => t.clone(),
+            _ => self.last_topic.insert(Arc::from(m.topic())).clone(),
         };
         let (partition, offset) = (m.partition(), m.offset());
         let key: PartitionKey = (topic.clone(), partition);
@@ -295,7 +292,7 @@ impl KafkaSource {
             })
             .unwrap_or_default();
         let message = Message {
-            id: format!("{topic}:{partition}:{offset}"),
+            id: record_id(&topic, partition, offset),
             key: m.key().map(Bytes::copy_from_slice),
             payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
             headers,
@@ -334,6 +331,17 @@ impl KafkaSource {
         let deliveries = due.into_iter().map(|p| self.token(p)).collect();
         (deliveries, next)
     }
+}
+
+/// `topic:partition:offset`, without the formatting machinery (once per record).
+fn record_id(topic: &str, partition: i32, offset: i64) -> String {
+    let (mut p, mut o) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (p, o) = (p.format(partition), o.format(offset));
+    let mut id = String::with_capacity(topic.len() + p.len() + o.len() + 2);
+    for part in [topic, ":", p, ":", o] {
+        id.push_str(part);
+    }
+    id
 }
 
 #[async_trait]
@@ -431,4 +439,13 @@ fn measure_lag(c: &Consumer) -> rdkafka::error::KafkaResult<i64> {
         lag += (high - from).max(0);
     }
     Ok(lag)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn record_ids_name_topic_partition_and_offset() {
+        assert_eq!(super::record_id("orders", 3, 1042), "orders:3:1042");
+        assert_eq!(super::record_id("t", -1, 0), "t:-1:0");
+    }
 }
