@@ -1,10 +1,8 @@
 //! The Kafka sink: an idempotent producer; a batch is confirmed when every record is acknowledged
 //! by all in-sync replicas.
 
-use std::time::Duration;
-
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use async_trait::async_trait;
