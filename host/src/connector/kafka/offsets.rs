@@ -26,6 +26,8 @@ struct PartitionState {
     next: i64,
     /// The last commit point handed out (offsets below it are done).
     stored: i64,
+    /// The last commit point given to librdkafka by [`OffsetTracker::take_unstored`].
+    published: i64,
 }
 
 /// Contiguous-prefix tracking for every partition this consumer holds.
@@ -48,6 +50,7 @@ impl OffsetTracker {
                 in_flight: VecDeque::new(),
                 next: offset,
                 stored: offset,
+                published: offset,
             }
         });
         match state.in_flight.back() {
@@ -98,6 +101,19 @@ impl OffsetTracker {
             state.stored = point;
             point
         })
+    }
+
+    /// Commit points that moved since the last call, to hand to librdkafka together: one
+    /// `store_offsets` per partition per call instead of one per acknowledged record.
+    pub fn take_unstored(&mut self) -> Vec<(PartitionKey, i64)> {
+        self.parts
+            .iter_mut()
+            .filter(|(_, s)| s.stored > s.published)
+            .map(|(key, s)| {
+                s.published = s.stored;
+                (key.clone(), s.stored)
+            })
+            .collect()
     }
 
     /// The partition was revoked: forget it, so that late settlements are ignored.
@@ -152,6 +168,28 @@ mod tests {
         assert_eq!(t.acked(&key(0), 99, g), None, "never received");
         assert_eq!(t.acked(&key(0), 21, g), None, "20 still in flight");
         assert_eq!(t.acked(&key(0), 20, g), Some(22));
+    }
+
+    #[test]
+    fn moved_commit_points_are_taken_once_each() {
+        let mut t = OffsetTracker::default();
+        let g = (0..4).map(|o| t.received(&key(0), o)).last().unwrap();
+        let h = t.received(&key(1), 9);
+        assert!(t.take_unstored().is_empty(), "nothing acknowledged yet");
+        t.acked(&key(0), 0, g);
+        t.acked(&key(0), 1, g);
+        t.acked(&key(0), 3, g);
+        t.acked(&key(1), 9, h);
+        let mut taken = t.take_unstored();
+        taken.sort();
+        assert_eq!(
+            taken,
+            vec![(key(0), 2), (key(1), 10)],
+            "the latest point, once"
+        );
+        assert!(t.take_unstored().is_empty());
+        t.acked(&key(0), 2, g);
+        assert_eq!(t.take_unstored(), vec![(key(0), 4)]);
     }
 
     #[test]

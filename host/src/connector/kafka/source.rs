@@ -60,21 +60,41 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How often commit points that moved are handed to librdkafka (`store_offsets`), which commits
+/// them every `commit_interval_ms`. Also done before a revocation's commit and at close.
+const STORE_INTERVAL: Duration = Duration::from_millis(5);
+
 impl Shared {
-    /// Store `point` as the next offset to consume for `key`; librdkafka commits it.
-    fn store(&self, key: &PartitionKey, point: i64) {
-        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
+    /// Hand every commit point that moved since the last call to librdkafka, in one call.
+    fn store_moved(&self, consumer: &impl rdkafka::consumer::Consumer<GroupContext>) {
+        let points = lock(&self.tracker).take_unstored();
+        if points.is_empty() {
             return;
-        };
-        let mut tpl = TopicPartitionList::new();
-        if let Err(e) = tpl.add_partition_offset(&key.0, key.1, Offset::Offset(point)) {
-            tracing::warn!(pipeline = %self.pipeline, error = %e, "kafka: bad offset");
-            return;
+        }
+        let mut tpl = TopicPartitionList::with_capacity(points.len());
+        for (key, point) in &points {
+            if let Err(e) = tpl.add_partition_offset(&key.0, key.1, Offset::Offset(*point)) {
+                tracing::warn!(pipeline = %self.pipeline, error = %e, "kafka: bad offset");
+            }
         }
         if let Err(e) = consumer.store_offsets(&tpl) {
-            // The partition was revoked meanwhile: its new owner resumes from the last commit.
-            tracing::debug!(pipeline = %self.pipeline, topic = %key.0, partition = key.1, error = %e, "kafka: offset not stored");
+            // A partition was revoked meanwhile: its new owner resumes from the last commit.
+            tracing::debug!(pipeline = %self.pipeline, error = %e, "kafka: offsets not stored");
         }
+    }
+}
+
+/// Every [`STORE_INTERVAL`], until the consumer is gone: store the commit points that moved.
+async fn store_offsets_periodically(shared: Weak<Shared>) {
+    loop {
+        tokio::time::sleep(STORE_INTERVAL).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let Some(consumer) = shared.consumer.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        shared.store_moved(consumer.as_ref());
     }
 }
 
@@ -84,10 +104,8 @@ impl Acker for Receipt {
         let (shared, p) = (&self.shared, &self.pending);
         let delay = match how {
             Settlement::Ack => {
-                let point = lock(&shared.tracker).acked(&p.key, p.offset, p.generation);
-                if let Some(point) = point {
-                    shared.store(&p.key, point);
-                }
+                // The commit point moves here; librdkafka gets it within `STORE_INTERVAL`.
+                lock(&shared.tracker).acked(&p.key, p.offset, p.generation);
                 return;
             }
             Settlement::Nack { delay } => delay,
@@ -140,6 +158,7 @@ impl ConsumerContext for GroupContext {
         };
         // Commit what is settled while the partitions are still ours, then forget them: what is
         // in flight now is redelivered to their next owner, and its settlement will be ignored.
+        self.shared.store_moved(consumer);
         if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(pipeline = %self.shared.pipeline, error = %e, "kafka: commit on revocation");
         }
@@ -242,6 +261,7 @@ impl KafkaSource {
         })?;
         let consumer = Arc::new(consumer);
         let _ = self.shared.consumer.set(Arc::downgrade(&consumer));
+        tokio::spawn(store_offsets_periodically(Arc::downgrade(&self.shared)));
         if self.cfg.lag_interval_ms > 0 {
             tokio::spawn(watch_lag(
                 Arc::downgrade(&consumer),
@@ -383,7 +403,9 @@ impl Source for KafkaSource {
         };
         let group = self.cfg.group.clone();
         // Committing and leaving the group block on the network: not on the async workers.
+        let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
+            shared.store_moved(consumer.as_ref());
             let committed = consumer.commit_consumer_state(CommitMode::Sync);
             consumer.unsubscribe();
             drop(consumer);
