@@ -6,6 +6,7 @@ pub mod ack;
 pub mod admin;
 pub mod config;
 pub mod connector;
+pub mod deadline;
 pub mod engine;
 pub mod message;
 pub mod plugin;

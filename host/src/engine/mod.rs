@@ -256,15 +256,15 @@ impl Pipeline {
         // deadline again: a broker that no longer answers must not keep the pipeline from
         // stopping. What a cut-short close leaves unacknowledged is redelivered.
         for (sink_name, sink) in sinks.drain() {
-            if let Err(err) = within(shutdown_deadline, sink.close()).await {
+            if let Err(err) = close_within(shutdown_deadline, sink.close()).await {
                 warn!(pipeline = %name, sink = %sink_name, error = %format!("{err:#}"), "sink close failed");
             }
         }
-        if let Err(err) = within(shutdown_deadline, dead_letter.close()).await {
+        if let Err(err) = close_within(shutdown_deadline, dead_letter.close()).await {
             warn!(pipeline = %name, error = %format!("{err:#}"), "dead-letter sink close failed");
         }
         // The source lives until here so that its acknowledgements reach the broker.
-        if let Err(err) = within(shutdown_deadline, source.close()).await {
+        if let Err(err) = close_within(shutdown_deadline, source.close()).await {
             warn!(pipeline = %name, error = %format!("{err:#}"), "source close failed");
         }
         drop(source);
@@ -285,18 +285,17 @@ impl Pipeline {
 }
 
 /// `close` within `deadline`; running past it is an error like any other failed close.
-async fn within(
+async fn close_within(
     deadline: Duration,
     close: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
-    tokio::time::timeout(deadline, close)
-        .await
-        .unwrap_or_else(|_| {
-            Err(anyhow::anyhow!(
-                "did not finish within the shutdown deadline ({} ms)",
-                deadline.as_millis()
-            ))
-        })
+    crate::deadline::within(deadline, close, || {
+        anyhow::anyhow!(
+            "did not finish within the shutdown deadline ({} ms)",
+            deadline.as_millis()
+        )
+    })
+    .await
 }
 
 /// Let in-flight work finish. After the source ended, wait for everything (retries included)

@@ -24,9 +24,9 @@ struct PartitionState {
     in_flight: VecDeque<(i64, bool)>,
     /// One past the highest offset received.
     next: i64,
-    /// The last commit point handed out (offsets below it are done).
+    /// The commit point: every offset below it is acknowledged.
     stored: i64,
-    /// The last commit point given to librdkafka by [`OffsetTracker::take_unstored`].
+    /// The commit point as last given to librdkafka, through [`OffsetTracker::take_unstored`].
     published: i64,
 }
 

@@ -107,32 +107,31 @@ async fn within_connect_timeout<T>(
     who: &str,
     connect: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
-    tokio::time::timeout(CONNECT_TIMEOUT, connect)
-        .await
-        .unwrap_or_else(|_| {
-            Err(anyhow::anyhow!(
-                "{who}: connecting took longer than {} s",
-                CONNECT_TIMEOUT.as_secs()
-            ))
-        })
+    crate::deadline::within(CONNECT_TIMEOUT, connect, || {
+        anyhow::anyhow!(
+            "{who}: connecting took longer than {} s",
+            CONNECT_TIMEOUT.as_secs()
+        )
+    })
+    .await
 }
 
 /// Close `connection` politely, within [`BROKER_REPLY_TIMEOUT`]; `who` names the connector.
 async fn close_connection(connection: &lapin::Connection, who: &str) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    match tokio::time::timeout(
-        BROKER_REPLY_TIMEOUT,
-        connection.close(200, "sluice closing".into()),
-    )
-    .await
-    {
-        Ok(closed) => closed.with_context(|| format!("{who}: closing")),
-        // Dropping the connection closes its socket; the broker requeues what it holds.
-        Err(_) => anyhow::bail!(
+    let close = async {
+        let closed = connection.close(200, "sluice closing".into()).await;
+        closed.with_context(|| format!("{who}: closing"))
+    };
+    // Past the limit the connection is dropped, which closes its socket; the broker requeues
+    // what it holds.
+    crate::deadline::within(BROKER_REPLY_TIMEOUT, close, || {
+        anyhow::anyhow!(
             "{who}: the broker did not answer connection.close within {} s",
             BROKER_REPLY_TIMEOUT.as_secs()
-        ),
-    }
+        )
+    })
+    .await
 }
 
 pub(super) fn yes() -> bool {

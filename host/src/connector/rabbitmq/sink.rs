@@ -112,14 +112,13 @@ impl RabbitMqSink {
     /// Every confirm of the batch, within `confirm_timeout_ms` for the whole batch.
     async fn confirmed(&self, confirms: Vec<(String, PublisherConfirm)>) -> anyhow::Result<()> {
         let limit = std::time::Duration::from_millis(self.cfg.confirm_timeout_ms);
-        tokio::time::timeout(limit, self.all_confirmed(confirms))
-            .await
-            .unwrap_or_else(|_| {
-                bail!(
-                    "rabbitmq sink: the broker did not confirm the batch within {} ms",
-                    self.cfg.confirm_timeout_ms
-                )
-            })
+        crate::deadline::within(limit, self.all_confirmed(confirms), || {
+            anyhow::anyhow!(
+                "rabbitmq sink: the broker did not confirm the batch within {} ms",
+                self.cfg.confirm_timeout_ms
+            )
+        })
+        .await
     }
 
     async fn all_confirmed(&self, confirms: Vec<(String, PublisherConfirm)>) -> anyhow::Result<()> {
