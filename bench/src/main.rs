@@ -37,12 +37,13 @@ fn batch_size() -> usize {
 /// The same transformation as the `uppercase` component, in native code.
 struct NativeUppercase;
 
+#[async_trait::async_trait]
 impl Transform for NativeUppercase {
     fn name(&self) -> &str {
         "native-uppercase"
     }
 
-    fn process(&self, batch: &[Message]) -> Vec<Outcome> {
+    async fn process(&self, batch: &[Message]) -> Vec<Outcome> {
         batch
             .iter()
             .map(|m| {
@@ -133,7 +134,7 @@ fn call_cost(handler: &dyn Transform, batch: usize, total: usize) -> f64 {
     for b in 0..total / batch {
         let msgs: Vec<Message> = (0..batch).map(|i| message(b * batch + i)).collect();
         let started = Instant::now();
-        let out = std::hint::black_box(handler.process(&msgs));
+        let out = std::hint::black_box(futures::executor::block_on(handler.process(&msgs)));
         let ok = out
             .iter()
             .all(|o| matches!(o, Outcome::Outputs(v) if v.len() == 1));

@@ -289,12 +289,13 @@ pub struct FnTransform<F> {
     pub f: F,
 }
 
+#[async_trait::async_trait]
 impl<F: Fn(&Message) -> Outcome + Send + Sync> Transform for FnTransform<F> {
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn process(&self, batch: &[Message]) -> Vec<Outcome> {
+    async fn process(&self, batch: &[Message]) -> Vec<Outcome> {
         batch.iter().map(&self.f).collect()
     }
 }
@@ -305,19 +306,20 @@ pub struct StampingTransform {
     pub delay: Duration,
 }
 
+#[async_trait::async_trait]
 impl Transform for StampingTransform {
     fn name(&self) -> &str {
         "stamp"
     }
 
-    fn process(&self, batch: &[Message]) -> Vec<Outcome> {
+    async fn process(&self, batch: &[Message]) -> Vec<Outcome> {
         let now = Instant::now();
         self.seen
             .lock()
             .expect("not poisoned")
             .extend(std::iter::repeat_n(now, batch.len()));
         if !self.delay.is_zero() {
-            std::thread::sleep(self.delay * batch.len() as u32);
+            tokio::time::sleep(self.delay * batch.len() as u32).await;
         }
         batch
             .iter()

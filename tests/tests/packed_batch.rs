@@ -2,6 +2,7 @@
 //! the same outcomes through `handle-packed` as through `handle-batch`.
 
 use bytes::Bytes;
+use futures::executor::block_on;
 use sluice::config::{BatchAbi, LimitsConfig};
 use sluice::engine::{ErrorClass, Failure, Outcome, Transform};
 use sluice::message::{Message, Metadata};
@@ -137,8 +138,8 @@ fn packed_and_canonical_calls_give_the_same_outcomes() {
             })
             .collect::<Vec<_>>()
     };
-    let a = packed.process(&batch());
-    let b = canonical.process(&batch());
+    let a = block_on(packed.process(&batch()));
+    let b = block_on(canonical.process(&batch()));
     assert_eq!(a, b);
     assert!(
         matches!(&a[0], Outcome::Outputs(o) if &o[0].payload[..] == b"ok" && o[0].headers.len() == 2)
@@ -147,7 +148,7 @@ fn packed_and_canonical_calls_give_the_same_outcomes() {
     assert!(matches!(&a[9], Outcome::Failed(f) if f.class == ErrorClass::Timeout));
     // A batch without a misbehaving message goes through in one packed call.
     let clean: Vec<Message> = (0..64).map(sample).collect();
-    let out = packed.process(&clean);
-    assert_eq!(out, canonical.process(&clean));
+    let out = block_on(packed.process(&clean));
+    assert_eq!(out, block_on(canonical.process(&clean)));
     assert_eq!(out.len(), 64);
 }

@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::executor::block_on;
 
 use bytes::Bytes;
 use sluice::config::{Grant, LimitsConfig};
@@ -129,7 +133,7 @@ fn granted_wasi_works_and_gives_no_more_than_granted() {
         )
         .expect("granted");
     // It appends $SUFFIX; the handler's environment is empty whatever the host's is.
-    let outcomes = handler.process(&[message("payload")]);
+    let outcomes = block_on(handler.process(&[message("payload")]));
     match &outcomes[0] {
         Outcome::Outputs(out) => assert_eq!(&out[0].payload[..], b"payload"),
         other => panic!("{other:?}"),
@@ -206,7 +210,7 @@ fn compiled_components_are_cached_by_content_hash() {
 #[test]
 fn uppercase_keeps_key_and_headers() {
     let h = wasm_handler("uppercase", LimitsConfig::default(), &[]);
-    let out = h.process(&[message("hello"), message("World")]);
+    let out = block_on(h.process(&[message("hello"), message("World")]));
     let Outcome::Outputs(o) = &out[0] else {
         panic!("{out:?}")
     };
@@ -236,7 +240,7 @@ fn json_enrich_validates_enriches_and_routes() {
         r#"{"event_type":"x","event_id":"e","timestamp":1,"version":"1","data":[],"metadata":{"producer":"p"}}"#.to_owned(),
         r#"{"event_type":"x","event_id":"e","timestamp":1,"version":"1","data":{},"metadata":{}}"#.to_owned(),
     ];
-    let out = h.process(&cases.iter().map(|c| message(c)).collect::<Vec<_>>());
+    let out = block_on(h.process(&cases.iter().map(|c| message(c)).collect::<Vec<_>>()));
     let Outcome::Outputs(o) = &out[0] else {
         panic!("{out:?}")
     };
@@ -293,15 +297,54 @@ fn json_enrich_validates_enriches_and_routes() {
 fn a_trapped_instance_is_replaced_and_the_next_call_works() {
     let h: Arc<dyn Transform> = wasm_handler("faulty", LimitsConfig::default(), &[]);
     for _ in 0..3 {
-        let out = h.process(&[message("trap")]);
+        let out = block_on(h.process(&[message("trap")]));
         assert!(
             matches!(&out[0], Outcome::Failed(f) if f.class == ErrorClass::Trap),
             "{out:?}"
         );
-        let out = h.process(&[message("fine")]);
+        let out = block_on(h.process(&[message("fine")]));
         assert!(
             matches!(&out[0], Outcome::Outputs(o) if &o[0].payload[..] == b"fine"),
             "{out:?}"
         );
     }
+}
+
+/// Guest code runs in its pipeline's task and yields at every epoch tick: on a runtime with a
+/// single thread, a handler looping until its timeout still lets other tasks run meanwhile.
+#[tokio::test(flavor = "current_thread")]
+async fn a_looping_handler_shares_its_thread_until_its_timeout() {
+    let limits = LimitsConfig {
+        timeout_ms: 300,
+        ..LimitsConfig::default()
+    };
+    let h: Arc<dyn Transform> = wasm_handler("faulty", limits, &[]);
+    let ticks = Arc::new(AtomicU64::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ticks.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    // The ticker first runs when this call yields, and is not polled again before the read
+    // below: every tick counted happened while the guest was looping.
+    let out = h.process(&[message("loop")]).await;
+    let during_the_call = ticks.load(Ordering::SeqCst);
+    ticker.abort();
+    assert!(
+        matches!(&out[0], Outcome::Failed(f) if f.class == ErrorClass::Timeout && f.reason.contains("300 ms")),
+        "{out:?}"
+    );
+    assert!(
+        during_the_call > 0,
+        "the only thread was held by the looping guest"
+    );
+    let out = h.process(&[message("fine")]).await;
+    assert!(
+        matches!(&out[0], Outcome::Outputs(o) if &o[0].payload[..] == b"fine"),
+        "{out:?}"
+    );
 }

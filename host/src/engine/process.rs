@@ -3,10 +3,12 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::FutureExt as _;
 use opentelemetry::trace::SpanKind;
 use opentelemetry::{Context, KeyValue};
 
@@ -42,7 +44,7 @@ pub(super) struct Ctx {
     /// Shutdown deadline passed: every task stops where it is, abandoning its deliveries.
     pub hard_stop: CancellationToken,
     pub tracker: TaskTracker,
-    /// Bounds concurrent handler calls (each occupies a blocking thread).
+    /// Bounds concurrent handler calls.
     pub workers: Arc<Semaphore>,
     pub payload_log: Option<Arc<PayloadLog>>,
 }
@@ -206,7 +208,8 @@ async fn process(ctx: Arc<Ctx>, batch: Vec<InFlight>) {
         batch.into_iter().map(InFlight::split).unzip();
     let (msgs, results) = run_chain(&ctx, msgs, &traces).await;
     if msgs.len() != waiting.len() {
-        // Only when the runtime is going away; dropping the deliveries abandons them.
+        // `run_chain` gives back what it was given; should that ever break, dropping the
+        // deliveries abandons them (redelivered), never loses them.
         return;
     }
     let batch: Vec<InFlight> = msgs
@@ -545,53 +548,37 @@ async fn run_chain(
     (originals.unwrap_or_default(), results)
 }
 
-/// One stage call on a blocking thread, bounded by the worker pool. The inputs go to the
-/// thread and come back, so that the handler borrows them instead of the engine copying them.
+/// One stage call, bounded by the worker pool. It runs in this task: guest code yields at every
+/// epoch tick, so a long call shares its thread rather than holding it. A panic in a native
+/// transform fails the batch instead of the pipeline.
 async fn call_stage(
     ctx: &Ctx,
     stage: &Arc<dyn Transform>,
-    stage_stats: &Arc<HandlerStats>,
+    stage_stats: &HandlerStats,
     inputs: Vec<Message>,
     spans: Vec<(String, Context)>,
 ) -> (Vec<Message>, Vec<Outcome>) {
     let n = inputs.len();
-    let permit = ctx.workers.clone().acquire_owned().await;
-    let stage_for_call = stage.clone();
-    let stage_stats = stage_stats.clone();
-    let joined = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let started = Instant::now();
-        let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            trace::with_handler_spans(spans, || stage_for_call.process(&inputs))
-        }));
-        // The call itself, not the wait for a worker.
-        stage_stats
-            .duration
-            .observe(started.elapsed().as_secs_f64());
-        (inputs, outcomes)
-    })
-    .await;
+    let _permit = ctx.workers.acquire().await;
+    // The call itself, not the wait for a worker.
+    let started = Instant::now();
+    let called = AssertUnwindSafe(trace::with_handler_spans(spans, stage.process(&inputs)))
+        .catch_unwind()
+        .await;
+    stage_stats
+        .duration
+        .observe(started.elapsed().as_secs_f64());
     let fail = |reason: String| vec![Outcome::Failed(Failure::new(ErrorClass::Fatal, reason)); n];
-    match joined {
-        Ok((inputs, Ok(outcomes))) if outcomes.len() == n => (inputs, outcomes),
-        Ok((inputs, Ok(outcomes))) => {
-            let reason = format!(
-                "handler `{}` returned {} results for {n} messages",
-                stage.name(),
-                outcomes.len()
-            );
-            (inputs, fail(reason))
-        }
-        Ok((inputs, Err(_))) => (
-            inputs,
-            fail(format!("handler `{}` crashed in the host", stage.name())),
-        ),
-        // The blocking pool is shutting down: the messages are gone with it, nothing was sent.
-        Err(err) => (
-            Vec::new(),
-            fail(format!("handler `{}` could not run: {err}", stage.name())),
-        ),
-    }
+    let outcomes = match called {
+        Ok(outcomes) if outcomes.len() == n => outcomes,
+        Ok(outcomes) => fail(format!(
+            "handler `{}` returned {} results for {n} messages",
+            stage.name(),
+            outcomes.len()
+        )),
+        Err(_) => fail(format!("handler `{}` crashed in the host", stage.name())),
+    };
+    (inputs, outcomes)
 }
 
 /// One span per message for a handler call, child of its delivery's consumer span; empty when

@@ -3,19 +3,23 @@
 
 use std::fmt;
 
+use async_trait::async_trait;
+
 use crate::message::{ByteString, Message, Output};
 
 /// A stage of the handler chain.
 ///
-/// `process` is synchronous and may take a while (it runs guest code): the engine calls it from
-/// a blocking thread, never on the async runtime's workers.
+/// `process` runs on the async runtime's workers, in the task of its batch: it must not hold
+/// the thread for long without yielding. WASM handlers yield at every epoch tick (1 ms); native
+/// transforms (benchmarks, tests) are quick.
+#[async_trait]
 pub trait Transform: Send + Sync {
     /// Name for logs, metrics and dead-letter headers.
     fn name(&self) -> &str;
 
     /// Handle a batch; exactly one outcome per message, in order. The batch is borrowed: the
     /// engine keeps the originals for retries and dead letters.
-    fn process(&self, batch: &[Message]) -> Vec<Outcome>;
+    async fn process(&self, batch: &[Message]) -> Vec<Outcome>;
 }
 
 /// What became of one message in one stage.

@@ -7,6 +7,9 @@ pub mod v0_1 {
     wasmtime::component::bindgen!({
         path: "../wit/v0.1",
         world: "handler",
+        // Called with `call_async`, so that a long call yields to the runtime at every epoch
+        // tick instead of holding a worker thread (`handler.rs`).
+        exports: { default: async },
     });
 
     /// Export name of the handler interface; its presence identifies a 0.1 handler.

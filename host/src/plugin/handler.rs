@@ -3,13 +3,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
-use wasmtime::{Store, Trap};
+use async_trait::async_trait;
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::v0_1::{self, sluice::plugin::types as wit};
 use super::state::{HostState, MemoryCap};
-use super::{EPOCH_TICK, Plugin, convert, packed, wasi};
+use super::{Plugin, convert, packed, wasi};
 use crate::config::{BatchAbi, Grant};
 use crate::engine::{ErrorClass, Failure, Outcome, Transform};
 use crate::message::Message;
@@ -70,17 +72,13 @@ impl Plugin {
             pipeline: pipeline.into(),
             plugin_name: name.into(),
             config,
-            deadline_ticks: self
-                .limits
-                .timeout_ms
-                .div_ceil(EPOCH_TICK.as_millis() as u64)
-                + 1,
+            timeout: Duration::from_millis(self.limits.timeout_ms),
             plugin: self,
             pool: Mutex::new(Vec::new()),
             counters: Arc::default(),
         };
         let first = handler
-            .instantiate()
+            .instantiate_now()
             .with_context(|| format!("handler `{name}`"))?;
         handler
             .pool
@@ -106,7 +104,8 @@ pub struct WasmHandler {
     pipeline: Arc<str>,
     plugin_name: Arc<str>,
     config: Vec<(String, String)>,
-    deadline_ticks: u64,
+    /// `limits.timeout_ms`: how long one call (or instantiation with `init`) may run.
+    timeout: Duration,
     /// Batches go through `handle-packed` (the component has it and the pipeline allows it).
     packed: bool,
     plugin: Plugin,
@@ -135,7 +134,13 @@ impl WasmHandler {
             .clone()
     }
 
-    fn instantiate(&self) -> anyhow::Result<Instance> {
+    /// [`WasmHandler::instantiate`] for callers outside the async runtime's tasks (loading, a
+    /// hot swap's prewarm). It only waits for guest code: nothing in it needs the runtime.
+    fn instantiate_now(&self) -> anyhow::Result<Instance> {
+        futures::executor::block_on(self.instantiate())
+    }
+
+    async fn instantiate(&self) -> anyhow::Result<Instance> {
         let limits = &self.plugin.limits;
         let state = HostState {
             limiter: MemoryCap {
@@ -146,27 +151,38 @@ impl WasmHandler {
             plugin: self.plugin_name.clone(),
             message_id: None,
             last_panic: None,
+            call_deadline: Instant::now(),
             counters: self.counters.clone(),
             wasi: wasi::context(&self.pipeline, &self.plugin_name, &self.grants),
             table: wasmtime::component::ResourceTable::new(),
         };
         let mut store = Store::new(&self.plugin.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(self.deadline_ticks);
+        // Called at every epoch tick while guest code runs: past the call's deadline it traps
+        // (`Trap::Interrupt`, reported as a timeout); before it, the call yields to the runtime.
+        store.epoch_deadline_callback(|store| {
+            if Instant::now() >= store.data().call_deadline {
+                return Err(Trap::Interrupt.into());
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        self.arm(&mut store);
         let instance = self
             .plugin
             .pre
             .instance_pre()
-            .instantiate(&mut store)
+            .instantiate_async(&mut store)
+            .await
             .map_err(|e| self.describe_trap(&e, &store).into_error())?;
         let bindings = v0_1::Handler::new(&mut store, &instance)?;
         if let Some(init) = &self.plugin.init {
             let init = instance.get_typed_func::<(Vec<(String, String)>,), (Result<(), String>,)>(
                 &mut store, init,
             )?;
-            store.set_epoch_deadline(self.deadline_ticks);
+            self.arm(&mut store);
             let (result,) = init
-                .call(&mut store, (self.config.clone(),))
+                .call_async(&mut store, (self.config.clone(),))
+                .await
                 .map_err(|e| self.describe_trap(&e, &store).into_error())?;
             result.map_err(|reason| anyhow!("init refused the configuration: {reason}"))?;
         }
@@ -195,7 +211,7 @@ impl WasmHandler {
         let have = self.pool.lock().unwrap_or_else(|e| e.into_inner()).len();
         let mut fresh = Vec::new();
         for _ in have..n {
-            fresh.push(self.instantiate()?);
+            fresh.push(self.instantiate_now()?);
         }
         self.pool
             .lock()
@@ -204,23 +220,29 @@ impl WasmHandler {
         Ok(())
     }
 
-    fn take_instance(&self) -> anyhow::Result<Instance> {
+    async fn take_instance(&self) -> anyhow::Result<Instance> {
         let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match pooled {
             Some(instance) => Ok(instance),
-            None => self.instantiate(),
+            None => self.instantiate().await,
         }
     }
 
+    /// Start the clock of a call: it may run `timeout`, yielding at every tick meanwhile.
+    fn arm(&self, store: &mut Store<HostState>) {
+        store.data_mut().call_deadline = Instant::now() + self.timeout;
+        store.set_epoch_deadline(1);
+    }
+
     fn prepare(&self, inst: &mut Instance, single_id: Option<&str>) {
-        inst.store.set_epoch_deadline(self.deadline_ticks);
+        self.arm(&mut inst.store);
         let state = inst.store.data_mut();
         state.message_id = single_id.map(str::to_owned);
         state.last_panic = None;
     }
 
     /// Through the canonical ABI: `handle` for one message, `handle-batch` for more.
-    fn call(
+    async fn call(
         &self,
         inst: &mut Instance,
         msgs: &[wit::Message],
@@ -228,14 +250,14 @@ impl WasmHandler {
         self.prepare(inst, (msgs.len() == 1).then(|| msgs[0].id.as_str()));
         let exports = inst.bindings.sluice_plugin_message_handler();
         if let [one] = msgs {
-            Ok(vec![exports.call_handle(&mut inst.store, one)?])
+            Ok(vec![exports.call_handle(&mut inst.store, one).await?])
         } else {
-            exports.call_handle_batch(&mut inst.store, msgs)
+            exports.call_handle_batch(&mut inst.store, msgs).await
         }
     }
 
     /// Through `handle-packed`: one buffer in, one buffer out (`docs/packed-batch.md`).
-    fn call_packed(
+    async fn call_packed(
         &self,
         inst: &mut Instance,
         func: PackedFunc,
@@ -245,17 +267,18 @@ impl WasmHandler {
         let encoded = packed::encode_batch(batch);
         let (results,) = func
             .typed::<(&[u8],), (Vec<u8>,)>(&inst.store)?
-            .call(&mut inst.store, (encoded.as_slice(),))?;
+            .call_async(&mut inst.store, (encoded.as_slice(),))
+            .await?;
         Ok(results)
     }
 
     /// One message on its own, used to find the culprit after a batch trapped.
-    fn process_one(&self, msg: &wit::Message) -> Outcome {
-        let mut inst = match self.take_instance() {
+    async fn process_one(&self, msg: &wit::Message) -> Outcome {
+        let mut inst = match self.take_instance().await {
             Ok(i) => i,
             Err(e) => return Outcome::Failed(cannot_instantiate(&e)),
         };
-        match self.call(&mut inst, std::slice::from_ref(msg)) {
+        match self.call(&mut inst, std::slice::from_ref(msg)).await {
             Ok(mut results) => {
                 self.give_back(inst);
                 let result = results
@@ -269,8 +292,12 @@ impl WasmHandler {
 
     /// Every message of a batch whose call trapped, one at a time in fresh instances, so that only
     /// the culprit fails.
-    fn isolate(&self, msgs: &[wit::Message]) -> Vec<Outcome> {
-        msgs.iter().map(|m| self.process_one(m)).collect()
+    async fn isolate(&self, msgs: &[wit::Message]) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            outcomes.push(self.process_one(m).await);
+        }
+        outcomes
     }
 
     fn give_back(&self, inst: Instance) {
@@ -366,19 +393,20 @@ impl Failure {
     }
 }
 
+#[async_trait]
 impl Transform for WasmHandler {
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn process(&self, batch: &[Message]) -> Vec<Outcome> {
+    async fn process(&self, batch: &[Message]) -> Vec<Outcome> {
         let n = batch.len();
-        let mut inst = match self.take_instance() {
+        let mut inst = match self.take_instance().await {
             Ok(i) => i,
             Err(e) => return vec![Outcome::Failed(cannot_instantiate(&e)); n],
         };
         if let Some(func) = inst.packed.filter(|_| n > 1) {
-            return match self.call_packed(&mut inst, func, batch) {
+            return match self.call_packed(&mut inst, func, batch).await {
                 Ok(buf) => {
                     self.give_back(inst);
                     match packed::decode_results(bytes::Bytes::from(buf), n) {
@@ -399,11 +427,12 @@ impl Transform for WasmHandler {
                 Err(_) => {
                     drop(inst);
                     self.isolate(&batch.iter().map(convert::to_wit).collect::<Vec<_>>())
+                        .await
                 }
             };
         }
         let msgs: Vec<wit::Message> = batch.iter().map(convert::to_wit).collect();
-        match self.call(&mut inst, &msgs) {
+        match self.call(&mut inst, &msgs).await {
             Ok(results) if results.len() == n => {
                 self.give_back(inst);
                 results.into_iter().map(|r| self.outcome(r)).collect()
@@ -420,7 +449,7 @@ impl Transform for WasmHandler {
             Err(err) if n == 1 => vec![Outcome::Failed(self.describe_trap(&err, &inst.store))],
             Err(_) => {
                 drop(inst);
-                self.isolate(&msgs)
+                self.isolate(&msgs).await
             }
         }
     }

@@ -7,6 +7,10 @@
 //! Architecture invariant: limits are always on. Every call runs under an epoch deadline
 //! (`timeout_ms`), a memory cap (`memory_mb`), a stack cap (`stack_kb`) and output caps; any
 //! trap discards the instance, and the message gets a typed [`Failure`], never a host crash.
+//!
+//! Architecture invariant: guest code never holds a thread. Every call into a component is
+//! `*_async` and yields to the runtime at each epoch tick ([`EPOCH_TICK`]), so a handler that
+//! loops until its timeout shares its worker thread instead of blocking it.
 
 mod bindings;
 mod cache;
@@ -36,8 +40,12 @@ pub use cache::{content_hash, default_cache_dir};
 pub use handler::WasmHandler;
 pub use inspect::Inspection;
 
-/// How often the epoch advances; the resolution of `timeout_ms`.
+/// How often the epoch advances: the resolution of `timeout_ms`, and how long guest code runs
+/// before it yields to the runtime.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Native stack for host functions beside the guest's own (`stack_kb`) on a call's fiber.
+const HOST_STACK: usize = 1024 * 1024;
 
 /// Compiles and instantiates components. One per process is enough; cheap to clone.
 #[derive(Clone)]
@@ -70,7 +78,9 @@ impl PluginHost {
         let mut cfg = wasmtime::Config::new();
         cfg.wasm_component_model(true);
         cfg.epoch_interruption(true);
-        cfg.max_wasm_stack(usize::try_from(stack_kb * 1024)?);
+        let wasm_stack = usize::try_from(stack_kb * 1024)?;
+        cfg.max_wasm_stack(wasm_stack);
+        cfg.async_stack_size(wasm_stack + HOST_STACK);
         cfg.cranelift_opt_level(wasmtime::OptLevel::Speed);
         let engine = Engine::new(&cfg)?;
         engines.insert(stack_kb, engine.clone());
@@ -127,7 +137,7 @@ impl PluginHost {
         let mut linker = Linker::<HostState>::new(&engine);
         v0_1::Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         if !wasi_imports.is_empty() {
-            wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         }
         let pre = linker
             .instantiate_pre(&component)

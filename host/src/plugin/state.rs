@@ -17,6 +17,8 @@ pub struct HostState {
     pub message_id: Option<String>,
     /// The last `panic: …` line the guest logged, to put in a trap's reason.
     pub last_panic: Option<String>,
+    /// When the current call runs past its timeout (checked at every epoch tick).
+    pub call_deadline: std::time::Instant,
     pub counters: Arc<Mutex<HashMap<String, u64>>>,
     /// WASI as the pipeline grants it (`wasi.rs`); used only by components that import WASI.
     pub wasi: wasmtime_wasi::WasiCtx,

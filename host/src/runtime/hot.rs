@@ -124,15 +124,16 @@ impl PluginView for HotHandler {
     }
 }
 
+#[async_trait::async_trait]
 impl Transform for HotHandler {
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn process(&self, batch: &[Message]) -> Vec<Outcome> {
+    async fn process(&self, batch: &[Message]) -> Vec<Outcome> {
         // One version for the whole call, even if a swap lands meanwhile.
         let version = self.current.load_full();
-        let mut outcomes = version.handler.process(batch);
+        let mut outcomes = version.handler.process(batch).await;
         if self.tag {
             for outcome in &mut outcomes {
                 match outcome {

@@ -6,7 +6,6 @@
 //! Off by default and free when off: every entry point checks one flag first and does nothing
 //! else. [`init`] installs the exporter and turns it on.
 
-use std::cell::RefCell;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -236,27 +235,22 @@ pub fn end(cx: &Context, error: Option<&str>) {
     span.end();
 }
 
-thread_local! {
-    /// The handler spans of the call running on this thread: (message id, span).
-    static HANDLER_SPANS: RefCell<Vec<(String, Context)>> = const { RefCell::new(Vec::new()) };
+tokio::task_local! {
+    /// The handler spans of the call this task is running: (message id, span). Task-local, not
+    /// thread-local: a call yields at every epoch tick and may resume on another worker.
+    static HANDLER_SPANS: Vec<(String, Context)>;
 }
 
-/// Run a handler call with its spans known to this thread, so that what the handler logs
-/// becomes events on them.
-pub fn with_handler_spans<R>(spans: Vec<(String, Context)>, call: impl FnOnce() -> R) -> R {
+/// Run a handler call with its spans known to it, so that what the handler logs becomes events
+/// on them.
+pub async fn with_handler_spans<F: std::future::Future>(
+    spans: Vec<(String, Context)>,
+    call: F,
+) -> F::Output {
     if spans.is_empty() {
-        return call();
+        return call.await;
     }
-    /// Clears the spans however the call ends (a panic included).
-    struct Clear;
-    impl Drop for Clear {
-        fn drop(&mut self) {
-            HANDLER_SPANS.with(|s| s.borrow_mut().clear());
-        }
-    }
-    HANDLER_SPANS.with(|s| *s.borrow_mut() = spans);
-    let _clear = Clear;
-    call()
+    HANDLER_SPANS.scope(spans, call).await
 }
 
 /// A handler logged `text`: add it as an event to the span of `message_id`, or, in a batch
@@ -266,29 +260,31 @@ pub fn handler_event(message_id: Option<&str>, level: &'static str, text: &str) 
     if !enabled() {
         return None;
     }
-    HANDLER_SPANS.with(|spans| {
-        let spans = spans.borrow();
-        let mut trace_ids = Vec::new();
-        for (id, cx) in spans.iter() {
-            if message_id.is_some_and(|m| m != id) {
-                continue;
+    HANDLER_SPANS
+        .try_with(|spans| {
+            let mut trace_ids = Vec::new();
+            for (id, cx) in spans.iter() {
+                if message_id.is_some_and(|m| m != id) {
+                    continue;
+                }
+                let span = cx.span();
+                span.add_event(
+                    "log",
+                    vec![
+                        KeyValue::new("log.severity", level),
+                        KeyValue::new("log.message", text.to_owned()),
+                    ],
+                );
+                trace_ids.push(span.span_context().trace_id());
             }
-            let span = cx.span();
-            span.add_event(
-                "log",
-                vec![
-                    KeyValue::new("log.severity", level),
-                    KeyValue::new("log.message", text.to_owned()),
-                ],
-            );
-            trace_ids.push(span.span_context().trace_id());
-        }
-        trace_ids.dedup();
-        match trace_ids[..] {
-            [one] => Some(one.to_string()),
-            _ => None,
-        }
-    })
+            trace_ids.dedup();
+            match trace_ids[..] {
+                [one] => Some(one.to_string()),
+                _ => None,
+            }
+        })
+        .ok()
+        .flatten()
 }
 
 #[cfg(test)]
