@@ -134,8 +134,10 @@ impl WasmHandler {
             .clone()
     }
 
-    /// [`WasmHandler::instantiate`] for callers outside the async runtime's tasks (loading, a
-    /// hot swap's prewarm). It only waits for guest code: nothing in it needs the runtime.
+    /// [`WasmHandler::instantiate`] for callers that are not async (loading, a hot swap's
+    /// prewarm), blocking the calling thread until guest code is done. The host's own imports
+    /// and the WASI a handler may be granted (clocks, random, stdout/stderr as log lines) answer
+    /// at once; only a guest that sleeps in `init` would wait on the runtime's timer.
     fn instantiate_now(&self) -> anyhow::Result<Instance> {
         futures::executor::block_on(self.instantiate())
     }
