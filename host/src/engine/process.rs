@@ -1,6 +1,7 @@
 //! What happens to a batch of deliveries once pulled: handler chain, routing, sink writes,
 //! dead-lettering, retries, settlement.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -198,7 +199,8 @@ async fn process(ctx: Arc<Ctx>, batch: Vec<InFlight>) {
         .collect();
     let mut deliveries = undecodable;
 
-    // The messages travel through the chain and come back; the rest of each delivery waits here.
+    // The handler takes a slice of messages: they are laid out side by side for the chain,
+    // while the rest of each delivery waits here.
     let traces: Vec<Option<Context>> = if trace::enabled() {
         batch.iter().map(InFlight::trace_context).collect()
     } else {
@@ -206,12 +208,7 @@ async fn process(ctx: Arc<Ctx>, batch: Vec<InFlight>) {
     };
     let (msgs, waiting): (Vec<Message>, Vec<Waiting>) =
         batch.into_iter().map(InFlight::split).unzip();
-    let (msgs, results) = run_chain(&ctx, msgs, &traces).await;
-    if msgs.len() != waiting.len() {
-        // `run_chain` gives back what it was given; should that ever break, dropping the
-        // deliveries abandons them (redelivered), never loses them.
-        return;
-    }
+    let results = run_chain(&ctx, &msgs, &traces).await;
     let batch: Vec<InFlight> = msgs
         .into_iter()
         .zip(waiting)
@@ -473,22 +470,18 @@ type ChainResult = Result<Vec<Output>, (Failure, Option<String>)>;
 
 /// Run `msgs` through every stage. Outputs of one stage are the next stage's messages (same id
 /// and metadata); a failure anywhere fails the original message. Routes come from the last stage.
-async fn run_chain(
-    ctx: &Ctx,
-    msgs: Vec<Message>,
-    traces: &[Option<Context>],
-) -> (Vec<Message>, Vec<ChainResult>) {
+async fn run_chain(ctx: &Ctx, msgs: &[Message], traces: &[Option<Context>]) -> Vec<ChainResult> {
     if ctx.chain.is_empty() {
-        let results = msgs
+        return msgs
             .iter()
             .map(|m| Ok(vec![Output::pass_through(m)]))
             .collect();
-        return (msgs, results);
     }
     let mut results: Vec<ChainResult> = msgs.iter().map(|_| Ok(Vec::new())).collect();
-    // Each stage's inputs with the index of the delivery each one came from.
-    let mut current: (Vec<usize>, Vec<Message>) = ((0..msgs.len()).collect(), msgs);
-    let mut originals: Option<Vec<Message>> = None;
+    // Each stage's inputs with the index of the delivery each one came from. The first stage
+    // borrows the deliveries' own messages; later stages take what the one before produced.
+    let mut current: (Vec<usize>, Cow<'_, [Message]>) =
+        ((0..msgs.len()).collect(), Cow::Borrowed(msgs));
     for (stage_no, stage) in ctx.chain.iter().enumerate() {
         if current.1.is_empty() {
             break;
@@ -497,10 +490,10 @@ async fn run_chain(
         let (origins, inputs) = current;
         let stage_stats = ctx.stats.handler(stage.name());
         let spans = handler_spans(stage.name(), &origins, &inputs, traces);
-        let (inputs, outcomes) = call_stage(ctx, stage, &stage_stats, inputs, spans.clone()).await;
+        let outcomes = call_stage(ctx, stage, &stage_stats, &inputs, spans.clone()).await;
         let mut next = (Vec::new(), Vec::new());
         let mut spans = spans.into_iter().map(|(_, cx)| cx);
-        for ((origin, input), outcome) in origins.into_iter().zip(&inputs).zip(outcomes) {
+        for ((origin, input), outcome) in origins.into_iter().zip(inputs.iter()).zip(outcomes) {
             if let Some(span) = spans.next() {
                 let error = match &outcome {
                     Outcome::Failed(f) => Some(format!("{}: {}", f.class, f.reason)),
@@ -539,13 +532,9 @@ async fn run_chain(
                 }
             }
         }
-        // The first stage's inputs are the deliveries' own messages: keep them.
-        if originals.is_none() {
-            originals = Some(inputs);
-        }
-        current = next;
+        current = (next.0, Cow::Owned(next.1));
     }
-    (originals.unwrap_or_default(), results)
+    results
 }
 
 /// One stage call, bounded by the worker pool. It runs in this task: guest code yields at every
@@ -555,21 +544,21 @@ async fn call_stage(
     ctx: &Ctx,
     stage: &Arc<dyn Transform>,
     stage_stats: &HandlerStats,
-    inputs: Vec<Message>,
+    inputs: &[Message],
     spans: Vec<(String, Context)>,
-) -> (Vec<Message>, Vec<Outcome>) {
+) -> Vec<Outcome> {
     let n = inputs.len();
     let _permit = ctx.workers.acquire().await;
     // The call itself, not the wait for a worker.
     let started = Instant::now();
-    let called = AssertUnwindSafe(trace::with_handler_spans(spans, stage.process(&inputs)))
+    let called = AssertUnwindSafe(trace::with_handler_spans(spans, stage.process(inputs)))
         .catch_unwind()
         .await;
     stage_stats
         .duration
         .observe(started.elapsed().as_secs_f64());
     let fail = |reason: String| vec![Outcome::Failed(Failure::new(ErrorClass::Fatal, reason)); n];
-    let outcomes = match called {
+    match called {
         Ok(outcomes) if outcomes.len() == n => outcomes,
         Ok(outcomes) => fail(format!(
             "handler `{}` returned {} results for {n} messages",
@@ -577,8 +566,7 @@ async fn call_stage(
             outcomes.len()
         )),
         Err(_) => fail(format!("handler `{}` crashed in the host", stage.name())),
-    };
-    (inputs, outcomes)
+    }
 }
 
 /// One span per message for a handler call, child of its delivery's consumer span; empty when
