@@ -16,11 +16,13 @@ cargo fmt --all --check
 echo "== clippy"
 cargo clippy --quiet --workspace --all-targets --exclude uppercase --exclude json-enrich --exclude faulty \
   --exclude wrong-world --exclude needs-wasi -- -D warnings
-echo "== tests"
+echo "== tests (cargo-nextest: every test in its own process; .config/nextest.toml runs broker restarts alone)"
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace --exclude uppercase --exclude json-enrich --exclude faulty --exclude wrong-world \
+cargo nextest run --workspace --exclude uppercase --exclude json-enrich --exclude faulty --exclude wrong-world \
   --exclude needs-wasi 2>&1 | tee "$log"
 echo "== all checks passed in $(( $(date +%s) - started ))s"
-# One closing line for the whole run (cargo prints one per test binary).
-awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+# One plain closing line for the whole run, from nextest's summary.
+sed -nE 's/^ *Summary .* ([0-9]+) tests? run: ([0-9]+) passed(.*)$/\2 passed\3/p' "$log" | tail -n 1 |
+  awk '{ f = 0; for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) f = $i; printf "tests: %d passed, %d failed\n", $1, f }'

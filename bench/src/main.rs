@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sluice::config::{DeliveryConfig, LimitsConfig};
 use sluice::connector::drop::DropSink;
 use sluice::connector::generate::{GenerateSourceConfig, GeneratedPayload};
 use sluice::connector::{BuildContext, SourceFactory};
+use sluice::engine::DeliverySettings;
 use sluice::engine::{Outcome, Pipeline, PipelineStats, Transform};
 use sluice::message::{Message, Metadata, Output};
+use sluice::plugin::Limits;
 use sluice::plugin::PluginHost;
 use tokio_util::sync::CancellationToken;
 
@@ -93,10 +94,10 @@ async fn end_to_end(count: u64, chain: Vec<Arc<dyn Transform>>) -> anyhow::Resul
         )]),
         default_sink: "out".into(),
         dead_letter: Arc::new(DropSink),
-        delivery: DeliveryConfig {
+        delivery: DeliverySettings {
             max_in_flight: 4096,
             batch_size: batch_size(),
-            ..DeliveryConfig::default()
+            ..DeliverySettings::default()
         },
         shutdown_deadline: Duration::from_secs(10),
         workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -177,13 +178,13 @@ fn main() -> anyhow::Result<()> {
     let host = PluginHost::new(Some(std::env::temp_dir().join("sluice-bench-cache")));
     let plugin = host.load(
         &repo().join(format!("plugins/dist/{plugin_name}.wasm")),
-        &LimitsConfig::default(),
+        &Limits::default(),
     )?;
     let wasm: Arc<dyn Transform> = Arc::new(plugin.into_handler(
         "bench",
         &plugin_name,
         Vec::new(),
-        sluice::config::BatchAbi::Auto,
+        sluice::plugin::BatchAbi::Auto,
     )?);
     let native: Arc<dyn Transform> = Arc::new(NativeUppercase);
 

@@ -1,16 +1,19 @@
 //! Sluice: a stream processor whose message handlers are WebAssembly components.
 //!
-//! See `ARCHITECTURE.md` at the repository root for the code map and the invariants.
+//! This crate is the top of the workspace: the runtime that turns loaded pipeline files into
+//! running pipelines and applies reloads, the admin server, telemetry exposition, `sluice new`,
+//! `sluice test` and the CLI. The parts below it are crates of their own, re-exported here
+//! under the module names the rest of the project uses. See `ARCHITECTURE.md` for the code map
+//! and the invariants each crate wall keeps.
 
-pub mod ack;
 pub mod admin;
-pub mod config;
-pub mod connector;
-pub mod deadline;
-pub mod engine;
-pub mod message;
-pub mod plugin;
 pub mod runtime;
 pub mod scaffold;
 pub mod telemetry;
 pub mod testing;
+
+pub use sluice_config as config;
+pub use sluice_connectors as connector;
+pub use sluice_core::{ack, deadline, message};
+pub use sluice_engine as engine;
+pub use sluice_plugin as plugin;

@@ -8,13 +8,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sluice::config::LimitsConfig;
 use sluice::connector::{Sink, Source};
 use sluice::engine::{
     ErrorClass, Failure, Outcome, Pipeline, PipelineStats, RunEnd, Transform,
     dead_letter_headers as dl,
 };
 use sluice::message::{Message, Output};
+use sluice::plugin::Limits;
 
 use crate::{
     FnTransform, GateSink, StampingTransform, fast_delivery, start, test_pipeline, wait_until,
@@ -90,7 +90,7 @@ pub async fn sequential<B: Broker + ?Sized>(b: &B) {
     );
     let sent = numbered("seq", 1000);
     publish_all(b, &input, &sent).await;
-    let chain = vec![wasm_handler("uppercase", LimitsConfig::default(), &[]) as Arc<dyn Transform>];
+    let chain = vec![wasm_handler("uppercase", Limits::default(), &[]) as Arc<dyn Transform>];
     let (p, stats) = pipeline(
         b.source(&input, 1),
         chain,
@@ -231,7 +231,7 @@ pub async fn poison_to_dead_letter<B: Broker + ?Sized>(b: &B) {
     b.publish(&input, b"ok-1", &[]).await;
     b.publish(&input, b"trap", &[("origin", "billing")]).await;
     b.publish(&input, b"ok-2", &[]).await;
-    let chain = vec![wasm_handler("faulty", LimitsConfig::default(), &[]) as Arc<dyn Transform>];
+    let chain = vec![wasm_handler("faulty", Limits::default(), &[]) as Arc<dyn Transform>];
     let (p, stats) = pipeline(
         b.source(&input, 8),
         chain,

@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sluice::config::{DeliveryConfig, LimitsConfig, RetryConfig};
 use sluice::connector::memory::{MemoryQueue, StoredMessage};
 use sluice::connector::{BuildContext, Sink, SinkFactory, SourceFactory};
+use sluice::engine::{DeliverySettings, RetryPolicy};
 use sluice::engine::{Outcome, Pipeline, PipelineStats, RunEnd, Transform};
 use sluice::message::{Message, Output};
+use sluice::plugin::Limits;
 use sluice::plugin::{PluginHost, WasmHandler};
 use tokio::sync::Semaphore;
 
@@ -51,7 +52,7 @@ pub fn plugin_host() -> PluginHost {
 }
 
 /// Load `name` as a handler of pipeline `pipeline` with `limits` and `config`.
-pub fn wasm_handler(name: &str, limits: LimitsConfig, config: &[(&str, &str)]) -> Arc<WasmHandler> {
+pub fn wasm_handler(name: &str, limits: Limits, config: &[(&str, &str)]) -> Arc<WasmHandler> {
     let plugin = plugin_host()
         .load(&plugin_path(name), &limits)
         .expect("plugin loads");
@@ -61,7 +62,7 @@ pub fn wasm_handler(name: &str, limits: LimitsConfig, config: &[(&str, &str)]) -
         .collect();
     Arc::new(
         plugin
-            .into_handler("test", name, config, sluice::config::BatchAbi::Auto)
+            .into_handler("test", name, config, sluice::plugin::BatchAbi::Auto)
             .expect("plugin initialises"),
     )
 }
@@ -87,17 +88,21 @@ pub fn queue_with(prefix: &str, payloads: &[&[u8]]) -> (String, Arc<MemoryQueue>
 }
 
 /// Delivery settings for tests: fast retries, no jitter.
-pub fn fast_delivery(max_in_flight: usize, batch_size: usize, max_attempts: u32) -> DeliveryConfig {
-    DeliveryConfig {
+pub fn fast_delivery(
+    max_in_flight: usize,
+    batch_size: usize,
+    max_attempts: u32,
+) -> DeliverySettings {
+    DeliverySettings {
         max_in_flight,
         batch_size,
-        retry: RetryConfig {
+        retry: RetryPolicy {
             max_attempts,
             base_delay_ms: 5,
             max_delay_ms: 50,
             jitter: 0.0,
         },
-        ..DeliveryConfig::default()
+        ..DeliverySettings::default()
     }
 }
 
@@ -108,7 +113,7 @@ pub fn memory_pipeline(
     chain: Vec<Arc<dyn Transform>>,
     out: Arc<dyn Sink>,
     dead_letter: Arc<dyn Sink>,
-    delivery: DeliveryConfig,
+    delivery: DeliverySettings,
 ) -> (Pipeline, Arc<PipelineStats>) {
     let source_cfg = sluice::connector::memory::MemorySourceConfig {
         queue: queue.to_owned(),
@@ -135,7 +140,7 @@ pub fn test_pipeline(
     chain: Vec<Arc<dyn Transform>>,
     out: Arc<dyn Sink>,
     dead_letter: Arc<dyn Sink>,
-    delivery: DeliveryConfig,
+    delivery: DeliverySettings,
 ) -> (Pipeline, Arc<PipelineStats>) {
     let stats = Arc::new(PipelineStats::default());
     let pipeline = Pipeline {

@@ -25,11 +25,12 @@ use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
-use sluice::config::{DeliveryConfig, LimitsConfig};
 use sluice::connector::drop::DropSink;
 use sluice::connector::kafka::{KafkaSinkConfig, KafkaSourceConfig};
 use sluice::connector::{BuildContext, SinkFactory, SourceFactory};
+use sluice::engine::DeliverySettings;
 use sluice::engine::{Pipeline, PipelineStats, Transform};
+use sluice::plugin::Limits;
 use sluice::plugin::PluginHost;
 use sluice_bench::{cpu_seconds, processes_cpu_seconds};
 use tokio_util::sync::CancellationToken;
@@ -192,13 +193,13 @@ async fn sluice_run(run: &str, n: usize) -> anyhow::Result<Side> {
     let host = PluginHost::new(Some(std::env::temp_dir().join("sluice-bench-cache")));
     let plugin = host.load(
         &repo().join("plugins/dist/uppercase.wasm"),
-        &LimitsConfig::default(),
+        &Limits::default(),
     )?;
     let handler: Arc<dyn Transform> = Arc::new(plugin.into_handler(
         "bench",
         "uppercase",
         Vec::new(),
-        sluice::config::BatchAbi::Auto,
+        sluice::plugin::BatchAbi::Auto,
     )?);
     let window = window();
     let ctx = BuildContext {
@@ -246,10 +247,10 @@ async fn sluice_run(run: &str, n: usize) -> anyhow::Result<Side> {
         sinks: HashMap::from([("out".to_owned(), sink)]),
         default_sink: "out".into(),
         dead_letter: Arc::new(DropSink),
-        delivery: DeliveryConfig {
+        delivery: DeliverySettings {
             max_in_flight: window,
             batch_size: BATCH,
-            ..DeliveryConfig::default()
+            ..DeliverySettings::default()
         },
         shutdown_deadline: Duration::from_secs(10),
         workers: 2,

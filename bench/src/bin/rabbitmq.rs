@@ -19,11 +19,12 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use sluice::config::{DeliveryConfig, LimitsConfig};
 use sluice::connector::drop::DropSink;
 use sluice::connector::rabbitmq::{RabbitMqSinkConfig, RabbitMqSourceConfig, in_order};
 use sluice::connector::{BuildContext, SinkFactory, SourceFactory};
+use sluice::engine::DeliverySettings;
 use sluice::engine::{Pipeline, PipelineStats, Transform};
+use sluice::plugin::Limits;
 use sluice::plugin::PluginHost;
 use sluice_bench::{cpu_seconds, processes_cpu_seconds};
 use tokio_util::sync::CancellationToken;
@@ -120,13 +121,13 @@ async fn sluice_run(ch: &Channel, n: usize) -> anyhow::Result<Rate> {
     let host = PluginHost::new(Some(std::env::temp_dir().join("sluice-bench-cache")));
     let plugin = host.load(
         &repo().join("plugins/dist/uppercase.wasm"),
-        &LimitsConfig::default(),
+        &Limits::default(),
     )?;
     let handler: Arc<dyn Transform> = Arc::new(plugin.into_handler(
         "bench",
         "uppercase",
         Vec::new(),
-        sluice::config::BatchAbi::Auto,
+        sluice::plugin::BatchAbi::Auto,
     )?);
     let ctx = BuildContext {
         pipeline: "bench".into(),
@@ -163,10 +164,10 @@ async fn sluice_run(ch: &Channel, n: usize) -> anyhow::Result<Rate> {
         sinks: HashMap::from([("out".to_owned(), sink)]),
         default_sink: "out".into(),
         dead_letter: Arc::new(DropSink),
-        delivery: DeliveryConfig {
+        delivery: DeliverySettings {
             max_in_flight: PREFETCH as usize,
             batch_size: BATCH,
-            ..DeliveryConfig::default()
+            ..DeliverySettings::default()
         },
         shutdown_deadline: Duration::from_secs(10),
         workers: 2,

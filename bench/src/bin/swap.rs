@@ -15,12 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sluice::config::{BatchAbi, DeliveryConfig, LimitsConfig};
 use sluice::connector::drop::DropSink;
 use sluice::connector::generate::{GenerateSourceConfig, GeneratedPayload};
 use sluice::connector::{BuildContext, Sink, SourceFactory};
+use sluice::engine::DeliverySettings;
 use sluice::engine::{Pipeline, PipelineStats, Transform};
 use sluice::message::Output;
+use sluice::plugin::{BatchAbi, Limits};
 use sluice::plugin::{PluginHost, WasmHandler};
 use sluice::runtime::HotHandler;
 use tokio_util::sync::CancellationToken;
@@ -54,7 +55,7 @@ fn repo() -> PathBuf {
 
 fn load(host: &PluginHost, name: &str) -> anyhow::Result<WasmHandler> {
     let path = repo().join("plugins/dist").join(format!("{name}.wasm"));
-    let handler = host.load(&path, &LimitsConfig::default())?.into_handler(
+    let handler = host.load(&path, &Limits::default())?.into_handler(
         "swap-bench",
         "handler",
         Vec::new(),
@@ -123,10 +124,10 @@ async fn main() -> anyhow::Result<()> {
         sinks: HashMap::from([("out".to_owned(), sink.clone() as Arc<dyn Sink>)]),
         default_sink: "out".into(),
         dead_letter: Arc::new(DropSink),
-        delivery: DeliveryConfig {
+        delivery: DeliverySettings {
             max_in_flight: 1024,
             batch_size: 64,
-            ..DeliveryConfig::default()
+            ..DeliverySettings::default()
         },
         shutdown_deadline: Duration::from_secs(10),
         workers: 2,

@@ -6,6 +6,7 @@
 //! engine/plugin types; the engine never sees a config file.
 
 pub mod hot;
+pub mod settings;
 pub mod supervisor;
 mod watch;
 
@@ -57,17 +58,17 @@ pub fn load_handler(
     p: &LoadedPipeline,
     h: &HandlerConfig,
 ) -> anyhow::Result<WasmHandler> {
-    let plugin = host.load(&p.base_dir.join(&h.plugin), &h.limits)?;
+    let plugin = host.load(&p.base_dir.join(&h.plugin), &settings::limits(&h.limits))?;
     plugin.into_handler_with(
         &p.config.name,
         &h.display_name(),
-        settings(h),
-        h.batch_abi,
-        &h.grants,
+        init_settings(h),
+        settings::batch_abi(h),
+        &settings::grants(h),
     )
 }
 
-fn settings(h: &HandlerConfig) -> Vec<(String, String)> {
+fn init_settings(h: &HandlerConfig) -> Vec<(String, String)> {
     h.config
         .iter()
         .map(|(k, v)| (k.clone(), v.0.clone()))
@@ -125,7 +126,7 @@ pub fn build(host: &PluginHost, p: &LoadedPipeline) -> anyhow::Result<BuiltPipel
         sinks,
         default_sink: cfg.default_sink.clone(),
         dead_letter,
-        delivery: cfg.delivery.clone(),
+        delivery: settings::delivery(&cfg.delivery),
         shutdown_deadline: Duration::from_millis(cfg.shutdown_deadline_ms),
         workers,
         stats: stats.clone(),

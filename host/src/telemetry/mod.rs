@@ -4,10 +4,17 @@
 //! Architecture invariant: telemetry reads the engine's counters ([`PipelineStats`]); it never
 //! counts on its own, so `/metrics`, `/pipelines` and the tests see the same numbers.
 
+mod export;
 pub mod exposition;
-pub mod payload_log;
 mod rates;
-pub mod trace;
+
+pub use sluice_engine::payload_log;
+
+/// Delivery tracing: the spans (`sluice-trace`) and the exporter that sends them (`export.rs`).
+pub mod trace {
+    pub use super::export::{Exporter, TraceConfig, init};
+    pub use sluice_trace::*;
+}
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;

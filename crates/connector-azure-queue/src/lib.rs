@@ -1,0 +1,234 @@
+//! `azure_queue`: Azure Queue Storage through the official `azure_storage_queue` SDK.
+//!
+//! Why this crate: `azure_storage_queue` is the maintained SDK; the older `azure_storage_queues`
+//! accepts account keys but is no longer maintained. The official one takes Entra ID tokens or
+//! SAS tokens only, so a connection string with an `AccountKey` is turned into a short-lived
+//! account SAS here (signed with `azure_core`'s own HMAC, renewed well before it expires); a
+//! connection string with a `SharedAccessSignature` is used as it is. Both forms work with
+//! Azurite's well-known development connection string. Instead of a connection string,
+//! `account_url` with `credential` authenticates with Entra ID through `azure_identity`
+//! (managed identity, workload identity, Azure CLI / azd; `credential.rs`).
+//!
+//! Source: polls `receive_messages` (up to 32 per call, while the window has room; the service has
+//! no long polling, so an empty queue is polled every `poll_interval_ms`). Ack → delete with the
+//! pop receipt; nack → update the visibility timeout to the retry delay; abandoned → visibility 0.
+//! A message dequeued more than `max_dequeue_count` times (the host kept crashing on it) is moved
+//! to the poison queue, `<queue>-poison` by default (the Azure Functions convention), and deleted.
+//!
+//! Sink: one `send_message` per output, concurrently; refuses a message whose encoded text exceeds
+//! the service's 64 KiB before sending.
+//!
+//! Messages are text. `encoding: base64` (default, binary-safe and what Azure Functions reads)
+//! or `text` (UTF-8 payloads only). Queue messages have no headers: with `envelope: true` the
+//! message is a JSON envelope `{"payload": <base64>, "key": <base64>?, "headers": [[n, v]...]}`
+//! so keys and headers (a dead-letter copy's reason, a trace context) survive.
+
+mod connection;
+mod credential;
+mod envelope;
+mod sink;
+mod source;
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use sluice_core::FieldError;
+use sluice_core::connector::{BuildContext, Sink, SinkFactory, Source, SourceFactory};
+
+pub use connection::{Access, ConnectionString};
+pub use credential::CredentialConfig;
+
+/// How a payload becomes message text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// Base64 of the payload. Default.
+    #[default]
+    Base64,
+    /// The payload as UTF-8 text.
+    Text,
+}
+
+/// `type: azure_queue` as a source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureQueueSourceConfig {
+    /// Storage connection string (`AccountName`/`AccountKey` or `SharedAccessSignature`, with
+    /// `QueueEndpoint` or `EndpointSuffix`; `UseDevelopmentStorage=true` for Azurite). Put it in
+    /// the environment: `"${AZURE_STORAGE_CONNECTION_STRING}"`. No default; give this or
+    /// `account_url`, not both.
+    #[serde(default)]
+    pub connection_string: Option<String>,
+    /// The queue service URL (`https://<account>.queue.core.windows.net/`), authenticated with
+    /// `credential` (Entra ID). No default; give this or `connection_string`, not both.
+    #[serde(default)]
+    pub account_url: Option<String>,
+    /// With `account_url`: `managed_identity`, `workload_identity` or `developer_tools`, or a
+    /// map `{ type: managed_identity, client_id: ... }` (see `CredentialConfig`). No default.
+    #[serde(default, deserialize_with = "credential::deserialize_credential")]
+    pub credential: Option<CredentialConfig>,
+    pub queue: String,
+    /// Default: `base64`.
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// Messages are JSON envelopes carrying key and headers. Default: false.
+    #[serde(default)]
+    pub envelope: bool,
+    /// How long a received message stays invisible, in seconds. Default: 30.
+    #[serde(default = "default_visibility_timeout_s")]
+    pub visibility_timeout_s: i32,
+    /// Pause between polls of an empty queue, in ms. Default: 500.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Dequeues after which a message goes to the poison queue. Default: 5.
+    #[serde(default = "default_max_dequeue_count")]
+    pub max_dequeue_count: i64,
+    /// Default: `<queue>-poison`.
+    #[serde(default)]
+    pub poison_queue: Option<String>,
+    /// Create the queue (and the poison queue) if missing. Default: false.
+    #[serde(default)]
+    pub create: bool,
+}
+
+/// `type: azure_queue` as a sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureQueueSinkConfig {
+    /// As for the source: `connection_string`, or `account_url` with `credential`. No default.
+    #[serde(default)]
+    pub connection_string: Option<String>,
+    /// As for the source. No default.
+    #[serde(default)]
+    pub account_url: Option<String>,
+    /// As for the source. No default.
+    #[serde(default, deserialize_with = "credential::deserialize_credential")]
+    pub credential: Option<CredentialConfig>,
+    pub queue: String,
+    /// Default: `base64`.
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// Write JSON envelopes carrying key and headers. Default: false.
+    #[serde(default)]
+    pub envelope: bool,
+    /// Create the queue if missing. Default: false.
+    #[serde(default)]
+    pub create: bool,
+}
+
+fn default_visibility_timeout_s() -> i32 {
+    30
+}
+fn default_poll_interval_ms() -> u64 {
+    500
+}
+fn default_max_dequeue_count() -> i64 {
+    5
+}
+
+/// The service's limit on a message's text, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Queue names: 3–63 lowercase letters, digits and single hyphens, starting and ending with a
+/// letter or digit.
+fn check_queue_name(path: &str, name: &str, errors: &mut Vec<FieldError>) {
+    let ok = (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if !ok {
+        errors.push(FieldError::new(
+            path,
+            "is not a valid queue name (3-63 lowercase letters, digits and single hyphens)",
+        ));
+    }
+}
+
+/// Exactly one of `connection_string` and `account_url`; `credential` with `account_url` only.
+fn check_access(
+    connection_string: Option<&str>,
+    account_url: Option<&str>,
+    credential: Option<&CredentialConfig>,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(s) = connection_string
+        && let Err(e) = ConnectionString::parse(s)
+    {
+        errors.push(FieldError::new("connection_string", e.to_string()));
+    }
+    if let Some(url) = account_url
+        && let Err(e) = connection::parse_account_url(url)
+    {
+        errors.push(FieldError::new("account_url", e.to_string()));
+    }
+    match (connection_string, account_url, credential) {
+        (Some(_), Some(_), _) => errors.push(FieldError::new(
+            "account_url",
+            "cannot be combined with connection_string: give one of them",
+        )),
+        (None, None, _) => errors.push(FieldError::new(
+            "connection_string",
+            "missing field (or give account_url with credential)",
+        )),
+        (None, Some(_), None) => errors.push(FieldError::new(
+            "credential",
+            "missing field: account_url needs managed_identity, workload_identity or developer_tools",
+        )),
+        (Some(_), None, Some(_)) => errors.push(FieldError::new(
+            "credential",
+            "goes with account_url; a connection string carries its own authorisation",
+        )),
+        _ => {}
+    }
+    if let Some(c) = credential {
+        c.validate(errors);
+    }
+}
+
+impl SourceFactory for AzureQueueSourceConfig {
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        check_access(
+            self.connection_string.as_deref(),
+            self.account_url.as_deref(),
+            self.credential.as_ref(),
+            errors,
+        );
+        check_queue_name("queue", &self.queue, errors);
+        if let Some(p) = &self.poison_queue {
+            check_queue_name("poison_queue", p, errors);
+        }
+        if !(1..=604_800).contains(&self.visibility_timeout_s) {
+            errors.push(FieldError::new(
+                "visibility_timeout_s",
+                "must be 1 to 604800 (seconds)",
+            ));
+        }
+        if self.max_dequeue_count < 1 {
+            errors.push(FieldError::new("max_dequeue_count", "must be at least 1"));
+        }
+    }
+
+    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Box<dyn Source>> {
+        Ok(Box::new(source::AzureQueueSource::new(self.clone(), ctx)?))
+    }
+}
+
+impl SinkFactory for AzureQueueSinkConfig {
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        check_access(
+            self.connection_string.as_deref(),
+            self.account_url.as_deref(),
+            self.credential.as_ref(),
+            errors,
+        );
+        check_queue_name("queue", &self.queue, errors);
+    }
+
+    fn build(&self, _ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>> {
+        Ok(Arc::new(sink::AzureQueueSink::new(self.clone())?))
+    }
+}

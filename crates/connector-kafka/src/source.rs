@@ -1,0 +1,473 @@
+//! The Kafka source: one group member. Settlements move per-partition commit points
+//! ([`OffsetTracker`]); nacks come back from a local redelivery queue, since Kafka cannot
+//! redeliver a single record.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::FutureExt as _;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{BorrowedMessage, Headers as _};
+use rdkafka::{ClientConfig, ClientContext, Message as _, Offset, TopicPartitionList};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::offsets::{OffsetTracker, PartitionKey};
+use super::{Assignment, KafkaSourceConfig, StartFrom};
+use sluice_core::ack::{AckToken, Acker, Settlement};
+use sluice_core::connector::{BuildContext, Delivery, LagGauge, Source};
+use sluice_core::message::{ByteString, Message, Metadata};
+
+type Consumer = StreamConsumer<GroupContext>;
+
+/// A delivery handed to the engine and not yet settled.
+#[derive(Clone)]
+struct Pending {
+    key: PartitionKey,
+    offset: i64,
+    generation: u64,
+    /// Kept for a nack: Kafka cannot redeliver one record, so the source hands this copy out again.
+    message: Message,
+}
+
+/// The acker of one delivery. One per delivery rather than a shared map from ids to deliveries:
+/// settling then takes no lock but the offset tracker's, which is what made settling and pulling
+/// contend.
+struct Receipt {
+    shared: Arc<Shared>,
+    pending: Pending,
+}
+
+/// State shared by the source, its receipts and the rebalance callbacks.
+struct Shared {
+    pipeline: Arc<str>,
+    tracker: Mutex<OffsetTracker>,
+    /// Nacked deliveries waiting for their delay, with the time they are due.
+    redeliveries: Mutex<Vec<(Instant, Pending)>>,
+    redelivery_queued: Notify,
+    consumer: OnceLock<Weak<Consumer>>,
+    lag: LagGauge,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How often commit points that moved are handed to librdkafka (`store_offsets`), which commits
+/// them every `commit_interval_ms`. Also done before a revocation's commit and at close.
+const STORE_INTERVAL: Duration = Duration::from_millis(5);
+
+impl Shared {
+    /// Hand every commit point that moved since the last call to librdkafka, in one call.
+    fn store_moved(&self, consumer: &impl rdkafka::consumer::Consumer<GroupContext>) {
+        let points = lock(&self.tracker).take_unstored();
+        if points.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::with_capacity(points.len());
+        for (key, point) in &points {
+            if let Err(e) = tpl.add_partition_offset(&key.0, key.1, Offset::Offset(*point)) {
+                tracing::warn!(pipeline = %self.pipeline, error = %e, "kafka: bad offset");
+            }
+        }
+        if let Err(e) = consumer.store_offsets(&tpl) {
+            // A partition was revoked meanwhile: its new owner resumes from the last commit.
+            tracing::debug!(pipeline = %self.pipeline, error = %e, "kafka: offsets not stored");
+        }
+    }
+}
+
+/// Every [`STORE_INTERVAL`], until the consumer is gone: store the commit points that moved.
+async fn store_offsets_periodically(shared: Weak<Shared>) {
+    loop {
+        tokio::time::sleep(STORE_INTERVAL).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let Some(consumer) = shared.consumer.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        shared.store_moved(consumer.as_ref());
+    }
+}
+
+impl Acker for Receipt {
+    // The token settles once (`AckToken` is consumed), so the id is not needed to find anything.
+    fn settle(&self, _id: u64, how: Settlement) {
+        let (shared, p) = (&self.shared, &self.pending);
+        let delay = match how {
+            Settlement::Ack => {
+                // The commit point moves here; librdkafka gets it within `STORE_INTERVAL`.
+                lock(&shared.tracker).acked(&p.key, p.offset, p.generation);
+                return;
+            }
+            Settlement::Nack { delay } => delay,
+            // Left unsettled at shutdown: queue it again so that, should the host keep running,
+            // the offset does not stay in flight forever.
+            Settlement::Abandon => Duration::ZERO,
+        };
+        if lock(&shared.tracker).is_current(&p.key, p.generation) {
+            let mut again = p.clone();
+            if matches!(how, Settlement::Nack { .. }) {
+                again.message.meta.attempt += 1;
+            }
+            lock(&shared.redeliveries).push((Instant::now() + delay, again));
+            shared.redelivery_queued.notify_one();
+        }
+    }
+}
+
+/// librdkafka's callbacks: rebalances and logs.
+pub struct GroupContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, line: &str) {
+        let pipeline = &self.shared.pipeline;
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(pipeline = %pipeline, facility, "librdkafka: {line}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(pipeline = %pipeline, facility, "librdkafka: {line}")
+            }
+            _ => tracing::debug!(pipeline = %pipeline, facility, "librdkafka: {line}"),
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(pipeline = %self.shared.pipeline, error = %error, "kafka: {reason}");
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        // Commit what is settled while the partitions are still ours, then forget them: what is
+        // in flight now is redelivered to their next owner, and its settlement will be ignored.
+        self.shared.store_moved(consumer);
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(pipeline = %self.shared.pipeline, error = %e, "kafka: commit on revocation");
+        }
+        let keys: Vec<PartitionKey> = revoked
+            .elements()
+            .iter()
+            .map(|e| (Arc::from(e.topic()), e.partition()))
+            .collect();
+        let mut tracker = lock(&self.shared.tracker);
+        for key in &keys {
+            tracker.revoke(key);
+        }
+        drop(tracker);
+        lock(&self.shared.redeliveries).retain(|(_, p)| !keys.contains(&p.key));
+        tracing::info!(pipeline = %self.shared.pipeline, partitions = keys.len(), "kafka: partitions revoked");
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            tracing::info!(pipeline = %self.shared.pipeline, partitions = assigned.count(), "kafka: partitions assigned");
+        }
+    }
+}
+
+pub struct KafkaSource {
+    cfg: KafkaSourceConfig,
+    client: ClientConfig,
+    consumer: Option<Arc<Consumer>>,
+    shared: Arc<Shared>,
+    /// The topic of the last record, shared by the next one's metadata (a subscription is
+    /// usually one topic): compared by content, no hashing per record.
+    last_topic: Option<Arc<str>>,
+    source: Arc<str>,
+}
+
+impl KafkaSource {
+    pub fn new(cfg: KafkaSourceConfig, ctx: &BuildContext) -> anyhow::Result<Self> {
+        let mut client = cfg.common().client_config(Some(ctx));
+        client
+            .set("group.id", &cfg.group)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.commit.interval.ms",
+                cfg.commit_interval_ms.to_string(),
+            )
+            .set(
+                "auto.offset.reset",
+                match cfg.start_from {
+                    StartFrom::Earliest => "earliest",
+                    StartFrom::Latest => "latest",
+                },
+            )
+            .set(
+                "partition.assignment.strategy",
+                match cfg.assignment {
+                    Assignment::CooperativeSticky => "cooperative-sticky",
+                    Assignment::Range => "range",
+                    Assignment::Roundrobin => "roundrobin",
+                },
+            )
+            .set_log_level(RDKafkaLogLevel::Warning);
+        if let Some(ms) = cfg.session_timeout_ms {
+            client.set("session.timeout.ms", ms.to_string());
+        }
+        let shared = Arc::new(Shared {
+            pipeline: ctx.pipeline.clone(),
+            tracker: Mutex::default(),
+            redeliveries: Mutex::default(),
+            redelivery_queued: Notify::new(),
+            consumer: OnceLock::new(),
+            lag: Arc::new(AtomicI64::new(-1)),
+        });
+        Ok(KafkaSource {
+            cfg,
+            client,
+            consumer: None,
+            shared,
+            last_topic: None,
+            source: Arc::from("kafka"),
+        })
+    }
+
+    fn consumer(&mut self) -> anyhow::Result<Arc<Consumer>> {
+        if let Some(c) = &self.consumer {
+            return Ok(c.clone());
+        }
+        let group = &self.cfg.group;
+        let consumer: Consumer = self
+            .client
+            .create_with_context(GroupContext {
+                shared: self.shared.clone(),
+            })
+            .with_context(|| {
+                format!("kafka source (group `{group}`): cannot create the consumer")
+            })?;
+        let topics: Vec<&str> = self.cfg.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).with_context(|| {
+            format!("kafka source (group `{group}`): cannot subscribe to {topics:?}")
+        })?;
+        let consumer = Arc::new(consumer);
+        let _ = self.shared.consumer.set(Arc::downgrade(&consumer));
+        tokio::spawn(store_offsets_periodically(Arc::downgrade(&self.shared)));
+        if self.cfg.lag_interval_ms > 0 {
+            tokio::spawn(watch_lag(
+                Arc::downgrade(&consumer),
+                self.shared.lag.clone(),
+                Duration::from_millis(self.cfg.lag_interval_ms),
+            ));
+        }
+        tracing::info!(pipeline = %self.shared.pipeline, group = %group, topics = ?topics, "kafka source subscribed");
+        self.consumer = Some(consumer.clone());
+        Ok(consumer)
+    }
+
+    fn token(&self, pending: Pending) -> Delivery {
+        let message = pending.message.clone();
+        let receipt = Receipt {
+            shared: self.shared.clone(),
+            pending,
+        };
+        Delivery::new(message, AckToken::new(Arc::new(receipt), 0))
+    }
+
+    /// A delivery for a record just taken from librdkafka. It is recorded in the offset tracker
+    /// at once, before the next `recv`, inside which a rebalance callback may revoke its partition.
+    fn delivery(&mut self, m: &BorrowedMessage<'_>) -> Delivery {
+        let topic = match &self.last_topic {
+            Some(t) if **t == *m.topic() => t.clone(),
+            _ => self.last_topic.insert(Arc::from(m.topic())).clone(),
+        };
+        let (partition, offset) = (m.partition(), m.offset());
+        let key: PartitionKey = (topic.clone(), partition);
+        let generation = lock(&self.shared.tracker).received(&key, offset);
+        let mut meta = Metadata::received_now(self.source.clone(), topic.clone());
+        meta.partition = Some(partition);
+        meta.offset = Some(offset);
+        meta.timestamp_ms = m.timestamp().to_millis();
+        let headers = m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| {
+                        let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                        (
+                            ByteString::from(h.key),
+                            ByteString::from(value.into_owned()),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let message = Message {
+            id: record_id(&topic, partition, offset),
+            key: m.key().map(Bytes::copy_from_slice),
+            payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+            headers,
+            meta,
+        };
+        self.token(Pending {
+            key,
+            offset,
+            generation,
+            message,
+        })
+    }
+
+    /// Nacked deliveries whose delay has passed (and whose partition is still ours), and when the
+    /// next one is due.
+    fn due_redeliveries(&self, max: usize) -> (Vec<Delivery>, Option<Instant>) {
+        let now = Instant::now();
+        let mut queued = lock(&self.shared.redeliveries);
+        let mut due = Vec::new();
+        let mut i = 0;
+        while i < queued.len() && due.len() < max {
+            if queued[i].0 <= now {
+                due.push(queued.swap_remove(i).1);
+            } else {
+                i += 1;
+            }
+        }
+        let next = queued.iter().map(|(at, _)| *at).min();
+        drop(queued);
+        let tracker = lock(&self.shared.tracker);
+        let due: Vec<Pending> = due
+            .into_iter()
+            .filter(|p| tracker.is_current(&p.key, p.generation))
+            .collect();
+        drop(tracker);
+        let deliveries = due.into_iter().map(|p| self.token(p)).collect();
+        (deliveries, next)
+    }
+}
+
+/// `topic:partition:offset`, without the formatting machinery (once per record).
+fn record_id(topic: &str, partition: i32, offset: i64) -> String {
+    let (mut p, mut o) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (p, o) = (p.format(partition), o.format(offset));
+    let mut id = String::with_capacity(topic.len() + p.len() + o.len() + 2);
+    for part in [topic, ":", p, ":", o] {
+        id.push_str(part);
+    }
+    id
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    async fn next_batch(&mut self, max: usize) -> anyhow::Result<Option<Vec<Delivery>>> {
+        let consumer = self.consumer()?;
+        loop {
+            let (mut batch, next_due) = self.due_redeliveries(max);
+            if !batch.is_empty() {
+                return Ok(Some(batch));
+            }
+            let wait_for_redelivery = async {
+                match next_due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => self.shared.redelivery_queued.notified().await,
+                }
+            };
+            // Cancel-safe: `recv` takes a record from librdkafka only in the poll that returns it.
+            let first = tokio::select! {
+                m = consumer.recv() => m,
+                () = wait_for_redelivery => continue,
+            };
+            let first = first.context("kafka source: consumer error")?;
+            batch.push(self.delivery(&first));
+            drop(first);
+            while batch.len() < max {
+                match consumer.recv().now_or_never() {
+                    Some(Ok(m)) => batch.push(self.delivery(&m)),
+                    _ => break,
+                }
+            }
+            return Ok(Some(batch));
+        }
+    }
+
+    async fn close(&mut self) -> anyhow::Result<()> {
+        let Some(consumer) = self.consumer.take() else {
+            return Ok(());
+        };
+        let group = self.cfg.group.clone();
+        // Committing and leaving the group block on the network: not on the async workers.
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            shared.store_moved(consumer.as_ref());
+            let committed = consumer.commit_consumer_state(CommitMode::Sync);
+            consumer.unsubscribe();
+            drop(consumer);
+            match committed {
+                // Nothing was stored since the last commit.
+                Err(rdkafka::error::KafkaError::ConsumerCommit(
+                    rdkafka::types::RDKafkaErrorCode::NoOffset,
+                )) => Ok(()),
+                other => other,
+            }
+        })
+        .await
+        .context("kafka source: close task")?
+        .with_context(|| format!("kafka source (group `{group}`): final commit"))
+    }
+
+    fn lag_gauge(&self) -> Option<LagGauge> {
+        (self.cfg.lag_interval_ms > 0).then(|| self.shared.lag.clone())
+    }
+}
+
+/// Every `interval`, until the consumer is gone: lag = sum over assigned partitions of the high
+/// watermark minus the group's committed offset (the partition start when nothing is committed).
+/// Read from the broker on a task of its own, because librdkafka only serves its statistics
+/// while the consumer is polled, and a saturated pipeline does not poll.
+async fn watch_lag(consumer: Weak<Consumer>, gauge: LagGauge, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(c) = consumer.upgrade() else { return };
+        let lag = tokio::task::spawn_blocking(move || measure_lag(&c)).await;
+        match lag {
+            Ok(Ok(lag)) => gauge.store(lag, Ordering::Relaxed),
+            Ok(Err(e)) => tracing::debug!(error = %e, "kafka: cannot read consumer lag"),
+            Err(_) => return,
+        }
+    }
+}
+
+fn measure_lag(c: &Consumer) -> rdkafka::error::KafkaResult<i64> {
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    let assigned = c.assignment()?;
+    if assigned.count() == 0 {
+        return Ok(0);
+    }
+    let committed = c.committed_offsets(assigned, TIMEOUT)?;
+    let mut lag = 0;
+    for e in committed.elements() {
+        let (low, high) = c.fetch_watermarks(e.topic(), e.partition(), TIMEOUT)?;
+        let from = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        lag += (high - from).max(0);
+    }
+    Ok(lag)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn record_ids_name_topic_partition_and_offset() {
+        assert_eq!(super::record_id("orders", 3, 1042), "orders:3:1042");
+        assert_eq!(super::record_id("t", -1, 0), "t:-1:0");
+    }
+}

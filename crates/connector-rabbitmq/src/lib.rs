@@ -1,0 +1,214 @@
+//! `rabbitmq`: AMQP 0-9-1 through `lapin`, as a source (manual acks, prefetch = the pipeline's
+//! window) and as a sink (publisher confirms on every publish, `mandatory` so that an unroutable
+//! message is an error, not a silent drop).
+//!
+//! Mapping: the payload is the message body; the key is the routing key; headers are the AMQP
+//! `headers` table (values shown as strings; AMQP tables are maps, so a repeated header name keeps
+//! its last value). Settlement: ack → `basic.ack`; nack → `basic.nack` with requeue after the
+//! delay; abandoned (shutdown deadline) → `basic.nack` with requeue, so it is redelivered at once
+//! rather than when the connection closes.
+
+mod ack_window;
+mod headers;
+mod in_order;
+mod sink;
+mod source;
+mod topology;
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+pub use self::in_order::in_order;
+pub use self::topology::{TlsSettings, Topology};
+use sluice_core::FieldError;
+use sluice_core::connector::{BuildContext, Sink, SinkFactory, Source, SourceFactory};
+
+/// `type: rabbitmq` as a source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RabbitMqSourceConfig {
+    /// AMQP URI, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f` (`amqps://` for TLS). Put
+    /// credentials in the environment: `url: ${AMQP_URL}`.
+    pub url: String,
+    /// Queue to consume.
+    pub queue: String,
+    /// Declare the queue (durable) if it does not exist. Default: false.
+    #[serde(default)]
+    pub declare: bool,
+    /// Unacknowledged messages the broker may push at once. Default: the pipeline's
+    /// `delivery.max_in_flight` (capped at 65535).
+    #[serde(default)]
+    pub prefetch: Option<u16>,
+    /// While earlier deliveries of this source are still unsettled, wait up to this long, in
+    /// ms, for a batch to fill before handing it on. An idle pipeline gets each message at once;
+    /// a busy one gets fuller batches (fewer handler calls, publishes and ack frames). Default:
+    /// 2; 0 hands on whatever has arrived.
+    #[serde(default = "default_linger_ms")]
+    pub batch_linger_ms: u64,
+    /// Exchanges, queues and bindings to declare on every connect. Default: none.
+    #[serde(default)]
+    pub topology: Topology,
+    /// TLS settings for `amqps://`. Default: the system's trust roots.
+    #[serde(default)]
+    pub tls: TlsSettings,
+}
+
+pub(crate) fn default_linger_ms() -> u64 {
+    2
+}
+
+/// `type: rabbitmq` as a sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RabbitMqSinkConfig {
+    /// AMQP URI, as for the source.
+    pub url: String,
+    /// Exchange to publish to. Default: `""` (the default exchange: routing key = queue name).
+    #[serde(default)]
+    pub exchange: String,
+    /// Routing key for every message. Default: each output's key.
+    #[serde(default)]
+    pub routing_key: Option<String>,
+    /// Declare this queue (durable) before publishing. Default: none.
+    #[serde(default)]
+    pub declare_queue: Option<String>,
+    /// Publish as persistent (delivery mode 2). Default: true.
+    #[serde(default = "yes")]
+    pub persistent: bool,
+    /// Exchanges, queues and bindings to declare on every connect. Default: none.
+    #[serde(default)]
+    pub topology: Topology,
+    /// TLS settings for `amqps://`. Default: the system's trust roots.
+    #[serde(default)]
+    pub tls: TlsSettings,
+    /// How long, in ms, to wait for the broker to confirm a batch before the batch counts as
+    /// failed: the connection is dropped and the batch retried on a new one (a confirm lost with
+    /// a half-dead connection would otherwise hold its messages forever). Default: 30000.
+    #[serde(default = "default_confirm_timeout_ms")]
+    pub confirm_timeout_ms: u64,
+}
+
+fn default_confirm_timeout_ms() -> u64 {
+    30_000
+}
+
+/// How long closing a connection, or handing one acknowledgement to lapin, may take. Both wait
+/// for a broker that may be gone; neither may hold up shutdown or the other acknowledgements.
+const BROKER_REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long connecting (connection, channel, declarations, consumer) may take before it counts as
+/// a failure and is retried with backoff. A broker that is still booting can accept the TCP
+/// connection and then say nothing.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `connect` within [`CONNECT_TIMEOUT`]; `who` names the connector in the error.
+async fn within_connect_timeout<T>(
+    who: &str,
+    connect: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    sluice_core::deadline::within(CONNECT_TIMEOUT, connect, || {
+        anyhow::anyhow!(
+            "{who}: connecting took longer than {} s",
+            CONNECT_TIMEOUT.as_secs()
+        )
+    })
+    .await
+}
+
+/// Close `connection` politely, within [`BROKER_REPLY_TIMEOUT`]; `who` names the connector.
+async fn close_connection(connection: &lapin::Connection, who: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let close = async {
+        let closed = connection.close(200, "sluice closing".into()).await;
+        closed.with_context(|| format!("{who}: closing"))
+    };
+    // Past the limit the connection is dropped, which closes its socket; the broker requeues
+    // what it holds.
+    sluice_core::deadline::within(BROKER_REPLY_TIMEOUT, close, || {
+        anyhow::anyhow!(
+            "{who}: the broker did not answer connection.close within {} s",
+            BROKER_REPLY_TIMEOUT.as_secs()
+        )
+    })
+    .await
+}
+
+pub(crate) fn yes() -> bool {
+    true
+}
+
+/// Declare `queue` as a durable queue (a no-op if it exists with the same settings); `who` names
+/// the connector in the error.
+async fn declare_durable(channel: &lapin::Channel, queue: &str, who: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let options = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue.into(), options, lapin::types::FieldTable::default())
+        .await
+        .with_context(|| format!("{who}: cannot declare queue `{queue}`"))?;
+    Ok(())
+}
+
+fn check_url(url: &str, errors: &mut Vec<FieldError>) {
+    if url.parse::<lapin::uri::AMQPUri>().is_err() {
+        errors.push(FieldError::new(
+            "url",
+            "is not an AMQP URI (amqp://user:pass@host:port/vhost)",
+        ));
+    }
+}
+
+impl SourceFactory for RabbitMqSourceConfig {
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        check_url(&self.url, errors);
+        if self.queue.is_empty() {
+            errors.push(FieldError::new("queue", "must not be empty"));
+        }
+        if self.prefetch == Some(0) {
+            errors.push(FieldError::new("prefetch", "must be at least 1"));
+        }
+        if self.batch_linger_ms > 10_000 {
+            errors.push(FieldError::new(
+                "batch_linger_ms",
+                "must be at most 10000 (10 s); a few ms is enough to fill a batch",
+            ));
+        }
+        self.topology.validate(errors);
+        self.tls.validate(&self.url, errors);
+    }
+
+    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Box<dyn Source>> {
+        let prefetch = self
+            .prefetch
+            .unwrap_or_else(|| ctx.max_in_flight.min(u16::MAX as usize) as u16);
+        Ok(Box::new(source::RabbitMqSource::new(
+            self.clone(),
+            prefetch,
+        )))
+    }
+}
+
+impl SinkFactory for RabbitMqSinkConfig {
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        check_url(&self.url, errors);
+        if self.routing_key.as_deref() == Some("") && self.exchange.is_empty() {
+            errors.push(FieldError::new(
+                "routing_key",
+                "must name a queue when publishing to the default exchange",
+            ));
+        }
+        if self.confirm_timeout_ms == 0 {
+            errors.push(FieldError::new("confirm_timeout_ms", "must be at least 1"));
+        }
+        self.topology.validate(errors);
+        self.tls.validate(&self.url, errors);
+    }
+
+    fn build(&self, _ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>> {
+        Ok(Arc::new(sink::RabbitMqSink::new(self.clone())))
+    }
+}

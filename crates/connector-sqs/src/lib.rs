@@ -1,0 +1,252 @@
+//! `sqs`: Amazon SQS through `aws-sdk-sqs` (one HTTP stack: hyper 1 with rustls).
+//!
+//! Source: long polling (`wait_time_s`, at most 20) for up to 10 messages per call, and only when
+//! the engine asks, i.e. while there is room in the pipeline's window. Ack → delete (batched, 10
+//! per call); nack → change visibility to the retry delay (the message comes back then);
+//! abandoned at shutdown → visibility 0 (back at once). A message not settled within the visibility
+//! timeout reappears by SQS's own rules.
+//!
+//! Sink: `SendMessageBatch`, 10 per call; `send` fails if any entry failed. Standard and FIFO
+//! queues (`.fifo`): the group id is `message_group_id` or else each output's key; the
+//! deduplication id is the `deduplication_id_header` header if set, else the queue's content-based
+//! deduplication must be on.
+//!
+//! Headers travel as message attributes (String). SQS allows 10 attributes per message, with
+//! restricted names and non-empty values; when headers do not fit that, all of them travel as one
+//! attribute, `x-sluice-headers`, holding a JSON array of `[name, value]` pairs, which the source
+//! unpacks. Bodies are text: non-UTF-8 payloads need `base64: true` on both ends.
+
+mod attributes;
+mod sink;
+mod source;
+
+use std::sync::Arc;
+
+use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+use serde::Deserialize;
+
+use sluice_core::FieldError;
+use sluice_core::connector::{BuildContext, Sink, SinkFactory, Source, SourceFactory};
+
+/// Declares a config struct with the fields every SQS section has (serde's `flatten` cannot be
+/// combined with `deny_unknown_fields`), plus its own.
+macro_rules! sqs_config {
+    ($(#[$meta:meta])* $name:ident { $($extra:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// Queue name (its URL is looked up) — or give `queue_url`.
+            #[serde(default)]
+            pub queue: Option<String>,
+            /// Full queue URL, instead of `queue`.
+            #[serde(default)]
+            pub queue_url: Option<String>,
+            /// AWS region. Default: from the standard chain (`AWS_REGION`, profile).
+            #[serde(default)]
+            pub region: Option<String>,
+            /// Endpoint override for local servers (moto, ElasticMQ, LocalStack). Default: AWS's.
+            #[serde(default)]
+            pub endpoint: Option<String>,
+            /// Static credentials, for local servers. Default: the standard AWS chain
+            /// (environment, profile, web identity, container and instance roles).
+            #[serde(default)]
+            pub credentials: Option<StaticCredentials>,
+            /// Bodies are base64 of the payload (binary payloads). Default: false (UTF-8 text).
+            #[serde(default)]
+            pub base64: bool,
+            $($extra)*
+        }
+
+        impl $name {
+            fn spec(&self) -> SqsQueue {
+                SqsQueue {
+                    queue: self.queue.clone(),
+                    queue_url: self.queue_url.clone(),
+                    region: self.region.clone(),
+                    endpoint: self.endpoint.clone(),
+                    credentials: self.credentials.clone(),
+                    base64: self.base64,
+                }
+            }
+        }
+    };
+}
+
+/// Where a queue is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    pub queue: Option<String>,
+    pub queue_url: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub credentials: Option<StaticCredentials>,
+    pub base64: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    /// Put it in the environment: `"${AWS_SECRET_ACCESS_KEY}"`.
+    pub secret_access_key: String,
+    #[serde(default)]
+    pub session_token: Option<String>,
+}
+
+sqs_config! {
+    /// `type: sqs` as a source.
+    SqsSourceConfig {
+        /// Long-poll wait per receive, in seconds (0–20). Default: 20.
+        #[serde(default = "default_wait_time_s")]
+        pub wait_time_s: i32,
+        /// Visibility timeout for received messages, in seconds. Default: the queue's.
+        #[serde(default)]
+        pub visibility_timeout_s: Option<i32>,
+    }
+}
+
+sqs_config! {
+    /// `type: sqs` as a sink.
+    SqsSinkConfig {
+        /// FIFO only: group id of every message. Default: each output's key (else `sluice`).
+        #[serde(default)]
+        pub message_group_id: Option<String>,
+        /// FIFO only: the header whose value is the deduplication id. Default: none (the
+        /// queue's content-based deduplication).
+        #[serde(default)]
+        pub deduplication_id_header: Option<String>,
+    }
+}
+
+fn default_wait_time_s() -> i32 {
+    20
+}
+
+/// SQS's limit on a message (body plus attributes), in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+impl SqsQueue {
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        match (&self.queue, &self.queue_url) {
+            (None, None) => errors.push(FieldError::new(
+                "queue",
+                "missing field: give `queue` or `queue_url`",
+            )),
+            (Some(_), Some(_)) => errors.push(FieldError::new(
+                "queue_url",
+                "give `queue` or `queue_url`, not both",
+            )),
+            (Some(q), None) if q.is_empty() => {
+                errors.push(FieldError::new("queue", "must not be empty"))
+            }
+            (None, Some(u)) if !(u.starts_with("https://") || u.starts_with("http://")) => {
+                errors.push(FieldError::new("queue_url", "must be an http(s) URL"))
+            }
+            _ => {}
+        }
+        if let Some(e) = &self.endpoint
+            && !(e.starts_with("https://") || e.starts_with("http://"))
+        {
+            errors.push(FieldError::new("endpoint", "must be an http(s) URL"));
+        }
+    }
+
+    /// The queue's name, for metadata and messages.
+    fn name(&self) -> String {
+        match (&self.queue, &self.queue_url) {
+            (Some(q), _) => q.clone(),
+            (None, Some(u)) => u.rsplit('/').next().unwrap_or(u).to_owned(),
+            (None, None) => String::new(),
+        }
+    }
+
+    fn is_fifo(&self) -> bool {
+        self.name().ends_with(".fifo")
+    }
+
+    /// A client and the queue URL.
+    async fn connect(&self, who: &str) -> anyhow::Result<(aws_sdk_sqs::Client, String)> {
+        use anyhow::Context as _;
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(r) = &self.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some(c) = &self.credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                &c.access_key_id,
+                &c.secret_access_key,
+                c.session_token.clone(),
+                None,
+                "sluice-pipeline-file",
+            ));
+        }
+        let shared = loader.load().await;
+        let mut config = aws_sdk_sqs::config::Builder::from(&shared);
+        if let Some(e) = &self.endpoint {
+            config = config.endpoint_url(e);
+        }
+        let client = aws_sdk_sqs::Client::from_conf(config.build());
+        let url = match (&self.queue_url, &self.queue) {
+            (Some(url), _) => url.clone(),
+            (None, Some(name)) => client
+                .get_queue_url()
+                .queue_name(name)
+                .send()
+                .await
+                .with_context(|| format!("{who}: cannot find queue `{name}`"))?
+                .queue_url()
+                .map(str::to_owned)
+                .with_context(|| format!("{who}: no URL for queue `{name}`"))?,
+            (None, None) => anyhow::bail!("{who}: no queue"),
+        };
+        Ok((client, url))
+    }
+}
+
+impl SourceFactory for SqsSourceConfig {
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        self.spec().validate(errors);
+        if !(0..=20).contains(&self.wait_time_s) {
+            errors.push(FieldError::new("wait_time_s", "must be 0 to 20 (seconds)"));
+        }
+        if self
+            .visibility_timeout_s
+            .is_some_and(|v| !(0..=43_200).contains(&v))
+        {
+            errors.push(FieldError::new(
+                "visibility_timeout_s",
+                "must be 0 to 43200 (seconds)",
+            ));
+        }
+    }
+
+    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Box<dyn Source>> {
+        Ok(Box::new(source::SqsSource::new(self.clone(), ctx)))
+    }
+}
+
+impl SinkFactory for SqsSinkConfig {
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        let spec = self.spec();
+        spec.validate(errors);
+        if !spec.is_fifo() {
+            if self.message_group_id.is_some() {
+                errors.push(FieldError::new(
+                    "message_group_id",
+                    "only for FIFO queues (`.fifo`)",
+                ));
+            }
+            if self.deduplication_id_header.is_some() {
+                errors.push(FieldError::new(
+                    "deduplication_id_header",
+                    "only for FIFO queues (`.fifo`)",
+                ));
+            }
+        }
+    }
+
+    fn build(&self, _ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>> {
+        Ok(Arc::new(sink::SqsSink::new(self.clone())))
+    }
+}

@@ -1,0 +1,158 @@
+//! What a connector is: the [`Source`] and [`Sink`] traits the engine calls, the factories a
+//! connector's config type implements, and the plumbing the queue brokers share.
+//!
+//! Architecture invariant: the engine sees connectors only through these two traits. The
+//! registry that maps a pipeline file's `type:` to a connector lives in `sluice-connectors`.
+
+pub mod receipts;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+
+use crate::FieldError;
+use crate::ack::AckToken;
+use crate::message::{Message, Output};
+use async_trait::async_trait;
+
+/// One message pulled from a source, with the token that settles it.
+#[derive(Debug)]
+pub struct Delivery {
+    pub message: Message,
+    pub token: AckToken,
+    /// Set when the source could not decode what it received (e.g. a malformed JSON line). The
+    /// engine dead-letters such a delivery as `invalid` without calling a handler; `message.payload`
+    /// holds the raw bytes.
+    pub decode_error: Option<String>,
+}
+
+impl Delivery {
+    pub fn new(message: Message, token: AckToken) -> Self {
+        Delivery {
+            message,
+            token,
+            decode_error: None,
+        }
+    }
+}
+
+/// A stream of deliveries.
+///
+/// `next_batch` must be cancel-safe: the engine drops the future on shutdown, and a dropped call
+/// must not have taken a message it did not return.
+#[async_trait]
+pub trait Source: Send {
+    /// Wait for at least one delivery and return up to `max` of those available now, without
+    /// waiting to fill the batch. `Ok(None)` means the stream has ended (finite sources only).
+    async fn next_batch(&mut self, max: usize) -> anyhow::Result<Option<Vec<Delivery>>>;
+
+    /// Called once after every delivery is settled, before the source is dropped: flush
+    /// acknowledgements to the broker and close connections.
+    async fn close(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Messages waiting in the broker for this consumer (Kafka consumer lag), kept up to date by
+    /// the source; -1 while unknown. `None` when the broker does not report it.
+    fn lag_gauge(&self) -> Option<LagGauge> {
+        None
+    }
+
+    /// Whether the source holds a live connection to its broker, kept up to date by the source.
+    /// `None` for sources without one to watch; the engine then counts the source as connected
+    /// unless its last pull failed.
+    fn connected_flag(&self) -> Option<ConnectedFlag> {
+        None
+    }
+}
+
+/// A flag a source sets while it is connected; the engine's readiness reads it.
+pub type ConnectedFlag = Arc<std::sync::atomic::AtomicBool>;
+
+/// A gauge a source updates from its own callbacks and the engine reads.
+pub type LagGauge = Arc<AtomicI64>;
+
+/// How often a queue broker's depth is read for the lag gauge (RabbitMQ, SQS, Azure).
+pub const DEPTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Read a queue's depth with `read` every [`DEPTH_INTERVAL`] into `depth`, for as long as the
+/// source keeps its gauge (the watcher holds it weakly). A failed or empty read leaves the last
+/// value and is tried again next time; `queue` names the queue in the debug log.
+pub async fn watch_depth<F, Fut>(queue: String, depth: std::sync::Weak<AtomicI64>, mut read: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<i64>>>,
+{
+    while let Some(gauge) = depth.upgrade() {
+        match read().await {
+            Ok(Some(n)) => gauge.store(n, std::sync::atomic::Ordering::Relaxed),
+            Ok(None) => tracing::debug!(queue = %queue, "the broker gave no queue depth"),
+            Err(e) => {
+                tracing::debug!(queue = %queue, error = %format!("{e:#}"), "cannot read the queue depth")
+            }
+        }
+        drop(gauge);
+        tokio::time::sleep(DEPTH_INTERVAL).await;
+    }
+}
+
+/// A new lag gauge, -1 (unknown) until the source reads the depth.
+pub fn unknown_lag() -> LagGauge {
+    Arc::new(AtomicI64::new(-1))
+}
+
+/// A destination that confirms what it accepted.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// Write `batch`. `Ok` means every output is confirmed (broker ack, flushed write); an `Err`
+    /// means none may be assumed delivered, and the engine will retry or nack.
+    async fn send(&self, batch: &[Output]) -> anyhow::Result<()>;
+
+    /// Flush and release resources at shutdown.
+    async fn close(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a connector needs to know about where it runs.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    pub pipeline: Arc<str>,
+    /// The pipeline's `delivery.max_in_flight` (a source's default prefetch).
+    pub max_in_flight: usize,
+    /// Directory of the pipeline file; relative paths in connector settings resolve against it.
+    pub base_dir: PathBuf,
+}
+
+impl BuildContext {
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+}
+
+/// Implemented by each source connector's config type.
+pub trait SourceFactory {
+    /// Checks beyond what deserialization checks; paths are relative to the source section.
+    fn validate(&self, _errors: &mut Vec<FieldError>) {}
+    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Box<dyn Source>>;
+    /// `true` when what is nacked or abandoned comes back later (brokers, `memory`); `false` for
+    /// sources that keep no position (`generate`, `stdin`, `file`).
+    fn redelivers(&self) -> bool {
+        true
+    }
+    /// `true` when a message can be lost once received (no acknowledgement at all, e.g. ZeroMQ):
+    /// such a source needs the pipeline to accept `delivery.guarantee: at_most_once`.
+    fn at_most_once(&self) -> bool {
+        false
+    }
+}
+
+/// Implemented by each sink connector's config type.
+pub trait SinkFactory {
+    fn validate(&self, _errors: &mut Vec<FieldError>) {}
+    fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>>;
+}

@@ -1,0 +1,71 @@
+//! What the engine runs with: the delivery settings a pipeline file's `delivery:` section is
+//! turned into (by the runtime; the engine never sees a config file).
+
+/// How deliveries flow: window, batching, retries, rate limit, invalid-payload policy.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// Most deliveries pulled from the source and not yet settled.
+    pub max_in_flight: usize,
+    /// Most messages handed to a handler in one call; batches form only from messages already
+    /// waiting, so light traffic is never delayed.
+    pub batch_size: usize,
+    pub retry: RetryPolicy,
+    pub rate_limit: Option<RateLimit>,
+    /// What to do with a message a handler calls `invalid`.
+    pub on_invalid: InvalidPolicy,
+}
+
+impl Default for DeliverySettings {
+    /// The defaults a pipeline file gets when it says nothing (`docs/pipeline-reference.md`).
+    fn default() -> Self {
+        DeliverySettings {
+            max_in_flight: 1024,
+            batch_size: 128,
+            retry: RetryPolicy::default(),
+            rate_limit: None,
+            on_invalid: InvalidPolicy::DeadLetter,
+        }
+    }
+}
+
+/// Exponential backoff with jitter, for transient handler errors and sink failures.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included, before a message is dead-lettered.
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubles each retry.
+    pub base_delay_ms: u64,
+    /// Cap on one delay.
+    pub max_delay_ms: u64,
+    /// Fraction of each delay drawn at random (0 = none, 1 = full jitter).
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay_ms: 100,
+            max_delay_ms: 30_000,
+            jitter: 0.2,
+        }
+    }
+}
+
+/// Token bucket applied before the handler.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    /// Sustained messages per second.
+    pub per_second: u32,
+    /// Messages allowed at once above the sustained rate; `None` means `per_second`.
+    pub burst: Option<u32>,
+}
+
+/// What happens to a message a handler rejects as `invalid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidPolicy {
+    /// Send it to the dead-letter sink (then ack).
+    DeadLetter,
+    /// Ack it and count it as discarded.
+    Discard,
+}

@@ -1,0 +1,345 @@
+//! What every pipeline keeps about itself while it runs: counters (tests count messages in and
+//! out with them; the metrics endpoint reads them at scrape time), latency histograms, the
+//! pipeline's state, the pause switch and its last errors.
+//!
+//! The counters are the single source of truth: `/metrics` and `/pipelines` read these atomics,
+//! nothing counts twice.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+
+use sluice_core::connector::{ConnectedFlag, LagGauge};
+use sluice_core::transform::ErrorClass;
+
+/// How many recent errors a pipeline remembers for the admin API.
+const LAST_ERRORS: usize = 10;
+
+/// Live counters and state of one pipeline.
+#[derive(Debug)]
+pub struct PipelineStats {
+    /// Deliveries pulled from the source.
+    pub received: AtomicU64,
+    /// Outputs confirmed by their sinks.
+    pub outputs: AtomicU64,
+    /// Deliveries acked after all their outputs were confirmed.
+    pub acked: AtomicU64,
+    /// Deliveries for which the handlers produced no output.
+    pub filtered: AtomicU64,
+    /// Handler retries after transient errors.
+    pub retries: AtomicU64,
+    /// Deliveries confirmed in the dead-letter sink.
+    pub dead_lettered: AtomicU64,
+    /// `invalid` deliveries discarded by policy.
+    pub discarded: AtomicU64,
+    /// Deliveries handed back to the source for redelivery (a sink kept failing).
+    pub nacked: AtomicU64,
+    /// Sink writes that failed (each is retried).
+    pub sink_errors: AtomicU64,
+    /// Pulls from the source that failed (lost connection and the like; each is retried).
+    pub source_errors: AtomicU64,
+    /// Deliveries settled in any way.
+    pub settled: AtomicU64,
+    /// Deliveries pulled and not yet settled.
+    pub in_flight: AtomicU64,
+    /// Messages waiting in the broker for this pipeline, when the source reports it (set at start).
+    pub consumer_lag: OnceLock<LagGauge>,
+    /// The source's connection state, when it reports one (set at start).
+    pub source_connected: OnceLock<ConnectedFlag>,
+    /// Dead-lettered deliveries by error class (indexed by [`ErrorClass::index`]).
+    pub dead_lettered_by_class: [AtomicU64; ErrorClass::COUNT],
+    /// Time spent waiting for the rate limiter, in nanoseconds.
+    pub rate_limit_wait_ns: AtomicU64,
+    /// From pull to settlement, in seconds.
+    pub end_to_end: Histogram,
+    sinks: Mutex<BTreeMap<String, Arc<SinkStats>>>,
+    handlers: Mutex<BTreeMap<String, Arc<HandlerStats>>>,
+    state: AtomicU8,
+    /// The last pull from the source failed (cleared by the next one that succeeds).
+    source_failing: AtomicBool,
+    pause: watch::Sender<bool>,
+    last_errors: Mutex<VecDeque<RecordedError>>,
+}
+
+impl Default for PipelineStats {
+    fn default() -> Self {
+        PipelineStats {
+            received: AtomicU64::new(0),
+            outputs: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            filtered: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            discarded: AtomicU64::new(0),
+            nacked: AtomicU64::new(0),
+            sink_errors: AtomicU64::new(0),
+            source_errors: AtomicU64::new(0),
+            settled: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            consumer_lag: OnceLock::new(),
+            source_connected: OnceLock::new(),
+            dead_lettered_by_class: Default::default(),
+            rate_limit_wait_ns: AtomicU64::new(0),
+            end_to_end: Histogram::default(),
+            sinks: Mutex::default(),
+            handlers: Mutex::default(),
+            state: AtomicU8::new(PipelineState::Starting as u8),
+            source_failing: AtomicBool::new(false),
+            pause: watch::Sender::new(false),
+            last_errors: Mutex::default(),
+        }
+    }
+}
+
+/// Latency buckets, in seconds: 100 µs to 30 s.
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0, 30.0,
+];
+
+/// A latency histogram with the fixed [`LATENCY_BUCKETS`]; lock-free, for the hot path.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); the last one is `+Inf`.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+/// A histogram read at one moment, in the exposition's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    /// `(upper bound in seconds, observations at or below it)`, cumulative, without `+Inf`.
+    pub buckets: Vec<(f64, u64)>,
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+impl Histogram {
+    pub fn observe(&self, seconds: f64) {
+        let i = LATENCY_BUCKETS.partition_point(|&upper| upper < seconds);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add((seconds * 1e9) as u64, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut cumulative = 0;
+        let buckets = LATENCY_BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(&upper, n)| {
+                cumulative += n.load(Ordering::Relaxed);
+                (upper, cumulative)
+            })
+            .collect();
+        let overflow = self.buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
+        HistogramSnapshot {
+            buckets,
+            // Never below the buckets' total, even when read mid-update.
+            count: self
+                .count
+                .load(Ordering::Relaxed)
+                .max(cumulative + overflow),
+            sum_seconds: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
+/// Counters of one sink of a pipeline.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    /// Outputs the sink confirmed.
+    pub outputs: AtomicU64,
+    /// Writes that failed.
+    pub errors: AtomicU64,
+}
+
+/// Counters of one handler of a pipeline.
+#[derive(Debug, Default)]
+pub struct HandlerStats {
+    /// Failed messages by error class (indexed by [`ErrorClass::index`]).
+    pub errors: [AtomicU64; ErrorClass::COUNT],
+    /// One call (a batch), in seconds.
+    pub duration: Histogram,
+}
+
+/// Where a pipeline is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PipelineState {
+    /// Built, not yet pulling.
+    Starting = 0,
+    Running = 1,
+    /// Paused by an operator: nothing is pulled; in-flight work finishes.
+    Paused = 2,
+    /// Draining after a shutdown request or the end of its source.
+    Stopping = 3,
+    Stopped = 4,
+    /// Ended with an error.
+    Failed = 5,
+}
+
+impl PipelineState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PipelineState::Starting => "starting",
+            PipelineState::Running => "running",
+            PipelineState::Paused => "paused",
+            PipelineState::Stopping => "stopping",
+            PipelineState::Stopped => "stopped",
+            PipelineState::Failed => "failed",
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => PipelineState::Starting,
+            1 => PipelineState::Running,
+            2 => PipelineState::Paused,
+            3 => PipelineState::Stopping,
+            4 => PipelineState::Stopped,
+            _ => PipelineState::Failed,
+        }
+    }
+}
+
+/// One error a pipeline met, kept for operators.
+#[derive(Debug, Clone)]
+pub struct RecordedError {
+    pub at: SystemTime,
+    pub message: String,
+}
+
+impl PipelineStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// The source's consumer lag, if it reports one and knows it yet.
+    pub fn lag(&self) -> Option<u64> {
+        let lag = self.consumer_lag.get()?.load(Ordering::Relaxed);
+        u64::try_from(lag).ok()
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn state(&self) -> PipelineState {
+        PipelineState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    pub fn set_state(&self, state: PipelineState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+
+    /// Ready means pulling (or paused on purpose) with a source that is connected: by its own
+    /// connection flag when it keeps one (so an idle queue after a reconnect is ready), else
+    /// by its last pull not having failed.
+    pub fn is_ready(&self) -> bool {
+        let connected = match self.source_connected.get() {
+            Some(flag) => flag.load(Ordering::Relaxed),
+            None => !self.source_failing.load(Ordering::Relaxed),
+        };
+        matches!(self.state(), PipelineState::Running | PipelineState::Paused) && connected
+    }
+
+    pub(crate) fn set_source_failing(&self, failing: bool) {
+        self.source_failing.store(failing, Ordering::Relaxed);
+    }
+
+    /// Stop pulling from the source (`true`) or start again. Deliveries already pulled finish.
+    pub fn set_paused(&self, paused: bool) {
+        self.pause.send_replace(paused);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        *self.pause.borrow()
+    }
+
+    pub(crate) fn pause_switch(&self) -> watch::Receiver<bool> {
+        self.pause.subscribe()
+    }
+
+    /// Counters of the sink `name`, created on first use.
+    pub fn sink(&self, name: &str) -> Arc<SinkStats> {
+        let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        sinks.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Counters of the handler `name`, created on first use.
+    pub fn handler(&self, name: &str) -> Arc<HandlerStats> {
+        let mut handlers = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
+        handlers.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Every sink's counters, by name.
+    pub fn sinks(&self) -> Vec<(String, Arc<SinkStats>)> {
+        let sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        sinks.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// Every handler's counters, by name.
+    pub fn handlers(&self) -> Vec<(String, Arc<HandlerStats>)> {
+        let handlers = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
+        handlers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Remember an error for operators (the last few are kept).
+    pub fn record_error(&self, message: String) {
+        let mut errors = self.last_errors.lock().unwrap_or_else(|e| e.into_inner());
+        if errors.len() == LAST_ERRORS {
+            errors.pop_front();
+        }
+        errors.push_back(RecordedError {
+            at: SystemTime::now(),
+            message,
+        });
+    }
+
+    /// The last errors, oldest first.
+    pub fn last_errors(&self) -> Vec<RecordedError> {
+        let errors = self.last_errors.lock().unwrap_or_else(|e| e.into_inner());
+        errors.iter().cloned().collect()
+    }
+
+    pub(crate) fn add_rate_limit_wait(&self, waited: Duration) {
+        let ns = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        Self::add(&self.rate_limit_wait_ns, ns);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_inclusive() {
+        let h = Histogram::default();
+        h.observe(0.0001); // exactly on the first bound: counted in it
+        h.observe(0.003);
+        h.observe(100.0); // past the last bound: only in +Inf
+        let s = h.snapshot();
+        assert_eq!(s.count, 3);
+        assert_eq!(s.buckets[0], (0.0001, 1));
+        assert_eq!(s.buckets[4], (0.0025, 1));
+        assert_eq!(s.buckets[5], (0.005, 2));
+        assert_eq!(s.buckets.last(), Some(&(30.0, 2)));
+        assert!((s.sum_seconds - 100.0031).abs() < 1e-6);
+    }
+
+    #[test]
+    fn error_classes_index_their_own_slot() {
+        for (i, class) in ErrorClass::ALL.iter().enumerate() {
+            assert_eq!(class.index(), i);
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The `sluice` binary as a user runs it, in one test binary (one link instead of one per file,
+//! as wasmtime's `tests/all`): the CLI, the admin server and dashboard, hot reload.
+
+mod admin;
+mod cli;
+mod common;
+#[cfg(feature = "rabbitmq")]
+mod reload;
