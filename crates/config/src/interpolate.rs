@@ -5,7 +5,7 @@
 use super::FieldError;
 
 /// Replace every reference using `lookup`; unset variables without a default are errors, each
-/// reported with its line.
+/// reported at its line and column (`line 3:14`, both 1-based).
 pub fn interpolate(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
@@ -14,6 +14,10 @@ pub fn interpolate(
     let mut errors = Vec::new();
     for (line_no, line) in text.split_inclusive('\n').enumerate() {
         let mut rest = line;
+        let at = |rest: &str, pos: usize| {
+            let column = line[..line.len() - rest.len() + pos].chars().count() + 1;
+            format!("line {}:{column}", line_no + 1)
+        };
         while let Some(pos) = rest.find('$') {
             out.push_str(&rest[..pos]);
             let after = &rest[pos + 1..];
@@ -22,10 +26,7 @@ pub fn interpolate(
                 rest = tail;
             } else if let Some(body) = after.strip_prefix('{') {
                 let Some(end) = body.find('}') else {
-                    errors.push(FieldError::new(
-                        format!("line {}", line_no + 1),
-                        "unclosed `${`",
-                    ));
+                    errors.push(FieldError::new(at(rest, pos), "unclosed `${`"));
                     out.push_str(&rest[pos..]);
                     rest = "";
                     break;
@@ -37,12 +38,13 @@ pub fn interpolate(
                 };
                 let valid =
                     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                let here = at(rest, pos);
                 match (valid, lookup(name), default) {
-                    (false, _, _) => errors.push(FieldError::new(format!("line {}", line_no + 1), format!("`${{{expr}}}` is not a valid variable reference"))),
+                    (false, _, _) => errors.push(FieldError::new(here.clone(), format!("`${{{expr}}}` is not a valid variable reference"))),
                     (true, Some(v), _) => out.push_str(&v),
                     (true, None, Some(d)) => out.push_str(d),
                     (true, None, None) => errors.push(FieldError::new(
-                        format!("line {}", line_no + 1),
+                        here,
                         format!("environment variable `{name}` is not set (use `${{{name}:-default}}` for a default)"),
                     )),
                 }
@@ -79,8 +81,8 @@ mod tests {
     fn reports_every_unset_variable_with_its_line() {
         let errors = interpolate("a: ${A}\nb: ok\nc: ${C}\n", env).unwrap_err();
         assert_eq!(errors.len(), 2);
-        assert_eq!(errors[0].path, "line 1");
-        assert_eq!(errors[1].path, "line 3");
+        assert_eq!(errors[0].path, "line 1:4");
+        assert_eq!(errors[1].path, "line 3:4");
         assert!(errors[1].message.contains("`C` is not set"));
     }
 

@@ -4,17 +4,26 @@
 //! Architecture invariant: nothing here touches wasmtime or a broker client; checking that a
 //! plugin loads is the plugin host's job (`sluice validate` does both).
 
+mod checks;
+mod document;
+mod errors;
 mod interpolate;
 mod load;
+mod locate;
+pub mod schema;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer};
 
 use sluice_connectors::{SinkConfig, SourceConfig};
 
+pub use document::PipelineDocument;
 pub use interpolate::interpolate;
 pub use load::{LoadedPipeline, load_file, load_paths, parse, pipeline_files};
 pub use sluice_core::{FieldError, join_path};
@@ -41,7 +50,8 @@ pub struct PipelineConfig {
 }
 
 /// What the host may write to its log about message contents.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoggingConfig {
     /// Log payloads: each delivery's when pulled, and a dead-lettered one's with its
@@ -54,7 +64,8 @@ pub struct LoggingConfig {
 }
 
 /// One handler in the chain.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct HandlerConfig {
     /// Path to the component (`.wasm`), relative to the pipeline file's directory.
@@ -81,7 +92,7 @@ pub struct HandlerConfig {
 }
 
 /// A WASI capability a pipeline grants one handler. Filesystem and network are not grantable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Grant {
     /// `wasi:clocks`: wall clock and monotonic clock.
@@ -113,7 +124,7 @@ fn yes() -> bool {
 }
 
 /// How the host hands a batch to a handler.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BatchAbi {
     /// The packed fast path when the component exports it, else `handle-batch`.
@@ -135,20 +146,26 @@ impl HandlerConfig {
 }
 
 /// Resource limits for one handler; always on.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Wall-clock budget for one handler call, in milliseconds. Default: 1000.
+    #[schemars(range(min = 1))]
     pub timeout_ms: u64,
     /// Linear memory cap per instance, in MiB. Default: 64.
+    #[schemars(range(min = 1, max = 4096))]
     pub memory_mb: u64,
     /// Most outputs one message may produce. Default: 1024.
+    #[schemars(range(min = 1))]
     pub max_outputs: u32,
     /// Most output payload bytes one message may produce, in bytes. Default: 4194304 (4 MiB).
     pub max_output_bytes: u64,
     /// WebAssembly stack size, in KiB. Default: 512.
+    #[schemars(range(min = 16, max = 65536))]
     pub stack_kb: u64,
     /// Instances kept warm and called in parallel. Default: the number of CPUs.
+    #[schemars(range(min = 1))]
     pub instances: Option<usize>,
 }
 
@@ -166,13 +183,16 @@ impl Default for LimitsConfig {
 }
 
 /// How deliveries flow: window, batching, retries, rate limit, invalid-payload policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     /// Most deliveries pulled from the source and not yet settled. Default: 1024.
+    #[schemars(range(min = 1))]
     pub max_in_flight: usize,
     /// Most messages handed to a handler in one call; batches form only from messages already
     /// waiting, so light traffic is never delayed. Default: 128.
+    #[schemars(range(min = 1))]
     pub batch_size: usize,
     pub retry: RetryConfig,
     /// Default: no rate limit.
@@ -185,7 +205,7 @@ pub struct DeliveryConfig {
 }
 
 /// Delivery guarantee a pipeline asks of its source.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Guarantee {
     #[default]
@@ -208,16 +228,19 @@ impl Default for DeliveryConfig {
 }
 
 /// Exponential backoff with jitter, for transient handler errors and sink failures.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     /// Attempts in all, the first included, before a message is dead-lettered. Default: 5.
+    #[schemars(range(min = 1))]
     pub max_attempts: u32,
     /// Delay before the first retry, in milliseconds; doubles each retry. Default: 100.
     pub base_delay_ms: u64,
     /// Cap on one delay, in milliseconds. Default: 30000.
     pub max_delay_ms: u64,
     /// Fraction of each delay drawn at random (0 = none, 1 = full jitter). Default: 0.2.
+    #[schemars(range(min = 0, max = 1))]
     pub jitter: f64,
 }
 
@@ -233,18 +256,21 @@ impl Default for RetryConfig {
 }
 
 /// Token bucket applied before the handler.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Sustained messages per second.
+    #[schemars(range(min = 1))]
     pub per_second: u32,
     /// Messages allowed at once above the sustained rate. Default: `per_second`.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub burst: Option<u32>,
 }
 
 /// What happens to a message a handler rejects as `invalid`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InvalidPolicy {
     /// Send it to the dead-letter sink (then ack).
@@ -271,25 +297,34 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
+impl JsonSchema for Scalar {
+    fn schema_name() -> Cow<'static, str> {
+        "Scalar".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": ["string", "number", "boolean"] })
+    }
+}
+
 /// A [`FieldError`] in a given file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub file: PathBuf,
+    /// Line and column (1-based) of the key at `error.path`, or of the mapping that lacks it.
+    pub location: Option<(usize, usize)>,
     pub error: FieldError,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.error.path.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.error.message)
-        } else {
-            write!(
-                f,
-                "{}: {}: {}",
-                self.file.display(),
-                self.error.path,
-                self.error.message
-            )
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, column)) = self.location {
+            write!(f, ":{line}:{column}")?;
         }
+        if !self.error.path.is_empty() {
+            write!(f, ": {}", self.error.path)?;
+        }
+        write!(f, ": {}", self.error.message)
     }
 }

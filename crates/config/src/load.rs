@@ -1,17 +1,16 @@
-//! Reading pipeline files: interpolate, parse YAML, deserialize each section on its own (so one
-//! bad section does not hide the errors in the others), then check what types cannot.
+//! Reading pipeline files: interpolate, parse YAML, check the document against the schema
+//! (every error, each located), check what the schema cannot on the sections that read, and
+//! only then deserialize.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{
-    ConfigError, DeliveryConfig, FieldError, HandlerConfig, LoggingConfig, PipelineConfig,
-    interpolate, join_path,
-};
-use sluice_connectors::{SinkConfig, SourceConfig};
+use super::checks::Sections;
+use super::errors::{Found, schema_errors};
+use super::locate::{Position, parent, positions};
+use super::{ConfigError, FieldError, PipelineConfig, PipelineDocument, interpolate};
 
 /// A valid pipeline and where it came from.
 #[derive(Debug, Clone)]
@@ -21,18 +20,6 @@ pub struct LoadedPipeline {
     pub base_dir: PathBuf,
     pub config: PipelineConfig,
 }
-
-const TOP_LEVEL: &[&str] = &[
-    "name",
-    "source",
-    "handlers",
-    "sinks",
-    "default_sink",
-    "dead_letter",
-    "delivery",
-    "shutdown_deadline_ms",
-    "logging",
-];
 
 /// Expand directories into the `.yaml`/`.yml` files directly in them, sorted by name.
 pub fn pipeline_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<ConfigError>> {
@@ -129,16 +116,31 @@ pub fn parse(
     text: &str,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<PipelineConfig, Vec<ConfigError>> {
-    let located = |errors: Vec<FieldError>| {
+    let located = |errors: Vec<(FieldError, Option<Position>)>| {
         errors
             .into_iter()
-            .map(|error| ConfigError {
+            .map(|(error, location)| ConfigError {
                 file: file.to_path_buf(),
+                location,
                 error,
             })
             .collect::<Vec<_>>()
     };
-    let text = interpolate(text, env).map_err(located)?;
+    let text = interpolate(text, env).map_err(|errors| {
+        located(
+            errors
+                .into_iter()
+                .map(|e| {
+                    let location = e
+                        .path
+                        .strip_prefix("line ")
+                        .and_then(|l| l.split_once(':'))
+                        .and_then(|(l, c)| Some((l.parse().ok()?, c.parse().ok()?)));
+                    (FieldError::new("", e.message), location)
+                })
+                .collect(),
+        )
+    })?;
     let default_name = file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -146,410 +148,171 @@ pub fn parse(
     parse_value(&text, &default_name).map_err(located)
 }
 
-fn parse_value(text: &str, default_name: &str) -> Result<PipelineConfig, Vec<FieldError>> {
+fn parse_value(
+    text: &str,
+    default_name: &str,
+) -> Result<PipelineConfig, Vec<(FieldError, Option<Position>)>> {
     let doc: Value = serde_saphyr::from_str(text)
-        .map_err(|e| vec![FieldError::new("", format!("not valid YAML: {e}"))])?;
-    let Value::Object(top) = doc else {
-        return Err(vec![FieldError::new(
-            "",
-            "a pipeline file must be a mapping with `source`, `sinks` and `dead_letter`",
+        .map_err(|e| vec![(FieldError::new("", format!("not valid YAML: {e}")), None)])?;
+    if !doc.is_object() {
+        return Err(vec![(
+            FieldError::new(
+                "",
+                "a pipeline file must be a mapping with `source`, `sinks` and `dead_letter`",
+            ),
+            None,
         )]);
+    }
+    let at = positions(text);
+    let found = schema_errors(&doc);
+    let (usable, aside) = set_aside(doc.clone(), &found);
+    let top = usable.as_object().cloned().unwrap_or_default();
+    let sections = Sections::read(&top, default_name);
+    let mut checks = Vec::new();
+    sections.check(&mut checks);
+    // What was set aside has its error already; a check would only say that it is missing.
+    checks.retain(|e| !aside.iter().any(|a| within(&e.path, a)));
+
+    let mut errors: Vec<(FieldError, Option<Position>)> = found
+        .into_iter()
+        .map(|f| {
+            let location = match &f.at_node {
+                Some(node) => at.node(node),
+                None => at.of(&f.error.path),
+            };
+            (reworded(f.error), location)
+        })
+        .chain(checks.into_iter().map(|e| {
+            let location = at.of(&e.path);
+            (e, location)
+        }))
+        .collect();
+    if !errors.is_empty() {
+        // Document order; errors at one place keep the order they were found in.
+        errors.sort_by_key(|(_, location)| location.unwrap_or((usize::MAX, 0)));
+        return Err(errors);
+    }
+
+    // The schema accepted the document, so this cannot fail unless the schema and the types
+    // disagree (a bug, which the example-pipeline test guards); say so as serde does.
+    let document: PipelineDocument = serde_path_to_error::deserialize(doc).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let location = at.of(&path);
+        vec![(FieldError::new(path, e.into_inner().to_string()), location)]
+    })?;
+    let default_sink = sections.default_sink(&mut Vec::new()).unwrap_or_default();
+    Ok(PipelineConfig {
+        name: document.name.unwrap_or_else(|| default_name.to_owned()),
+        source: document.source,
+        handlers: document.handlers.unwrap_or_default(),
+        sinks: document.sinks,
+        default_sink,
+        dead_letter: document.dead_letter,
+        delivery: document.delivery,
+        shutdown_deadline_ms: document.shutdown_deadline_ms,
+        logging: document.logging,
+    })
+}
+
+/// Messages that say why, where the schema's words alone would not.
+fn reworded(mut e: FieldError) -> FieldError {
+    let why = match (e.path.as_str(), e.message.as_str()) {
+        ("sinks", "missing field") => "missing field: a pipeline needs at least one sink",
+        ("sinks", "must not be empty") => "a pipeline needs at least one sink",
+        ("sinks", m) if m.starts_with("invalid type") => "must be a mapping of sink name to sink",
+        ("handlers", m) if m.starts_with("invalid type") => "must be a list of handlers",
+        _ => return e,
     };
-    let mut errors = Vec::new();
-    for key in top.keys().filter(|k| !TOP_LEVEL.contains(&k.as_str())) {
-        errors.push(FieldError::new(
-            key.as_str(),
-            format!("unknown field, expected one of {}", TOP_LEVEL.join(", ")),
-        ));
-    }
+    e.message = why.to_owned();
+    e
+}
 
-    let name =
-        optional::<String>(&top, "name", &mut errors).unwrap_or_else(|| default_name.to_owned());
-    let source = required::<SourceConfig>(&top, "source", &mut errors);
-    let dead_letter = required::<SinkConfig>(&top, "dead_letter", &mut errors);
-    let delivery = optional::<DeliveryConfig>(&top, "delivery", &mut errors).unwrap_or_default();
-    let shutdown_deadline_ms =
-        optional::<u64>(&top, "shutdown_deadline_ms", &mut errors).unwrap_or(30_000);
-    let logging = optional::<LoggingConfig>(&top, "logging", &mut errors).unwrap_or_default();
-    for (i, field) in logging.scrub_fields.iter().enumerate() {
-        if field.is_empty() || field.split('.').any(str::is_empty) {
-            errors.push(FieldError::new(
-                format!("logging.scrub_fields[{i}]"),
-                "expected a dotted JSON path such as `card.number`",
-            ));
+/// The document without what the schema rejected, for the checks that need the rest: a rejected
+/// value is removed (a list item becomes null, keeping the indexes), and so, found by validating
+/// again, is a mapping that then lacks a required field.
+fn set_aside(mut doc: Value, found: &[Found]) -> (Value, Vec<String>) {
+    let mut aside: Vec<String> = Vec::new();
+    let mut pending: Vec<String> = found
+        .iter()
+        .map(|f| f.at_node.clone().unwrap_or_else(|| f.error.path.clone()))
+        .collect();
+    for _ in 0..16 {
+        if pending.is_empty() {
+            break;
         }
-    }
-    let default_sink = optional::<String>(&top, "default_sink", &mut errors);
-
-    let mut handlers = Vec::new();
-    match top.get("handlers") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                if let Some(h) =
-                    section::<HandlerConfig>(item, &format!("handlers[{i}]"), &mut errors)
-                {
-                    check_handler(&h, &format!("handlers[{i}]"), &mut errors);
-                    // Names label metrics, spans and dead-letter headers: one per stage.
-                    let name = h.display_name();
-                    if let Some(first) = handlers
-                        .iter()
-                        .position(|o: &HandlerConfig| o.display_name() == name)
-                    {
-                        errors.push(FieldError::new(
-                            format!("handlers[{i}]"),
-                            format!("the name `{name}` is taken by handlers[{first}]; give one of them a `name`"),
-                        ));
-                    }
-                    handlers.push(h);
-                }
+        for path in pending.drain(..) {
+            if path.is_empty() || aside.iter().any(|a| within(&path, a)) {
+                continue;
             }
+            remove(&mut doc, &path);
+            aside.push(path);
         }
-        Some(_) => errors.push(FieldError::new("handlers", "must be a list of handlers")),
-    }
-
-    let mut sinks = BTreeMap::new();
-    match top.get("sinks") {
-        None | Some(Value::Null) => errors.push(FieldError::new(
-            "sinks",
-            "missing field: a pipeline needs at least one sink",
-        )),
-        Some(Value::Object(map)) => {
-            if map.is_empty() {
-                errors.push(FieldError::new(
-                    "sinks",
-                    "a pipeline needs at least one sink",
-                ));
-            }
-            for (sink_name, item) in map {
-                if sink_name == sluice_core::DEAD_LETTER_SINK {
-                    errors.push(FieldError::new(
-                        format!("sinks.{sink_name}"),
-                        "`dead_letter` names the pipeline's dead-letter sink; choose another sink name",
-                    ));
-                }
-                if let Some(s) =
-                    section::<SinkConfig>(item, &format!("sinks.{sink_name}"), &mut errors)
-                {
-                    sinks.insert(sink_name.clone(), s);
-                }
-            }
-        }
-        Some(_) => errors.push(FieldError::new(
-            "sinks",
-            "must be a mapping of sink name to sink",
-        )),
-    }
-
-    // Checks across fields and per connector.
-    check_name(&name, &mut errors);
-    let default_sink = resolve_default_sink(default_sink, &top, &sinks, &mut errors);
-    if let Some(source) = &source {
-        let mut errs = Vec::new();
-        source.factory().validate(&mut errs);
-        errors.extend(errs.into_iter().map(|e| e.under("source")));
-        if source.factory().at_most_once() && delivery.guarantee != super::Guarantee::AtMostOnce {
-            errors.push(FieldError::new(
-                "source.type",
-                format!(
-                    "a `{}` source cannot acknowledge, so it delivers at most once; set `delivery.guarantee: at_most_once` to accept that",
-                    source.type_name()
-                ),
-            ));
-        }
-    }
-    for (sink_name, sink) in &sinks {
-        let mut errs = Vec::new();
-        sink.factory().validate(&mut errs);
-        errors.extend(
-            errs.into_iter()
-                .map(|e| e.under(&format!("sinks.{sink_name}"))),
-        );
-    }
-    if let Some(dl) = &dead_letter {
-        let mut errs = Vec::new();
-        dl.factory().validate(&mut errs);
-        errors.extend(errs.into_iter().map(|e| e.under("dead_letter")));
-    }
-    check_delivery(&delivery, &mut errors);
-    if shutdown_deadline_ms == 0 && top.contains_key("shutdown_deadline_ms") {
-        errors.push(FieldError::new(
-            "shutdown_deadline_ms",
-            "must be at least 1",
-        ));
-    }
-
-    match (source, dead_letter, errors.is_empty()) {
-        (Some(source), Some(dead_letter), true) => Ok(PipelineConfig {
-            name,
-            source,
-            handlers,
-            sinks,
-            default_sink: default_sink.unwrap_or_default(),
-            dead_letter,
-            delivery,
-            shutdown_deadline_ms,
-            logging,
-        }),
-        _ => Err(errors),
-    }
-}
-
-fn check_name(name: &str, errors: &mut Vec<FieldError>) {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        errors.push(FieldError::new(
-            "name",
-            format!("`{name}` is not a valid pipeline name (letters, digits, `-`, `_`, `.`)"),
-        ));
-    }
-}
-
-fn resolve_default_sink(
-    named: Option<String>,
-    top: &serde_json::Map<String, Value>,
-    sinks: &BTreeMap<String, SinkConfig>,
-    errors: &mut Vec<FieldError>,
-) -> Option<String> {
-    match named {
-        Some(name) if sinks.contains_key(&name) => Some(name),
-        Some(name) => {
-            // Only worth saying when the sinks themselves parsed.
-            if top
-                .get("sinks")
-                .is_some_and(|s| s.as_object().is_some_and(|m| m.len() == sinks.len()))
-            {
-                let known: Vec<&str> = sinks.keys().map(String::as_str).collect();
-                errors.push(FieldError::new(
-                    "default_sink",
-                    format!("names no sink `{name}`; sinks are: {}", known.join(", ")),
-                ));
-            }
-            None
-        }
-        None if sinks.len() == 1 => sinks.keys().next().cloned(),
-        None if sinks.len() > 1 => {
-            errors.push(FieldError::new(
-                "default_sink",
-                "missing field: required when there is more than one sink",
-            ));
-            None
-        }
-        None => None,
-    }
-}
-
-fn check_handler(h: &HandlerConfig, path: &str, errors: &mut Vec<FieldError>) {
-    let mut push =
-        |field: &str, msg: &str| errors.push(FieldError::new(join_path(path, field), msg));
-    if h.plugin.as_os_str().is_empty() {
-        push("plugin", "must not be empty");
-    }
-    let l = &h.limits;
-    if l.timeout_ms == 0 {
-        push("limits.timeout_ms", "must be at least 1");
-    }
-    if l.memory_mb == 0 || l.memory_mb > 4096 {
-        push("limits.memory_mb", "must be between 1 and 4096");
-    }
-    if l.max_outputs == 0 {
-        push("limits.max_outputs", "must be at least 1");
-    }
-    if l.stack_kb < 16 || l.stack_kb > 64 * 1024 {
-        push("limits.stack_kb", "must be between 16 and 65536");
-    }
-    if l.instances == Some(0) {
-        push("limits.instances", "must be at least 1");
-    }
-}
-
-fn check_delivery(d: &DeliveryConfig, errors: &mut Vec<FieldError>) {
-    let mut push =
-        |field: &str, msg: &str| errors.push(FieldError::new(format!("delivery.{field}"), msg));
-    if d.max_in_flight == 0 {
-        push("max_in_flight", "must be at least 1");
-    }
-    if d.batch_size == 0 {
-        push("batch_size", "must be at least 1");
-    }
-    let r = &d.retry;
-    if r.max_attempts == 0 {
-        push("retry.max_attempts", "must be at least 1");
-    }
-    if r.base_delay_ms > r.max_delay_ms {
-        push("retry.base_delay_ms", "must not exceed retry.max_delay_ms");
-    }
-    if !(0.0..=1.0).contains(&r.jitter) {
-        push("retry.jitter", "must be between 0 and 1");
-    }
-    if let Some(rl) = &d.rate_limit {
-        if rl.per_second == 0 {
-            push("rate_limit.per_second", "must be at least 1");
-        }
-        if rl.burst == Some(0) {
-            push("rate_limit.burst", "must be at least 1");
-        }
-    }
-}
-
-fn required<T: DeserializeOwned>(
-    top: &serde_json::Map<String, Value>,
-    key: &str,
-    errors: &mut Vec<FieldError>,
-) -> Option<T> {
-    match top.get(key) {
-        None | Some(Value::Null) => {
-            errors.push(FieldError::new(key, "missing field"));
-            None
-        }
-        Some(v) => section(v, key, errors),
-    }
-}
-
-fn optional<T: DeserializeOwned>(
-    top: &serde_json::Map<String, Value>,
-    key: &str,
-    errors: &mut Vec<FieldError>,
-) -> Option<T> {
-    match top.get(key) {
-        None | Some(Value::Null) => None,
-        Some(v) => section(v, key, errors),
-    }
-}
-
-/// Deserialize one section, turning serde's message into `path: message` with the field that is
-/// missing or unknown moved into the path (`sinks.primary.queue: missing field`).
-///
-/// Serde stops at the first error, so after an unknown field or a value of the wrong type the
-/// offending key is removed and the section is read again, until it parses or an error cannot
-/// be stepped over: one section reports all of its field errors, not just the first.
-fn section<T: DeserializeOwned>(
-    value: &Value,
-    path: &str,
-    errors: &mut Vec<FieldError>,
-) -> Option<T> {
-    let mut value = value.clone();
-    let mut removed: Vec<String> = Vec::new();
-    for _ in 0..32 {
-        let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
-            // With keys removed the section is already in error; the value still lets the checks
-            // below report problems in its other fields.
-            Ok(v) => return Some(v),
-            Err(err) => err,
-        };
-        let mut segments: Vec<String> = err
-            .path()
-            .iter()
-            .filter_map(|s| match s {
-                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
-                serde_path_to_error::Segment::Seq { index } => Some(format!("[{index}]")),
-                _ => None,
-            })
+        pending = schema_errors(&doc)
+            .into_iter()
+            .map(|f| f.at_node.unwrap_or(f.error.path))
+            .filter(|p| !aside.iter().any(|a| within(p, a)))
             .collect();
-        let message = err.into_inner().to_string();
-        let unknown = quoted_after(&message, "unknown field `");
-        // Inside internally tagged enums serde loses the path; the message still names the key.
-        if let Some(field) = &unknown
-            && segments.last() != Some(field)
-        {
-            segments.push(field.clone());
-        }
-        let inner = segments
-            .iter()
-            .fold(String::new(), |acc, s| join_path(&acc, s));
-        let location = join_path(path, &inner);
-        let described = describe(&location, &message);
-        if described.message == "missing field" && removed.contains(&described.path) {
-            return None; // We removed it ourselves; its real error is already reported.
-        }
-        errors.push(described);
-        let step_over = unknown.is_some()
-            || message.starts_with("invalid type")
-            || message.starts_with("invalid value")
-            || message.starts_with("unknown variant");
-        if !step_over || segments.is_empty() || !remove_at(&mut value, &segments) {
-            return None;
-        }
-        removed.push(location);
     }
-    None
+    (doc, aside)
 }
 
-/// Remove the entry at `segments` (map keys and `[index]`es) from `value`.
-fn remove_at(value: &mut Value, segments: &[String]) -> bool {
-    let Some((last, parents)) = segments.split_last() else {
-        return false;
+/// `path` is `outer` or lies under it.
+fn within(path: &str, outer: &str) -> bool {
+    path == outer
+        || path
+            .strip_prefix(outer)
+            .is_some_and(|rest| outer.is_empty() || rest.starts_with(['.', '[']))
+}
+
+fn remove(doc: &mut Value, path: &str) {
+    let Some(parent_path) = parent(path) else {
+        return;
     };
-    let mut cur = value;
-    for seg in parents {
-        let next = match (
-            seg.strip_prefix('[')
-                .and_then(|s| s.strip_suffix(']'))
-                .and_then(|i| i.parse::<usize>().ok()),
-            cur,
-        ) {
-            (Some(i), Value::Array(items)) => items.get_mut(i),
-            (None, Value::Object(map)) => map.get_mut(seg),
-            _ => None,
-        };
-        match next {
-            Some(v) => cur = v,
-            None => return false,
-        }
-    }
-    match cur {
-        Value::Object(map) => map.remove(last).is_some(),
-        _ => false,
-    }
-}
-
-fn quoted_after(message: &str, prefix: &str) -> Option<String> {
-    message
-        .strip_prefix(prefix)
-        .and_then(|rest| rest.split('`').next())
-        .map(str::to_owned)
-}
-
-fn describe(location: &str, message: &str) -> FieldError {
-    let expected = || {
-        message
-            .split_once(", expected ")
-            .map(|(_, e)| format!(", expected {e}"))
-            .unwrap_or_default()
+    let last = &path[parent_path.len()..];
+    let Some(container) = pointer_mut(doc, parent_path) else {
+        return;
     };
-    if let Some(f) = quoted_after(message, "missing field `") {
-        return FieldError::new(join_path(location, &f), "missing field");
+    match (
+        container,
+        last.strip_prefix('[').and_then(|i| i.strip_suffix(']')),
+    ) {
+        (Value::Array(items), Some(i)) => {
+            if let Some(item) = i.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                *item = Value::Null;
+            }
+        }
+        (Value::Object(map), None) => {
+            map.remove(last.trim_start_matches('.'));
+        }
+        _ => {}
     }
-    if quoted_after(message, "unknown field `").is_some() {
-        return FieldError::new(location, format!("unknown field{}", expected()));
-    }
-    if let Some(v) = quoted_after(message, "unknown variant `") {
-        let what = if location == "type" || location.ends_with(".type") || !location.contains('.') {
-            "type"
+}
+
+/// The value at a dotted path.
+fn pointer_mut<'v>(doc: &'v mut Value, path: &str) -> Option<&'v mut Value> {
+    let mut cur = doc;
+    let mut rest = path;
+    while !rest.is_empty() {
+        rest = rest.strip_prefix('.').unwrap_or(rest);
+        if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']')?;
+            let i: usize = r[..end].parse().ok()?;
+            cur = cur.as_array_mut()?.get_mut(i)?;
+            rest = &r[end + 1..];
         } else {
-            "value"
-        };
-        if let Some(feature) = sluice_connectors::missing_feature(&v).filter(|_| what == "type") {
-            return FieldError::new(
-                location,
-                format!(
-                    "connector `{v}` is not built into this sluice: build it with the cargo \
-                     feature `{feature}` (the default build has every connector){}",
-                    expected()
-                ),
-            );
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            cur = cur.as_object_mut()?.get_mut(&rest[..end])?;
+            rest = &rest[end..];
         }
-        return FieldError::new(location, format!("unknown {what} `{v}`{}", expected()));
     }
-    FieldError::new(location, message)
+    Some(cur)
 }
 
 fn file_error(file: &Path, path: &str, message: &str) -> ConfigError {
     ConfigError {
         file: file.to_path_buf(),
+        location: None,
         error: FieldError::new(path, message),
     }
 }

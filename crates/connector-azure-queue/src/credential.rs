@@ -13,12 +13,13 @@ use azure_identity::{
     DeveloperToolsCredential, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
     UserAssignedId, WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer};
 
 use sluice_core::FieldError;
 
 /// How the connector gets Entra ID tokens for `account_url`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CredentialConfig {
     /// A managed identity: App Service / Functions / Container Apps (`IDENTITY_ENDPOINT` and
@@ -51,6 +52,21 @@ pub enum CredentialConfig {
     /// connector sections are internally tagged, where serde's own errors lose their path).
     #[serde(skip)]
     Invalid { path: String, message: String },
+}
+
+/// The schema of `credential:`: a name, or the map form.
+pub fn credential_schema(generator: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "anyOf": [
+            {
+                "title": "credential",
+                "type": "string",
+                "enum": ["managed_identity", "workload_identity", "developer_tools"]
+            },
+            generator.subschema_for::<CredentialConfig>(),
+            { "type": "null" }
+        ]
+    })
 }
 
 /// `credential:` is a name (`managed_identity`) or a map with `type:` and settings.

@@ -31,6 +31,7 @@ mod source;
 
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use sluice_core::FieldError;
@@ -40,7 +41,7 @@ pub use connection::{Access, ConnectionString};
 pub use credential::CredentialConfig;
 
 /// How a payload becomes message text.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Encoding {
     /// Base64 of the payload. Default.
@@ -51,7 +52,8 @@ pub enum Encoding {
 }
 
 /// `type: azure_queue` as a source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct AzureQueueSourceConfig {
     /// Storage connection string (`AccountName`/`AccountKey` or `SharedAccessSignature`, with
@@ -67,6 +69,7 @@ pub struct AzureQueueSourceConfig {
     /// With `account_url`: `managed_identity`, `workload_identity` or `developer_tools`, or a
     /// map `{ type: managed_identity, client_id: ... }` (see `CredentialConfig`). No default.
     #[serde(default, deserialize_with = "credential::deserialize_credential")]
+    #[schemars(schema_with = "credential::credential_schema")]
     pub credential: Option<CredentialConfig>,
     pub queue: String,
     /// Default: `base64`.
@@ -77,12 +80,14 @@ pub struct AzureQueueSourceConfig {
     pub envelope: bool,
     /// How long a received message stays invisible, in seconds. Default: 30.
     #[serde(default = "default_visibility_timeout_s")]
+    #[schemars(range(min = 1, max = 604800))]
     pub visibility_timeout_s: i32,
     /// Pause between polls of an empty queue, in ms. Default: 500.
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
     /// Dequeues after which a message goes to the poison queue. Default: 5.
     #[serde(default = "default_max_dequeue_count")]
+    #[schemars(range(min = 1))]
     pub max_dequeue_count: i64,
     /// Default: `<queue>-poison`.
     #[serde(default)]
@@ -93,7 +98,8 @@ pub struct AzureQueueSourceConfig {
 }
 
 /// `type: azure_queue` as a sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct AzureQueueSinkConfig {
     /// As for the source: `connection_string`, or `account_url` with `credential`. No default.
@@ -104,6 +110,7 @@ pub struct AzureQueueSinkConfig {
     pub account_url: Option<String>,
     /// As for the source. No default.
     #[serde(default, deserialize_with = "credential::deserialize_credential")]
+    #[schemars(schema_with = "credential::credential_schema")]
     pub credential: Option<CredentialConfig>,
     pub queue: String,
     /// Default: `base64`.
@@ -200,15 +207,6 @@ impl SourceFactory for AzureQueueSourceConfig {
         check_queue_name("queue", &self.queue, errors);
         if let Some(p) = &self.poison_queue {
             check_queue_name("poison_queue", p, errors);
-        }
-        if !(1..=604_800).contains(&self.visibility_timeout_s) {
-            errors.push(FieldError::new(
-                "visibility_timeout_s",
-                "must be 1 to 604800 (seconds)",
-            ));
-        }
-        if self.max_dequeue_count < 1 {
-            errors.push(FieldError::new("max_dequeue_count", "must be at least 1"));
         }
     }
 

@@ -22,13 +22,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rdkafka::ClientConfig;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use sluice_core::FieldError;
 use sluice_core::connector::{BuildContext, Sink, SinkFactory, Source, SourceFactory};
 
 /// Where a group with no committed offset starts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StartFrom {
     /// The oldest retained record. Default.
@@ -39,7 +40,7 @@ pub enum StartFrom {
 }
 
 /// How the group spreads partitions over its members.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Assignment {
     /// Incremental rebalancing: members keep their partitions while others join. Default.
@@ -50,7 +51,7 @@ pub enum Assignment {
 }
 
 /// Producer compression.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
     None,
@@ -63,7 +64,8 @@ pub enum Compression {
 }
 
 /// `tls:` — its presence turns TLS on (`tls: {}` trusts the system's CAs).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM file of the CAs to trust. Default: the system's.
@@ -81,7 +83,7 @@ pub struct TlsConfig {
 }
 
 /// SASL mechanisms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum SaslMechanism {
     #[serde(rename = "PLAIN")]
     Plain,
@@ -102,7 +104,8 @@ impl SaslMechanism {
 }
 
 /// `sasl:` — username/password authentication.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct SaslConfig {
     /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
@@ -113,7 +116,8 @@ pub struct SaslConfig {
 }
 
 /// `type: kafka` as a source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSourceConfig {
     /// Bootstrap servers, `host:port[,host:port...]`.
@@ -131,6 +135,7 @@ pub struct KafkaSourceConfig {
     /// How often stored offsets are committed, in ms. Default: 1000. (They are also committed on
     /// every revocation and at shutdown.)
     #[serde(default = "default_commit_interval_ms")]
+    #[schemars(range(min = 1))]
     pub commit_interval_ms: u64,
     /// Group session timeout, in ms. Default: librdkafka's (45000).
     #[serde(default)]
@@ -152,7 +157,8 @@ pub struct KafkaSourceConfig {
 }
 
 /// `type: kafka` as a sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
     /// Bootstrap servers, `host:port[,host:port...]`.
@@ -311,9 +317,6 @@ impl SourceFactory for KafkaSourceConfig {
         }
         if self.group.is_empty() {
             errors.push(FieldError::new("group", "must not be empty"));
-        }
-        if self.commit_interval_ms == 0 {
-            errors.push(FieldError::new("commit_interval_ms", "must be at least 1"));
         }
     }
 

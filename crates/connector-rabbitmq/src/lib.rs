@@ -17,6 +17,7 @@ mod topology;
 
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 pub use self::in_order::in_order;
@@ -25,7 +26,8 @@ use sluice_core::FieldError;
 use sluice_core::connector::{BuildContext, Sink, SinkFactory, Source, SourceFactory};
 
 /// `type: rabbitmq` as a source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct RabbitMqSourceConfig {
     /// AMQP URI, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f` (`amqps://` for TLS). Put
@@ -39,12 +41,14 @@ pub struct RabbitMqSourceConfig {
     /// Unacknowledged messages the broker may push at once. Default: the pipeline's
     /// `delivery.max_in_flight` (capped at 65535).
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub prefetch: Option<u16>,
     /// While earlier deliveries of this source are still unsettled, wait up to this long, in
     /// ms, for a batch to fill before handing it on. An idle pipeline gets each message at once;
     /// a busy one gets fuller batches (fewer handler calls, publishes and ack frames). Default:
     /// 2; 0 hands on whatever has arrived.
     #[serde(default = "default_linger_ms")]
+    #[schemars(range(max = 10000))]
     pub batch_linger_ms: u64,
     /// Exchanges, queues and bindings to declare on every connect. Default: none.
     #[serde(default)]
@@ -59,7 +63,8 @@ pub(crate) fn default_linger_ms() -> u64 {
 }
 
 /// `type: rabbitmq` as a sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct RabbitMqSinkConfig {
     /// AMQP URI, as for the source.
@@ -86,6 +91,7 @@ pub struct RabbitMqSinkConfig {
     /// failed: the connection is dropped and the batch retried on a new one (a confirm lost with
     /// a half-dead connection would otherwise hold its messages forever). Default: 30000.
     #[serde(default = "default_confirm_timeout_ms")]
+    #[schemars(range(min = 1))]
     pub confirm_timeout_ms: u64,
 }
 
@@ -168,15 +174,6 @@ impl SourceFactory for RabbitMqSourceConfig {
         if self.queue.is_empty() {
             errors.push(FieldError::new("queue", "must not be empty"));
         }
-        if self.prefetch == Some(0) {
-            errors.push(FieldError::new("prefetch", "must be at least 1"));
-        }
-        if self.batch_linger_ms > 10_000 {
-            errors.push(FieldError::new(
-                "batch_linger_ms",
-                "must be at most 10000 (10 s); a few ms is enough to fill a batch",
-            ));
-        }
         self.topology.validate(errors);
         self.tls.validate(&self.url, errors);
     }
@@ -200,9 +197,6 @@ impl SinkFactory for RabbitMqSinkConfig {
                 "routing_key",
                 "must name a queue when publishing to the default exchange",
             ));
-        }
-        if self.confirm_timeout_ms == 0 {
-            errors.push(FieldError::new("confirm_timeout_ms", "must be at least 1"));
         }
         self.topology.validate(errors);
         self.tls.validate(&self.url, errors);

@@ -14,12 +14,14 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use sluice_core::FieldError;
 
 /// `topology:` — declared in order: exchanges, then queues, then bindings. Default: nothing.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
     /// Exchanges to declare. Default: none.
@@ -34,7 +36,8 @@ pub struct Topology {
 }
 
 /// One exchange.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct ExchangeDecl {
     pub name: String,
@@ -49,7 +52,7 @@ pub struct ExchangeDecl {
     pub arguments: BTreeMap<String, ArgValue>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExchangeType {
     #[default]
@@ -60,7 +63,8 @@ pub enum ExchangeType {
 }
 
 /// One queue.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct QueueDecl {
     pub name: String,
@@ -75,7 +79,8 @@ pub struct QueueDecl {
 }
 
 /// One binding: messages published to `exchange` with a matching routing key go to `queue`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct BindingDecl {
     pub exchange: String,
@@ -90,7 +95,7 @@ pub struct BindingDecl {
 
 /// An argument value: YAML booleans, integers and strings map to AMQP booleans, 64-bit
 /// integers and long strings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ArgValue {
     Bool(bool),
@@ -191,7 +196,8 @@ impl Topology {
 }
 
 /// `tls:` for `amqps://` URLs. Default: the system's trust roots, no client certificate.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSettings {
     /// PEM file of CA certificates to trust besides the defaults (a private CA). Default: none.

@@ -23,6 +23,7 @@ mod source;
 use std::sync::Arc;
 
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use sluice_core::FieldError;
@@ -33,7 +34,8 @@ use sluice_core::connector::{BuildContext, Sink, SinkFactory, Source, SourceFact
 macro_rules! sqs_config {
     ($(#[$meta:meta])* $name:ident { $($extra:tt)* }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Deserialize)]
+        #[derive(Debug, Clone, Deserialize, JsonSchema)]
+        #[schemars(transform = sluice_core::schema::field_order::<Self>)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
             /// Queue name (its URL is looked up) — or give `queue_url`.
@@ -84,7 +86,8 @@ pub struct SqsQueue {
     pub base64: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct StaticCredentials {
     pub access_key_id: String,
@@ -99,9 +102,11 @@ sqs_config! {
     SqsSourceConfig {
         /// Long-poll wait per receive, in seconds (0–20). Default: 20.
         #[serde(default = "default_wait_time_s")]
+        #[schemars(range(min = 0, max = 20))]
         pub wait_time_s: i32,
         /// Visibility timeout for received messages, in seconds. Default: the queue's.
         #[serde(default)]
+        #[schemars(range(min = 0, max = 43200))]
         pub visibility_timeout_s: Option<i32>,
     }
 }
@@ -207,18 +212,6 @@ impl SqsQueue {
 impl SourceFactory for SqsSourceConfig {
     fn validate(&self, errors: &mut Vec<FieldError>) {
         self.spec().validate(errors);
-        if !(0..=20).contains(&self.wait_time_s) {
-            errors.push(FieldError::new("wait_time_s", "must be 0 to 20 (seconds)"));
-        }
-        if self
-            .visibility_timeout_s
-            .is_some_and(|v| !(0..=43_200).contains(&v))
-        {
-            errors.push(FieldError::new(
-                "visibility_timeout_s",
-                "must be 0 to 43200 (seconds)",
-            ));
-        }
     }
 
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Box<dyn Source>> {

@@ -15,13 +15,14 @@ mod source;
 
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use sluice_core::FieldError;
 use sluice_core::connector::{BuildContext, Sink, SinkFactory, Source, SourceFactory};
 
 /// Socket types a source can use.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceSocket {
     /// Receive from PUSH peers (load-balanced). Default.
@@ -32,7 +33,7 @@ pub enum SourceSocket {
 }
 
 /// Socket types a sink can use.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SinkSocket {
     /// Send to PULL peers, round robin. Default.
@@ -43,7 +44,8 @@ pub enum SinkSocket {
 }
 
 /// `type: zeromq` as a source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct ZeroMqSourceConfig {
     /// `tcp://host:port` or `ipc:///path`.
@@ -60,7 +62,8 @@ pub struct ZeroMqSourceConfig {
 }
 
 /// `type: zeromq` as a sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct ZeroMqSinkConfig {
     /// `tcp://host:port` or `ipc:///path`.

@@ -4,13 +4,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::{BuildContext, Sink, SinkFactory};
 use sluice_core::message::Output;
 
 /// `type: drop`. No settings. (Not `null`: YAML reads `type: null` as no type at all.)
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct DropSinkConfig {}
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::sync::Mutex;
@@ -18,7 +19,8 @@ use sluice_core::FieldError;
 use sluice_core::message::Output;
 
 /// `type: file` as a source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct FileSourceConfig {
     /// File to read; relative to the pipeline file's directory.
@@ -29,7 +31,8 @@ pub struct FileSourceConfig {
 }
 
 /// `type: file` as a sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {
     /// File to append to (created if missing); relative to the pipeline file's directory.

@@ -5,16 +5,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::{BuildContext, Delivery, Source, SourceFactory};
-use sluice_core::FieldError;
 use sluice_core::ack::AckToken;
 use sluice_core::message::{Message, Metadata, now_ms};
 
 /// `type: generate`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateSourceConfig {
     /// Stop after this many messages. Default: never stop.
@@ -22,20 +23,23 @@ pub struct GenerateSourceConfig {
     pub count: Option<u64>,
     /// Messages per second. Default: as fast as the pipeline takes them.
     #[serde(default)]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub rate_per_second: Option<f64>,
     /// What to generate. Default: `envelope`.
     #[serde(default)]
     pub payload: GeneratedPayload,
     /// Payload size in bytes for `payload: fixed`. Default: 256.
     #[serde(default = "default_size")]
+    #[schemars(range(max = 67108864))]
     pub size: usize,
     /// Make every Nth envelope malformed (to see dead-lettering work). Default: never.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub malformed_every: Option<u64>,
 }
 
 /// The kind of payload `generate` makes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GeneratedPayload {
     /// The JSON event envelope (`event_type`, `event_id`, `timestamp`, `version`, `data`,
@@ -51,23 +55,6 @@ fn default_size() -> usize {
 }
 
 impl SourceFactory for GenerateSourceConfig {
-    fn validate(&self, errors: &mut Vec<FieldError>) {
-        if let Some(rate) = self.rate_per_second
-            && !(rate.is_finite() && rate > 0.0)
-        {
-            errors.push(FieldError::new(
-                "rate_per_second",
-                "must be a positive number",
-            ));
-        }
-        if self.malformed_every == Some(0) {
-            errors.push(FieldError::new("malformed_every", "must be at least 1"));
-        }
-        if self.size > 64 * 1024 * 1024 {
-            errors.push(FieldError::new("size", "must be at most 67108864 (64 MiB)"));
-        }
-    }
-
     fn redelivers(&self) -> bool {
         false
     }

@@ -13,6 +13,7 @@ pub mod generate;
 pub mod memory;
 pub mod stdio;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 pub use codec::Codec;
@@ -33,7 +34,7 @@ pub use sluice_connector_zeromq as zeromq;
 macro_rules! registry {
     (sources { $($(#[$sm:meta])* $src:ident => $src_cfg:ty,)* } sinks { $($(#[$km:meta])* $snk:ident => $snk_cfg:ty,)* }) => {
         /// A `source:` section: `type` selects the connector.
-        #[derive(Debug, Clone, Deserialize)]
+        #[derive(Debug, Clone, Deserialize, JsonSchema)]
         #[serde(tag = "type")]
         #[allow(non_camel_case_types)]
         // Parsed once per pipeline: boxing the large connector configs would buy nothing.
@@ -50,7 +51,7 @@ macro_rules! registry {
         }
 
         /// A sink or `dead_letter:` section: `type` selects the connector.
-        #[derive(Debug, Clone, Deserialize)]
+        #[derive(Debug, Clone, Deserialize, JsonSchema)]
         #[serde(tag = "type")]
         #[allow(non_camel_case_types)]
         #[allow(clippy::large_enum_variant)]

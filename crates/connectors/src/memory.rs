@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -19,7 +20,8 @@ use sluice_core::ack::{AckToken, Acker, Settlement};
 use sluice_core::message::{Headers, Message, Metadata, Output};
 
 /// `type: memory` as a source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct MemorySourceConfig {
     /// Queue name (process-global).
@@ -27,11 +29,13 @@ pub struct MemorySourceConfig {
     /// How long a pulled, unsettled message stays invisible before it is redelivered.
     /// Milliseconds; default 30000.
     #[serde(default = "default_visibility_ms")]
+    #[schemars(range(min = 1))]
     pub visibility_timeout_ms: u64,
 }
 
 /// `type: memory` as a sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct MemorySinkConfig {
     /// Queue name (process-global).
@@ -46,12 +50,6 @@ impl SourceFactory for MemorySourceConfig {
     fn validate(&self, errors: &mut Vec<FieldError>) {
         if self.queue.is_empty() {
             errors.push(FieldError::new("queue", "must not be empty"));
-        }
-        if self.visibility_timeout_ms == 0 {
-            errors.push(FieldError::new(
-                "visibility_timeout_ms",
-                "must be at least 1",
-            ));
         }
     }
 

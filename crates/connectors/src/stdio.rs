@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::Mutex;
@@ -12,7 +13,8 @@ use sluice_core::ack::AckToken;
 use sluice_core::message::{Message, Metadata, Output};
 
 /// `type: stdin`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct StdinSourceConfig {
     /// Default: `lines`.
@@ -21,7 +23,8 @@ pub struct StdinSourceConfig {
 }
 
 /// `type: stdout`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutSinkConfig {
     /// Default: `lines`.

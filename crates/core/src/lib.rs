@@ -10,6 +10,7 @@ pub mod connector;
 pub mod deadline;
 mod field_error;
 pub mod message;
+pub mod schema;
 pub mod transform;
 
 pub use field_error::{FieldError, join_path};

@@ -45,6 +45,7 @@ pub fn check_plugins(host: &PluginHost, p: &LoadedPipeline) -> Vec<ConfigError> 
         .filter_map(|(i, h)| {
             load_handler(host, p, h).err().map(|e| ConfigError {
                 file: p.file.clone(),
+                location: None,
                 error: FieldError::new(format!("handlers[{i}].plugin"), format!("{e:#}")),
             })
         })

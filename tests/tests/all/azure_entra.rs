@@ -408,8 +408,8 @@ fn validation_wants_exactly_one_of_connection_string_and_account_url() {
     assert_eq!(
         errors(&bad),
         vec![
-            "pipelines/azure.yaml: source.account_url: cannot be combined with connection_string: give one of them",
-            "pipelines/azure.yaml: sinks.out.connection_string: missing field (or give account_url with credential)",
+            "pipelines/azure.yaml:1:90: source.account_url: cannot be combined with connection_string: give one of them",
+            "pipelines/azure.yaml:2:15: sinks.out.connection_string: missing field (or give account_url with credential)",
         ]
     );
 
@@ -422,9 +422,9 @@ fn validation_wants_exactly_one_of_connection_string_and_account_url() {
     assert_eq!(
         errors(&bad),
         vec![
-            "pipelines/azure.yaml: source.account_url: must be an https:// URL (Entra ID tokens are sent only over TLS)",
-            "pipelines/azure.yaml: source.credential: missing field: account_url needs managed_identity, workload_identity or developer_tools",
-            "pipelines/azure.yaml: sinks.out.credential: unknown credential `password`, expected one of `managed_identity`, `workload_identity`, `developer_tools`",
+            "pipelines/azure.yaml:1:9: source.credential: missing field: account_url needs managed_identity, workload_identity or developer_tools",
+            "pipelines/azure.yaml:1:43: source.account_url: must be an https:// URL (Entra ID tokens are sent only over TLS)",
+            "pipelines/azure.yaml:2:103: sinks.out.credential: unknown credential `password`, expected one of `managed_identity`, `workload_identity`, `developer_tools`",
         ]
     );
     let bad = file(
@@ -434,8 +434,8 @@ fn validation_wants_exactly_one_of_connection_string_and_account_url() {
     assert_eq!(
         errors(&bad),
         vec![
-            "pipelines/azure.yaml: source.credential.object_id: cannot be combined with client_id: one user-assigned identity",
-            "pipelines/azure.yaml: sinks.out.credential: goes with account_url; a connection string carries its own authorisation",
+            "pipelines/azure.yaml:1:148: source.credential.object_id: cannot be combined with client_id: one user-assigned identity",
+            "pipelines/azure.yaml:2:97: sinks.out.credential: goes with account_url; a connection string carries its own authorisation",
         ]
     );
     let bad = file(
@@ -445,8 +445,8 @@ fn validation_wants_exactly_one_of_connection_string_and_account_url() {
     assert_eq!(
         errors(&bad),
         vec![
-            "pipelines/azure.yaml: source.credential.tenant: unknown field, expected one of `client_id`, `tenant_id`, `token_file`",
-            "pipelines/azure.yaml: sinks.out.credential.type: missing field",
+            "pipelines/azure.yaml:1:135: source.credential.tenant: unknown field, expected one of `client_id`, `tenant_id`, `token_file`",
+            "pipelines/azure.yaml:2:115: sinks.out.credential.type: missing field",
         ]
     );
 }

@@ -200,13 +200,19 @@ fn validation_names_every_bad_setting() {
     let mut errors: Vec<FieldError> = Vec::new();
     cfg.validate(&mut errors);
     let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, vec!["connection_string", "queue"]);
+    // The ranges are the schema's; the loader reports them with the connector's own checks.
+    let text = "source: { type: azure_queue, connection_string: AccountName=x, queue: Bad_Name, visibility_timeout_s: 0, max_dequeue_count: 0 }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }";
+    let refused =
+        sluice::config::parse(std::path::Path::new("p.yaml"), text, |_| None).unwrap_err();
+    let paths: Vec<&str> = refused.iter().map(|e| e.error.path.as_str()).collect();
     assert_eq!(
         paths,
         vec![
-            "connection_string",
-            "queue",
-            "visibility_timeout_s",
-            "max_dequeue_count"
+            "source.connection_string",
+            "source.queue",
+            "source.visibility_timeout_s",
+            "source.max_dequeue_count"
         ]
     );
     assert!(

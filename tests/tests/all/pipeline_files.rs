@@ -33,92 +33,94 @@ fn every_bad_file_gives_its_exact_errors() {
     let cases: &[(&str, &[&str])] = &[
         (
             "source: { type: memory, queue: in }\nsinks: { primary: { type: memory } }\ndead_letter: { type: memory, queue: d }",
-            &["pipelines/orders.yaml: sinks.primary.queue: missing field"],
+            &["pipelines/orders.yaml:2:19: sinks.primary.queue: missing field"],
         ),
         (
             "source: { type: kafkaa }\nsinks: { p: { type: drop } }\ndead_letter: { type: drop }",
             &[
-                "pipelines/orders.yaml: source.type: unknown type `kafkaa`, expected one of `generate`, `file`, `stdin`, `memory`, `kafka`, `rabbitmq`, `sqs`, `azure_queue`, `zeromq`",
+                "pipelines/orders.yaml:1:11: source.type: unknown type `kafkaa`, expected one of `generate`, `file`, `stdin`, `memory`, `kafka`, `rabbitmq`, `sqs`, `azure_queue`, `zeromq`",
             ],
         ),
         (
             "source: { type: memory, queue: in, queue_name: x }\nsinks: { p: { type: drop } }\ndead_letter: { type: drop }",
             &[
-                "pipelines/orders.yaml: source.queue_name: unknown field, expected `queue` or `visibility_timeout_ms`",
+                "pipelines/orders.yaml:1:36: source.queue_name: unknown field, expected `queue` or `visibility_timeout_ms`",
             ],
         ),
         (
             "sinks: { p: { type: drop } }",
             &[
-                "pipelines/orders.yaml: source: missing field",
-                "pipelines/orders.yaml: dead_letter: missing field",
+                "pipelines/orders.yaml:1:1: source: missing field",
+                "pipelines/orders.yaml:1:1: dead_letter: missing field",
             ],
         ),
         (
             "source: { type: memory, queue: in }\ndead_letter: { type: drop }",
-            &["pipelines/orders.yaml: sinks: missing field: a pipeline needs at least one sink"],
+            &[
+                "pipelines/orders.yaml:1:1: sinks: missing field: a pipeline needs at least one sink",
+            ],
         ),
         (
             "source: { type: memory, queue: in }\nsinks: { a: { type: drop }, b: { type: drop } }\ndead_letter: { type: drop }",
             &[
-                "pipelines/orders.yaml: default_sink: missing field: required when there is more than one sink",
+                "pipelines/orders.yaml:1:1: default_sink: missing field: required when there is more than one sink",
             ],
         ),
         (
             "source: { type: memory, queue: in }\nsinks: { a: { type: drop } }\ndefault_sink: b\ndead_letter: { type: drop }",
-            &["pipelines/orders.yaml: default_sink: names no sink `b`; sinks are: a"],
+            &["pipelines/orders.yaml:3:1: default_sink: names no sink `b`; sinks are: a"],
         ),
         (
             "source: { type: memory, queue: in }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }\nhandlers:\n  - plugn: x.wasm\n  - plugin: y.wasm\n    limits: { timeout_ms: 0, memory_mb: 0, stack_kb: 1 }",
             &[
-                "pipelines/orders.yaml: handlers[0].plugn: unknown field, expected one of `plugin`, `name`, `config`, `limits`, `batch_abi`, `version_header`, `grants`",
-                "pipelines/orders.yaml: handlers[0].plugin: missing field",
-                "pipelines/orders.yaml: handlers[1].limits.timeout_ms: must be at least 1",
-                "pipelines/orders.yaml: handlers[1].limits.memory_mb: must be between 1 and 4096",
-                "pipelines/orders.yaml: handlers[1].limits.stack_kb: must be between 16 and 65536",
+                "pipelines/orders.yaml:5:5: handlers[0].plugn: unknown field, expected one of `plugin`, `name`, `config`, `limits`, `batch_abi`, `version_header`, `grants`",
+                "pipelines/orders.yaml:5:5: handlers[0].plugin: missing field",
+                "pipelines/orders.yaml:7:15: handlers[1].limits.timeout_ms: must be at least 1",
+                "pipelines/orders.yaml:7:30: handlers[1].limits.memory_mb: must be between 1 and 4096",
+                "pipelines/orders.yaml:7:44: handlers[1].limits.stack_kb: must be between 16 and 65536",
             ],
         ),
         (
             "source: { type: memory, queue: in }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }\ndelivery:\n  max_in_flight: lots\n  on_invalid: drop\n  retry: { jitter: 2, base_delay_ms: 100000 }\n  rate_limit: { per_second: 0 }",
             &[
-                "pipelines/orders.yaml: delivery.max_in_flight: invalid type: string \"lots\", expected usize",
-                "pipelines/orders.yaml: delivery.on_invalid: unknown value `drop`, expected `dead_letter` or `discard`",
-                "pipelines/orders.yaml: delivery.retry.base_delay_ms: must not exceed retry.max_delay_ms",
-                "pipelines/orders.yaml: delivery.retry.jitter: must be between 0 and 1",
-                "pipelines/orders.yaml: delivery.rate_limit.per_second: must be at least 1",
+                "pipelines/orders.yaml:5:3: delivery.max_in_flight: invalid type: string \"lots\", expected usize",
+                "pipelines/orders.yaml:6:3: delivery.on_invalid: unknown value `drop`, expected `dead_letter` or `discard`",
+                "pipelines/orders.yaml:7:12: delivery.retry.jitter: must be between 0 and 1",
+                "pipelines/orders.yaml:7:23: delivery.retry.base_delay_ms: must not exceed retry.max_delay_ms",
+                "pipelines/orders.yaml:8:17: delivery.rate_limit.per_second: must be at least 1",
             ],
         ),
         (
             "source: { type: memory, queue: \"${UNSET}\" }\nsinks: { a: { type: drop } }\ndead_letter: { type: file, path: \"${ALSO_UNSET}\" }",
             &[
-                "pipelines/orders.yaml: line 1: environment variable `UNSET` is not set (use `${UNSET:-default}` for a default)",
-                "pipelines/orders.yaml: line 3: environment variable `ALSO_UNSET` is not set (use `${ALSO_UNSET:-default}` for a default)",
+                "pipelines/orders.yaml:1:33: environment variable `UNSET` is not set (use `${UNSET:-default}` for a default)",
+                "pipelines/orders.yaml:3:35: environment variable `ALSO_UNSET` is not set (use `${ALSO_UNSET:-default}` for a default)",
             ],
         ),
         (
             "name: has space\nsource: { type: generate, rate_per_second: -1, malformed_every: 0 }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }\nshutdown_deadline_ms: 0\nextra: 1",
             &[
-                "pipelines/orders.yaml: extra: unknown field, expected one of name, source, handlers, sinks, default_sink, dead_letter, delivery, shutdown_deadline_ms, logging",
-                "pipelines/orders.yaml: name: `has space` is not a valid pipeline name (letters, digits, `-`, `_`, `.`)",
-                "pipelines/orders.yaml: source.rate_per_second: must be a positive number",
-                "pipelines/orders.yaml: source.malformed_every: must be at least 1",
-                "pipelines/orders.yaml: shutdown_deadline_ms: must be at least 1",
+                "pipelines/orders.yaml:1:1: name: `has space` is not a valid pipeline name (letters, digits, `-`, `_`, `.`)",
+                "pipelines/orders.yaml:2:27: source.rate_per_second: must be a positive number",
+                "pipelines/orders.yaml:2:48: source.malformed_every: must be at least 1",
+                "pipelines/orders.yaml:5:1: shutdown_deadline_ms: must be at least 1",
+                "pipelines/orders.yaml:6:1: extra: unknown field, expected one of name, source, handlers, sinks, default_sink, dead_letter, delivery, shutdown_deadline_ms, logging",
             ],
         ),
         (
             "source: { type: generate }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }\nlogging: { payloads: yes-please, scrub_fields: [card..number, \"\"], hash: true }",
             &[
-                "pipelines/orders.yaml: logging.hash: unknown field, expected `payloads` or `scrub_fields`",
-                "pipelines/orders.yaml: logging.payloads: invalid type: string \"yes-please\", expected a boolean",
-                "pipelines/orders.yaml: logging.scrub_fields[0]: expected a dotted JSON path such as `card.number`",
-                "pipelines/orders.yaml: logging.scrub_fields[1]: expected a dotted JSON path such as `card.number`",
+                "pipelines/orders.yaml:4:12: logging.payloads: invalid type: string \"yes-please\", expected a boolean",
+                "pipelines/orders.yaml:4:49: logging.scrub_fields[0]: expected a dotted JSON path such as `card.number`",
+                "pipelines/orders.yaml:4:63: logging.scrub_fields[1]: expected a dotted JSON path such as `card.number`",
+                "pipelines/orders.yaml:4:68: logging.hash: unknown field, expected `payloads` or `scrub_fields`",
             ],
         ),
         (
             "source: { type: generate }\nhandlers:\n  - plugin: a/enrich.wasm\n  - plugin: b/enrich.wasm\nsinks: { dead_letter: { type: drop } }\ndead_letter: { type: drop }",
             &[
-                "pipelines/orders.yaml: handlers[1]: the name `enrich` is taken by handlers[0]; give one of them a `name`",
-                "pipelines/orders.yaml: sinks.dead_letter: `dead_letter` names the pipeline's dead-letter sink; choose another sink name",
+                "pipelines/orders.yaml:4:5: handlers[1]: the name `enrich` is taken by handlers[0]; give one of them a `name`",
+                "pipelines/orders.yaml:5:10: sinks.dead_letter: `dead_letter` names the pipeline's dead-letter sink; choose another sink name",
             ],
         ),
         (
@@ -129,12 +131,19 @@ fn every_bad_file_gives_its_exact_errors() {
         ),
         (
             "handlers: 3\nsource: { type: memory, queue: in }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }",
-            &["pipelines/orders.yaml: handlers: must be a list of handlers"],
+            &["pipelines/orders.yaml:1:1: handlers: must be a list of handlers"],
         ),
     ];
+    let mut wrong = Vec::new();
     for (text, expected) in cases {
-        assert_eq!(errors(text), *expected, "for file:\n{text}");
+        let got = errors(text);
+        if got != *expected {
+            wrong.push(format!(
+                "for file:\n{text}\n  got: {got:#?}\n want: {expected:#?}"
+            ));
+        }
     }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
 
 #[test]
