@@ -154,9 +154,17 @@ fn choose(
     out: &mut Vec<Found>,
 ) {
     let resolved: Vec<&Value> = branches.iter().map(resolved).collect();
-    // Unit enums with documented variants are a `oneOf` of `const`s.
-    if !resolved.is_empty() && resolved.iter().all(|b| b.get("const").is_some()) {
-        let values: Vec<String> = resolved.iter().map(|b| plain(&b["const"])).collect();
+    // Unit enums with documented variants are a `oneOf` of `const`s (and an `enum` of the rest).
+    let is_value = |b: &&Value| b.get("const").is_some() || b.get("enum").is_some();
+    if !resolved.is_empty() && resolved.iter().all(is_value) {
+        let values: Vec<String> = resolved
+            .iter()
+            .flat_map(|b| {
+                let listed = b.get("enum").and_then(Value::as_array);
+                listed.into_iter().flatten().chain(b.get("const"))
+            })
+            .map(plain)
+            .collect();
         let title = &Value::Null;
         return push(out, path, unknown_value(title, path, instance, &values));
     }

@@ -10,6 +10,8 @@ mod errors;
 mod interpolate;
 mod load;
 mod locate;
+#[cfg(test)]
+mod reference_doc;
 pub mod schema;
 
 use std::collections::BTreeMap;

@@ -37,12 +37,79 @@ pub(crate) fn schema() -> &'static Value {
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    /// `docs/sluice.schema.json` is what `sluice schema` prints for the default build (every
+    /// connector: this crate's dev-dependencies turn them all on).
     #[test]
-    #[ignore]
-    fn dump() {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&super::pipeline_schema()).unwrap()
+    fn the_committed_schema_file_is_current() {
+        let file = repo().join("docs/sluice.schema.json");
+        let want = serde_json::to_string_pretty(&pipeline_schema()).unwrap() + "\n";
+        if std::env::var_os("SLUICE_BLESS").is_some() {
+            std::fs::write(&file, &want).unwrap();
+            return;
+        }
+        let have = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/sluice.schema.json differs from pipeline_schema(); regenerate it with\n  \
+             SLUICE_BLESS=1 cargo nextest run -p sluice-config -E 'test(/the_committed_schema_file/)'"
         );
+    }
+
+    /// Every pipeline file under `pipelines/` (not the `*.test.yaml` test files).
+    pub(crate) fn example_pipelines() -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if (name.ends_with(".yaml") || name.ends_with(".yml"))
+                    && !name.ends_with(".test.yaml")
+                {
+                    out.push(path);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&repo().join("pipelines"), &mut out);
+        out.sort();
+        out
+    }
+
+    /// What the schema accepts, serde reads: the loader's serde step never has to report an
+    /// error of its own for these files.
+    #[test]
+    fn every_example_pipeline_is_accepted_by_the_schema_and_read_by_serde() {
+        let files = example_pipelines();
+        assert!(files.len() >= 10, "{files:?}");
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            // Defaults of `${VAR:-default}`, as a host with an empty environment would.
+            let text = crate::interpolate(&text, |_| None).unwrap();
+            let doc: Value = serde_saphyr::from_str(&text).unwrap();
+            let errors: Vec<String> = validator()
+                .iter_errors(&doc)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", file.display());
+            if let Err(e) = serde_json::from_value::<super::PipelineDocument>(doc) {
+                panic!(
+                    "{}: the schema accepts it but serde does not: {e}",
+                    file.display()
+                );
+            }
+            if let Err(e) = crate::parse(&file, &std::fs::read_to_string(&file).unwrap(), |_| None)
+            {
+                panic!("{}: {e:?}", file.display());
+            }
+        }
     }
 }

@@ -18,6 +18,7 @@ mod plugin_host;
 mod rabbitmq;
 mod rabbitmq_blocked;
 mod rabbitmq_restart;
+mod schema_files;
 mod sqs;
 mod sqs_restart;
 mod zeromq;
