@@ -80,15 +80,15 @@ fn validate_prints_every_error_and_exits_non_zero() {
     let a = dir.path().join("a.yaml").display().to_string();
     let b = dir.path().join("b.yaml").display().to_string();
     assert!(
-        stderr.contains(&format!("{a}: source.queue: missing field")),
+        stderr.contains(&format!("{a}:1:9: source.queue: missing field")),
         "{stderr}"
     );
     assert!(
-        stderr.contains(&format!("{a}: dead_letter: missing field")),
+        stderr.contains(&format!("{a}:1:1: dead_letter: missing field")),
         "{stderr}"
     );
     assert!(
-        stderr.contains(&format!("{a}: sinks.out.type: unknown type `kafkaa`")),
+        stderr.contains(&format!("{a}:2:17: sinks.out.type: unknown type `kafkaa`")),
         "{stderr}"
     );
     assert!(
