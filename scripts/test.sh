@@ -11,6 +11,7 @@ scripts/setup.sh
 scripts/build-handlers.sh
 scripts/brokers.sh
 scripts/browser-tools.sh
+scripts/schema-tools.sh
 echo "== rustfmt"
 cargo fmt --all --check
 echo "== clippy"

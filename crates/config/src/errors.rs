@@ -169,7 +169,18 @@ fn choose(
         return push(out, path, unknown_value(title, path, instance, &values));
     }
     let tags: Vec<&str> = resolved.iter().filter_map(|b| tag_of(b)).collect();
-    if !tags.is_empty() && tags.len() == resolved.len() && instance.is_object() {
+    if !tags.is_empty() && tags.len() == resolved.len() && !instance.is_object() {
+        // `source: ~` has always read as a missing section.
+        if instance.is_null() {
+            return push(out, path, "missing field");
+        }
+        let message = format!(
+            "invalid type: {}, expected a mapping with a `type`",
+            unexpected(instance)
+        );
+        return push(out, path, message);
+    }
+    if !tags.is_empty() && tags.len() == resolved.len() {
         let type_path = join_path(path, "type");
         match instance.get("type") {
             None | Some(Value::Null) => out.push(Found {
@@ -200,11 +211,13 @@ fn choose(
             describe_all(doc, &context[i], out)
         }
         _ => {
-            let wanted: Vec<String> = resolved
-                .iter()
-                .filter(|b| types(b) != ["null"])
-                .map(|b| rust_type(b))
-                .collect();
+            let mut wanted: Vec<String> = Vec::new();
+            for b in resolved.iter().filter(|b| types(b) != ["null"]) {
+                let t = rust_type(b);
+                if !wanted.contains(&t) {
+                    wanted.push(t);
+                }
+            }
             push(
                 out,
                 path,

@@ -130,6 +130,24 @@ fn every_bad_file_gives_its_exact_errors() {
             ],
         ),
         (
+            "source: { queue: in }\nsinks: { a: { type: drop, extra: 1 }, b: 7 }\ndefault_sink: a\ndead_letter: ~",
+            &[
+                "pipelines/orders.yaml:1:9: source.type: missing field",
+                "pipelines/orders.yaml:2:27: sinks.a.extra: unknown field",
+                "pipelines/orders.yaml:2:39: sinks.b: invalid type: integer `7`, expected a mapping with a `type`",
+                "pipelines/orders.yaml:4:1: dead_letter: missing field",
+            ],
+        ),
+        (
+            "source: { type: kafka, brokers: b, topics: [t], group: g, assignment: sticky, tls: yes, session_timeout_ms: -5 }\nsinks: { a: { type: rabbitmq, url: \"amqp://h\", persistent: 1 } }\ndead_letter: { type: drop }",
+            &[
+                "pipelines/orders.yaml:1:59: source.assignment: unknown value `sticky`, expected one of `range`, `roundrobin`, `cooperative_sticky`",
+                "pipelines/orders.yaml:1:79: source.tls: invalid type: boolean `true`, expected a map",
+                "pipelines/orders.yaml:1:89: source.session_timeout_ms: invalid value: integer `-5`, expected u64",
+                "pipelines/orders.yaml:2:48: sinks.a.persistent: invalid type: integer `1`, expected a boolean",
+            ],
+        ),
+        (
             "handlers: 3\nsource: { type: memory, queue: in }\nsinks: { a: { type: drop } }\ndead_letter: { type: drop }",
             &["pipelines/orders.yaml:1:1: handlers: must be a list of handlers"],
         ),
