@@ -35,12 +35,15 @@ pub struct PipelineDocument {
     pub default_sink: Option<String>,
     /// Where messages that cannot be handled go, original payload byte for byte.
     pub dead_letter: SinkConfig,
+    /// Window, batching, retries, rate limit, invalid-message policy and guarantee. Default:
+    /// every setting's own default.
     #[serde(default)]
     pub delivery: DeliveryConfig,
     /// How long a shutdown may take to finish in-flight work, in milliseconds. Default: 30000.
     #[serde(default = "default_shutdown_deadline_ms")]
     #[schemars(range(min = 1))]
     pub shutdown_deadline_ms: u64,
+    /// What the host may log about message contents. Default: payloads are never logged.
     #[serde(default)]
     pub logging: LoggingConfig,
 }
