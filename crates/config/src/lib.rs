@@ -28,6 +28,7 @@ use sluice_connectors::{SinkConfig, SourceConfig};
 pub use document::PipelineDocument;
 pub use interpolate::interpolate;
 pub use load::{LoadedPipeline, load_file, load_paths, parse, pipeline_files};
+pub use locate::locate;
 pub use sluice_core::{FieldError, join_path};
 
 /// One pipeline: a source, a chain of handlers, named sinks, a dead-letter sink and a policy.

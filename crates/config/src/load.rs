@@ -77,7 +77,7 @@ pub fn load_paths(paths: &[PathBuf]) -> (Vec<LoadedPipeline>, Vec<ConfigError>) 
         match load_file(&file) {
             Ok(p) => {
                 if let Some(first) = names.get(&p.config.name) {
-                    errors.push(file_error(
+                    let mut error = file_error(
                         &file,
                         "name",
                         &format!(
@@ -85,7 +85,11 @@ pub fn load_paths(paths: &[PathBuf]) -> (Vec<LoadedPipeline>, Vec<ConfigError>) 
                             p.config.name,
                             first.display()
                         ),
-                    ));
+                    );
+                    error.location = std::fs::read_to_string(&file)
+                        .ok()
+                        .and_then(|text| super::locate(&text, "name"));
+                    errors.push(error);
                 } else {
                     names.insert(p.config.name.clone(), file.clone());
                     loaded.push(p);

@@ -41,6 +41,12 @@ impl Positions {
     }
 }
 
+/// Line and column of `path` in pipeline `text`, for errors found after loading (a plugin that
+/// does not load, a name another file took).
+pub fn locate(text: &str, path: &str) -> Option<Position> {
+    positions(text).of(path)
+}
+
 /// `a.b[2]` → `a.b`, `a.b` → `a`, `a` → ``; none for ``.
 pub fn parent(path: &str) -> Option<&str> {
     if path.is_empty() {

@@ -43,10 +43,16 @@ pub fn check_plugins(host: &PluginHost, p: &LoadedPipeline) -> Vec<ConfigError> 
         .iter()
         .enumerate()
         .filter_map(|(i, h)| {
-            load_handler(host, p, h).err().map(|e| ConfigError {
-                file: p.file.clone(),
-                location: None,
-                error: FieldError::new(format!("handlers[{i}].plugin"), format!("{e:#}")),
+            load_handler(host, p, h).err().map(|e| {
+                let path = format!("handlers[{i}].plugin");
+                let location = std::fs::read_to_string(&p.file)
+                    .ok()
+                    .and_then(|text| crate::config::locate(&text, &path));
+                ConfigError {
+                    file: p.file.clone(),
+                    location,
+                    error: FieldError::new(path, format!("{e:#}")),
+                }
             })
         })
         .collect()

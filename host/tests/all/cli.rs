@@ -92,7 +92,7 @@ fn validate_prints_every_error_and_exits_non_zero() {
         "{stderr}"
     );
     assert!(
-        stderr.contains(&format!("{b}: handlers[0].plugin: plugin ")),
+        stderr.contains(&format!("{b}:4:15: handlers[0].plugin: plugin ")),
         "plugins are checked too: {stderr}"
     );
     assert!(stderr.contains("4 error(s)"), "{stderr}");

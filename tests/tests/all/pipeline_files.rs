@@ -206,7 +206,7 @@ fn duplicate_pipeline_names_across_files_are_an_error() {
     assert_eq!(loaded.len(), 1);
     assert_eq!(errors.len(), 1);
     assert!(errors[0].to_string().ends_with(&format!(
-        "b.yaml: name: pipeline `same` is already defined in {}",
+        "b.yaml:1:1: name: pipeline `same` is already defined in {}",
         dir.path().join("a.yaml").display()
     )));
 }
