@@ -8,6 +8,7 @@ mod azure_entra;
 mod azure_queue;
 mod azure_restart;
 mod conformance;
+mod contract;
 mod engine_faults;
 mod kafka;
 mod kafka_restart;
