@@ -40,11 +40,17 @@ fn copies(dir: &Path, out: &mut Vec<PathBuf>) {
 fn every_handler_builds_against_the_published_wit() {
     let mut found = Vec::new();
     copies(&repo_root().join("plugins"), &mut found);
-    assert!(found.len() >= 7, "the example handlers' WIT copies: {found:?}");
+    assert!(
+        found.len() >= 7,
+        "the example handlers' WIT copies: {found:?}"
+    );
     let differ: Vec<String> = found
         .iter()
         .filter(|p| hash_of(p) != V0_1)
         .map(|p| p.display().to_string())
         .collect();
-    assert!(differ.is_empty(), "copies that differ from wit/v0.1: {differ:?}");
+    assert!(
+        differ.is_empty(),
+        "copies that differ from wit/v0.1: {differ:?}"
+    );
 }
