@@ -23,7 +23,21 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo nextest run --workspace --exclude uppercase --exclude json-enrich --exclude faulty --exclude wrong-world \
   --exclude needs-wasi 2>&1 | tee "$log"
+
+echo "== a RabbitMQ-only host (--no-default-features --features rabbitmq): no other broker client linked, its own tests pass"
+if cargo tree -q -p sluice --no-default-features --features rabbitmq -e normal --prefix none |
+  grep -E '^(rdkafka|aws-sdk-sqs|azure_storage_queue|azure_identity|zeromq) '; then
+  echo "a RabbitMQ-only host links another broker family's client (above)" >&2
+  exit 1
+fi
+echo "(not run again here, loudly: cli::sluice_new_projects_build_and_pass_their_own_tests and"
+echo " cli::sluice_test_runs_pipeline_unit_tests_and_shows_a_diff build handlers in seven languages and"
+echo " use no broker; they ran above in the default build, and take minutes)"
+cargo nextest run -p sluice --no-default-features --features rabbitmq \
+  -E 'not test(/^cli::sluice_(new_projects_build|test_runs_pipeline_unit_tests)/)' 2>&1 | tee -a "$log"
+
 echo "== all checks passed in $(( $(date +%s) - started ))s"
-# One plain closing line for the whole run, from nextest's summary.
-sed -nE 's/^ *Summary .* ([0-9]+) tests? run: ([0-9]+) passed(.*)$/\2 passed\3/p' "$log" | tail -n 1 |
-  awk '{ f = 0; for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) f = $i; printf "tests: %d passed, %d failed\n", $1, f }'
+# One plain closing line for the whole run, from nextest's summaries (one per run above).
+sed -nE 's/^ *Summary .* [0-9]+ tests? run: ([0-9]+) passed(.*)$/\1 passed\2/p' "$log" |
+  awk '{ p += $1; for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) f += $i }
+       END { printf "tests: %d passed, %d failed\n", p, f }'

@@ -6,6 +6,7 @@
 //! engine/plugin types; the engine never sees a config file.
 
 pub mod hot;
+mod request;
 pub mod settings;
 pub mod supervisor;
 mod watch;
@@ -24,7 +25,8 @@ use crate::telemetry::payload_log::PayloadLog;
 use crate::telemetry::{PipelineEntry, PluginView};
 
 pub use hot::{HotHandler, PLUGIN_HEADER};
-pub use supervisor::{ReloadReport, ReloadRequest, ReloadScope, Supervisor};
+pub use request::{ReloadReport, ReloadRequest, ReloadScope};
+pub use supervisor::Supervisor;
 
 /// A pipeline ready to run, with handles to watch it.
 pub struct BuiltPipeline {

@@ -11,7 +11,7 @@ use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
-use super::supervisor::{ReloadRequest, ReloadScope};
+use super::request::{ReloadRequest, ReloadScope};
 
 /// How long the directories must be quiet before a reload: long enough for an editor's or a
 /// deployment's burst of writes to finish, short enough to feel immediate.

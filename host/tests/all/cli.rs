@@ -31,7 +31,15 @@ fn require_plugins() {
     );
 }
 
+/// Every example needs every broker family: this runs in the default build, where all are in.
 #[test]
+#[cfg(all(
+    feature = "kafka",
+    feature = "rabbitmq",
+    feature = "sqs",
+    feature = "azure",
+    feature = "zeromq"
+))]
 fn validate_accepts_every_example_pipeline() {
     require_plugins();
     let out = sluice()
@@ -59,6 +67,55 @@ fn validate_accepts_every_example_pipeline() {
         String::from_utf8_lossy(&out.stdout).contains(&format!("{examples} pipeline(s) valid")),
         "every example, broker and language ones included"
     );
+}
+
+/// Only in a build without Kafka (scripts/test.sh runs this file's tests again in a RabbitMQ-only
+/// build, `--no-default-features --features rabbitmq`): a pipeline naming a connector left out of
+/// the build is refused with the feature that brings it in, and starts nothing.
+#[test]
+#[cfg(not(feature = "kafka"))]
+fn a_connector_left_out_of_the_build_is_refused_naming_its_feature() {
+    let file = repo().join("pipelines/brokers/kafka-to-rabbitmq.yaml");
+    for verb in ["validate", "run"] {
+        let out = sluice().arg(verb).arg(&file).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{verb}: {stderr}");
+        assert!(
+            stderr.contains(
+                "source.type: connector `kafka` is not built into this sluice: build it with the \
+                 cargo feature `kafka`"
+            ),
+            "{verb}: {stderr}"
+        );
+    }
+}
+
+/// `sluice schema` prints the schema that is committed as `docs/sluice.schema.json` (which the
+/// config crate's tests keep equal to the types, and the independent validator checks every
+/// example pipeline against). The default build's: a build without some connectors prints a
+/// smaller one.
+#[test]
+#[cfg(all(
+    feature = "kafka",
+    feature = "rabbitmq",
+    feature = "sqs",
+    feature = "azure",
+    feature = "zeromq"
+))]
+fn schema_prints_the_committed_pipeline_schema() {
+    let out = sluice().arg("schema").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("docs/sluice.schema.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(printed, committed);
+    assert_eq!(printed["title"], "Sluice pipeline file");
 }
 
 #[test]

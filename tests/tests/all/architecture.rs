@@ -138,9 +138,31 @@ struct Metadata {
     members: BTreeMap<String, String>,
 }
 
+/// The platform this test runs on, as rustc names it (`x86_64-unknown-linux-gnu`).
+fn host_triple() -> String {
+    let out = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names its host")
+        .to_owned()
+}
+
 fn metadata() -> Metadata {
+    // Offline and for this platform only: the build already fetched every crate it needs, and
+    // crates for other platforms (Windows consoles) are never downloaded here.
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["metadata", "--format-version", "1", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--filter-platform",
+        ])
+        .arg(host_triple())
         .current_dir(repo_root())
         .output()
         .expect("cargo metadata runs");

@@ -3,7 +3,7 @@
 //! `traceparent` through the consumer span, the handler span and the publish span, and that the
 //! output (and the dead-letter copy) carry the publish span's context onward.
 //!
-//! One test per binary: the exporter is process-wide.
+//! The exporter is process-wide: nextest runs each test in a process of its own.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
 //! The Kafka-protocol broker restarts mid-stream (`noida-db stop kafka`, then `start kafka`; its
 //! data is on disk): the pipeline rides it out (librdkafka reconnects, the sink's failed writes are
-//! retried) and nothing is lost. Alone in its own test binary, because it takes the broker away
+//! retried) and nothing is lost. Runs alone (`.config/nextest.toml`), because it takes the broker away
 //! from everything else for a moment; it always starts it again.
 
 use std::process::Command;

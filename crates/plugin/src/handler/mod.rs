@@ -1,20 +1,25 @@
 //! A loaded plugin bound to a pipeline: a pool of warm instances, the calls into them (packed or
 //! canonical), the limits checked on what comes back, and traps turned into typed failures.
 
+mod failure;
+mod pool;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow};
+use anyhow::Context as _;
 use async_trait::async_trait;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::Store;
 
 use super::bindings::v0_1::{self, sluice::plugin::types as wit};
-use super::state::{HostState, MemoryCap};
+use super::state::HostState;
 use super::{Plugin, convert, packed, wasi};
 use crate::settings::{BatchAbi, Grant};
 use sluice_core::message::Message;
 use sluice_core::transform::{ErrorClass, Failure, Outcome, Transform};
+
+use failure::cannot_instantiate;
 
 impl Plugin {
     /// A handler for `pipeline`, named `name`, initialised with `config`, taking batches as `abi`
@@ -134,102 +139,6 @@ impl WasmHandler {
             .clone()
     }
 
-    /// [`WasmHandler::instantiate`] for callers that are not async (loading, a hot swap's
-    /// prewarm), blocking the calling thread until guest code is done. The host's own imports
-    /// and the WASI a handler may be granted (clocks, random, stdout/stderr as log lines) answer
-    /// at once; only a guest that sleeps in `init` would wait on the runtime's timer.
-    fn instantiate_now(&self) -> anyhow::Result<Instance> {
-        futures::executor::block_on(self.instantiate())
-    }
-
-    async fn instantiate(&self) -> anyhow::Result<Instance> {
-        let limits = &self.plugin.limits;
-        let state = HostState {
-            limiter: MemoryCap {
-                max_bytes: usize::try_from(limits.memory_mb * 1024 * 1024)?,
-                hit: None,
-            },
-            pipeline: self.pipeline.clone(),
-            plugin: self.plugin_name.clone(),
-            message_id: None,
-            last_panic: None,
-            call_deadline: Instant::now(),
-            counters: self.counters.clone(),
-            wasi: wasi::context(&self.pipeline, &self.plugin_name, &self.grants),
-            table: wasmtime::component::ResourceTable::new(),
-        };
-        let mut store = Store::new(&self.plugin.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        // Called at every epoch tick while guest code runs: past the call's deadline it traps
-        // (`Trap::Interrupt`, reported as a timeout); before it, the call yields to the runtime.
-        store.epoch_deadline_callback(|store| {
-            if Instant::now() >= store.data().call_deadline {
-                return Err(Trap::Interrupt.into());
-            }
-            Ok(UpdateDeadline::Yield(1))
-        });
-        self.arm(&mut store);
-        let instance = self
-            .plugin
-            .pre
-            .instance_pre()
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| into_error(self.describe_trap(&e, &store)))?;
-        let bindings = v0_1::Handler::new(&mut store, &instance)?;
-        if let Some(init) = &self.plugin.init {
-            let init = instance.get_typed_func::<(Vec<(String, String)>,), (Result<(), String>,)>(
-                &mut store, init,
-            )?;
-            self.arm(&mut store);
-            let (result,) = init
-                .call_async(&mut store, (self.config.clone(),))
-                .await
-                .map_err(|e| into_error(self.describe_trap(&e, &store)))?;
-            result.map_err(|reason| anyhow!("init refused the configuration: {reason}"))?;
-        }
-        let packed = match &self.plugin.packed {
-            Some(index) if self.packed => {
-                let func = instance
-                    .get_func(&mut store, index)
-                    .context("handle-packed is not a function")?;
-                // Check the signature once here; each call re-types it (cheap) to borrow its input.
-                func.typed::<(&[u8],), (Vec<u8>,)>(&store)?;
-                Some(func)
-            }
-            _ => None,
-        };
-        Ok(Instance {
-            store,
-            bindings,
-            packed,
-        })
-    }
-
-    /// Make sure `n` instances are warm (instantiated, `init` run), so that the first `n`
-    /// concurrent calls of a freshly loaded version do not pay for instantiation: a hot swap
-    /// prepares the new version this way before it goes in.
-    pub fn prewarm(&self, n: usize) -> anyhow::Result<()> {
-        let have = self.pool.lock().unwrap_or_else(|e| e.into_inner()).len();
-        let mut fresh = Vec::new();
-        for _ in have..n {
-            fresh.push(self.instantiate_now()?);
-        }
-        self.pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(fresh);
-        Ok(())
-    }
-
-    async fn take_instance(&self) -> anyhow::Result<Instance> {
-        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        match pooled {
-            Some(instance) => Ok(instance),
-            None => self.instantiate().await,
-        }
-    }
-
     /// Start the clock of a call: it may run `timeout`, yielding at every tick meanwhile.
     fn arm(&self, store: &mut Store<HostState>) {
         store.data_mut().call_deadline = Instant::now() + self.timeout;
@@ -301,97 +210,10 @@ impl WasmHandler {
         }
         outcomes
     }
-
-    fn give_back(&self, inst: Instance) {
-        self.pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(inst);
-    }
-
-    /// Convert one canonical-ABI result and check it against the output limits.
-    fn outcome(&self, result: CallResult) -> Outcome {
-        self.within_limits(match result {
-            Err(e) => Outcome::Failed(convert::failure(e)),
-            Ok(outputs) => Outcome::Outputs(outputs.into_iter().map(convert::from_wit).collect()),
-        })
-    }
-
-    /// Check one message's outputs against `max_outputs` and `max_output_bytes`.
-    fn within_limits(&self, outcome: Outcome) -> Outcome {
-        let limits = &self.plugin.limits;
-        let Outcome::Outputs(outputs) = &outcome else {
-            return outcome;
-        };
-        if outputs.len() > limits.max_outputs as usize {
-            let reason = format!(
-                "{} outputs for one message, the limit is {}",
-                outputs.len(),
-                limits.max_outputs
-            );
-            return Outcome::Failed(Failure::new(ErrorClass::OutputLimit, reason));
-        }
-        let bytes: u64 = outputs.iter().map(|o| o.payload.len() as u64).sum();
-        if bytes > limits.max_output_bytes {
-            let reason = format!(
-                "{bytes} output bytes for one message, the limit is {}",
-                limits.max_output_bytes
-            );
-            return Outcome::Failed(Failure::new(ErrorClass::OutputLimit, reason));
-        }
-        outcome
-    }
-
-    /// Turn a failed call into a typed failure with a reason a person can act on.
-    fn describe_trap(&self, err: &wasmtime::Error, store: &Store<HostState>) -> Failure {
-        let state = store.data();
-        let limits = &self.plugin.limits;
-        if let Some(desired) = state.limiter.hit {
-            let reason = format!(
-                "memory limit of {} MiB exceeded (the guest asked for {desired} bytes)",
-                limits.memory_mb
-            );
-            return Failure::new(ErrorClass::MemoryLimit, reason);
-        }
-        let panic = state
-            .last_panic
-            .as_deref()
-            .map(|p| format!(" ({p})"))
-            .unwrap_or_default();
-        match err.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => Failure::new(
-                ErrorClass::Timeout,
-                format!("handler ran past its timeout of {} ms", limits.timeout_ms),
-            ),
-            Some(Trap::StackOverflow) => Failure::new(
-                ErrorClass::Trap,
-                format!("stack overflow (stack limit {} KiB)", limits.stack_kb),
-            ),
-            Some(trap) => Failure::new(ErrorClass::Trap, format!("trap: {trap}{panic}")),
-            None => Failure::new(ErrorClass::Trap, format!("trap: {err:#}{panic}")),
-        }
-    }
 }
 
 /// `handle-packed`, typed at each call: its parameter borrows the encoded batch.
 type PackedFunc = wasmtime::component::Func;
-
-fn cannot_instantiate(e: &anyhow::Error) -> Failure {
-    Failure::new(
-        ErrorClass::Transient,
-        format!("cannot instantiate the plugin: {e:#}"),
-    )
-}
-
-/// The failure as an error naming its class, once: a trap's reason already starts with
-/// `trap: `.
-fn into_error(failure: Failure) -> anyhow::Error {
-    let class = failure.class.to_string();
-    match failure.reason.strip_prefix(class.as_str()) {
-        Some(rest) if rest.starts_with(": ") => anyhow!("{}", failure.reason),
-        _ => anyhow!("{class}: {}", failure.reason),
-    }
-}
 
 #[async_trait]
 impl Transform for WasmHandler {
@@ -452,27 +274,5 @@ impl Transform for WasmHandler {
                 self.isolate(&msgs).await
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_error_names_its_failure_class_once() {
-        let trap = Failure::new(
-            ErrorClass::Trap,
-            "trap: wasm trap: unreachable (panic: boom)",
-        );
-        assert_eq!(
-            into_error(trap).to_string(),
-            "trap: wasm trap: unreachable (panic: boom)"
-        );
-        let timeout = Failure::new(ErrorClass::Timeout, "handler ran past its timeout of 5 ms");
-        assert_eq!(
-            into_error(timeout).to_string(),
-            "timeout: handler ran past its timeout of 5 ms"
-        );
     }
 }

@@ -2,7 +2,7 @@
 //! set_vm_memory_high_watermark 0`) blocks every publishing connection, so publisher confirms
 //! never come. The sink must fail the batch after `confirm_timeout_ms` rather than wait forever
 //! (a send that never returns holds its messages and the pipeline's window for good), and send
-//! again once the alarm clears. Alone in its own test binary, because the alarm blocks every
+//! again once the alarm clears. Runs alone (`.config/nextest.toml`), because the alarm blocks every
 //! publisher on the broker; it always clears it again.
 
 use std::process::Command;

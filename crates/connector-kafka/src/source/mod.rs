@@ -2,8 +2,12 @@
 //! ([`OffsetTracker`]); nacks come back from a local redelivery queue, since Kafka cannot
 //! redeliver a single record.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+mod group;
+mod lag;
+mod receipt;
+
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -11,177 +15,23 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::FutureExt as _;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers as _};
-use rdkafka::{ClientConfig, ClientContext, Message as _, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message as _};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::offsets::{OffsetTracker, PartitionKey};
-use super::{Assignment, KafkaSourceConfig, StartFrom};
-use sluice_core::ack::{AckToken, Acker, Settlement};
+use crate::offsets::PartitionKey;
+use crate::{Assignment, KafkaSourceConfig, StartFrom};
+use sluice_core::ack::AckToken;
 use sluice_core::connector::{BuildContext, Delivery, LagGauge, Source};
 use sluice_core::message::{ByteString, Message, Metadata};
 
+pub use group::GroupContext;
+use lag::watch_lag;
+use receipt::{Pending, Receipt, Shared, lock, store_offsets_periodically};
+
 type Consumer = StreamConsumer<GroupContext>;
-
-/// A delivery handed to the engine and not yet settled.
-#[derive(Clone)]
-struct Pending {
-    key: PartitionKey,
-    offset: i64,
-    generation: u64,
-    /// Kept for a nack: Kafka cannot redeliver one record, so the source hands this copy out again.
-    message: Message,
-}
-
-/// The acker of one delivery. One per delivery rather than a shared map from ids to deliveries:
-/// settling then takes no lock but the offset tracker's, which is what made settling and pulling
-/// contend.
-struct Receipt {
-    shared: Arc<Shared>,
-    pending: Pending,
-}
-
-/// State shared by the source, its receipts and the rebalance callbacks.
-struct Shared {
-    pipeline: Arc<str>,
-    tracker: Mutex<OffsetTracker>,
-    /// Nacked deliveries waiting for their delay, with the time they are due.
-    redeliveries: Mutex<Vec<(Instant, Pending)>>,
-    redelivery_queued: Notify,
-    consumer: OnceLock<Weak<Consumer>>,
-    lag: LagGauge,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// How often commit points that moved are handed to librdkafka (`store_offsets`), which commits
-/// them every `commit_interval_ms`. Also done before a revocation's commit and at close.
-const STORE_INTERVAL: Duration = Duration::from_millis(5);
-
-impl Shared {
-    /// Hand every commit point that moved since the last call to librdkafka, in one call.
-    fn store_moved(&self, consumer: &impl rdkafka::consumer::Consumer<GroupContext>) {
-        let points = lock(&self.tracker).take_unstored();
-        if points.is_empty() {
-            return;
-        }
-        let mut tpl = TopicPartitionList::with_capacity(points.len());
-        for (key, point) in &points {
-            if let Err(e) = tpl.add_partition_offset(&key.0, key.1, Offset::Offset(*point)) {
-                tracing::warn!(pipeline = %self.pipeline, error = %e, "kafka: bad offset");
-            }
-        }
-        if let Err(e) = consumer.store_offsets(&tpl) {
-            // A partition was revoked meanwhile: its new owner resumes from the last commit.
-            tracing::debug!(pipeline = %self.pipeline, error = %e, "kafka: offsets not stored");
-        }
-    }
-}
-
-/// Every [`STORE_INTERVAL`], until the consumer is gone: store the commit points that moved.
-async fn store_offsets_periodically(shared: Weak<Shared>) {
-    loop {
-        tokio::time::sleep(STORE_INTERVAL).await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let Some(consumer) = shared.consumer.get().and_then(Weak::upgrade) else {
-            return;
-        };
-        shared.store_moved(consumer.as_ref());
-    }
-}
-
-impl Acker for Receipt {
-    // The token settles once (`AckToken` is consumed), so the id is not needed to find anything.
-    fn settle(&self, _id: u64, how: Settlement) {
-        let (shared, p) = (&self.shared, &self.pending);
-        let delay = match how {
-            Settlement::Ack => {
-                // The commit point moves here; librdkafka gets it within `STORE_INTERVAL`.
-                lock(&shared.tracker).acked(&p.key, p.offset, p.generation);
-                return;
-            }
-            Settlement::Nack { delay } => delay,
-            // Left unsettled at shutdown: queue it again so that, should the host keep running,
-            // the offset does not stay in flight forever.
-            Settlement::Abandon => Duration::ZERO,
-        };
-        if lock(&shared.tracker).is_current(&p.key, p.generation) {
-            let mut again = p.clone();
-            if matches!(how, Settlement::Nack { .. }) {
-                again.message.meta.attempt += 1;
-            }
-            lock(&shared.redeliveries).push((Instant::now() + delay, again));
-            shared.redelivery_queued.notify_one();
-        }
-    }
-}
-
-/// librdkafka's callbacks: rebalances and logs.
-pub struct GroupContext {
-    shared: Arc<Shared>,
-}
-
-impl ClientContext for GroupContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, line: &str) {
-        let pipeline = &self.shared.pipeline;
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                tracing::error!(pipeline = %pipeline, facility, "librdkafka: {line}")
-            }
-            RDKafkaLogLevel::Warning => {
-                tracing::warn!(pipeline = %pipeline, facility, "librdkafka: {line}")
-            }
-            _ => tracing::debug!(pipeline = %pipeline, facility, "librdkafka: {line}"),
-        }
-    }
-
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::warn!(pipeline = %self.shared.pipeline, error = %error, "kafka: {reason}");
-    }
-}
-
-impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(revoked) = rebalance else {
-            return;
-        };
-        // Commit what is settled while the partitions are still ours, then forget them: what is
-        // in flight now is redelivered to their next owner, and its settlement will be ignored.
-        self.shared.store_moved(consumer);
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(pipeline = %self.shared.pipeline, error = %e, "kafka: commit on revocation");
-        }
-        let keys: Vec<PartitionKey> = revoked
-            .elements()
-            .iter()
-            .map(|e| (Arc::from(e.topic()), e.partition()))
-            .collect();
-        let mut tracker = lock(&self.shared.tracker);
-        for key in &keys {
-            tracker.revoke(key);
-        }
-        drop(tracker);
-        lock(&self.shared.redeliveries).retain(|(_, p)| !keys.contains(&p.key));
-        tracing::info!(pipeline = %self.shared.pipeline, partitions = keys.len(), "kafka: partitions revoked");
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(assigned) = rebalance {
-            tracing::info!(pipeline = %self.shared.pipeline, partitions = assigned.count(), "kafka: partitions assigned");
-        }
-    }
-}
 
 pub struct KafkaSource {
     cfg: KafkaSourceConfig,
@@ -425,42 +275,6 @@ impl Source for KafkaSource {
     fn lag_gauge(&self) -> Option<LagGauge> {
         (self.cfg.lag_interval_ms > 0).then(|| self.shared.lag.clone())
     }
-}
-
-/// Every `interval`, until the consumer is gone: lag = sum over assigned partitions of the high
-/// watermark minus the group's committed offset (the partition start when nothing is committed).
-/// Read from the broker on a task of its own, because librdkafka only serves its statistics
-/// while the consumer is polled, and a saturated pipeline does not poll.
-async fn watch_lag(consumer: Weak<Consumer>, gauge: LagGauge, interval: Duration) {
-    loop {
-        tokio::time::sleep(interval).await;
-        let Some(c) = consumer.upgrade() else { return };
-        let lag = tokio::task::spawn_blocking(move || measure_lag(&c)).await;
-        match lag {
-            Ok(Ok(lag)) => gauge.store(lag, Ordering::Relaxed),
-            Ok(Err(e)) => tracing::debug!(error = %e, "kafka: cannot read consumer lag"),
-            Err(_) => return,
-        }
-    }
-}
-
-fn measure_lag(c: &Consumer) -> rdkafka::error::KafkaResult<i64> {
-    const TIMEOUT: Duration = Duration::from_secs(5);
-    let assigned = c.assignment()?;
-    if assigned.count() == 0 {
-        return Ok(0);
-    }
-    let committed = c.committed_offsets(assigned, TIMEOUT)?;
-    let mut lag = 0;
-    for e in committed.elements() {
-        let (low, high) = c.fetch_watermarks(e.topic(), e.partition(), TIMEOUT)?;
-        let from = match e.offset() {
-            Offset::Offset(o) => o,
-            _ => low,
-        };
-        lag += (high - from).max(0);
-    }
-    Ok(lag)
 }
 
 #[cfg(test)]

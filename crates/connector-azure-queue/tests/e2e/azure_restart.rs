@@ -1,6 +1,6 @@
 //! Azurite (Azure Queue Storage) restarts mid-stream: its process is killed and started again by
 //! scripts/brokers.sh, with its data on disk, and the pipeline reconnects and loses nothing. Alone
-//! in its own test binary, because it takes the emulator away from everything else for a moment;
+//! alone (`.config/nextest.toml`), because it takes the emulator away from everything else for a moment;
 //! it always starts it again.
 
 use std::process::Command;

@@ -1,5 +1,5 @@
 //! RabbitMQ restarts mid-stream (`rabbitmqctl stop_app`, then `start_app`): the pipeline
-//! reconnects with backoff and nothing is lost. Alone in its own test binary, because it takes
+//! reconnects with backoff and nothing is lost. Runs alone (`.config/nextest.toml`), because it takes
 //! the broker away from everything else for a moment; it always starts it again.
 
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! SQS against moto's server on 127.0.0.1:5000 (started by scripts/brokers.sh): the conformance
-//! suite, in a binary of its own so that moto (about a hundred calls a second) serves only these
-//! tests, and what is particular to SQS: FIFO queues, header packing, binary bodies, validation.
+//! suite (slow: moto serves about a hundred calls a second and scans a queue on each receive), and
+//! what is particular to SQS: FIFO queues, header packing, binary bodies, validation.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

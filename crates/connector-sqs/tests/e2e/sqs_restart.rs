@@ -1,7 +1,7 @@
 //! The SQS server (moto) goes away mid-stream and comes back. moto keeps its queues in memory, so
 //! a restarted moto is empty: the test recreates the queues, and it reads what reached the SQS
 //! sink before the outage itself, so that it counts what the *pipeline* might lose, not what the
-//! emulator forgets. Alone in its own test binary, because it takes moto away from everything
+//! emulator forgets. Runs alone (`.config/nextest.toml`), because it takes moto away from everything
 //! else for a moment; it always starts it again.
 
 use std::collections::BTreeSet;

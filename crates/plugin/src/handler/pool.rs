@@ -1,0 +1,119 @@
+//! The pool of warm instances: instantiating under the handler's limits, arming each call's
+//! deadline, taking an instance out and giving it back.
+
+use std::time::Instant;
+
+use anyhow::{Context as _, anyhow};
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use crate::bindings::v0_1::{self};
+use crate::state::{HostState, MemoryCap};
+use crate::wasi;
+
+use super::failure::into_error;
+use super::{Instance, WasmHandler};
+
+impl WasmHandler {
+    /// [`WasmHandler::instantiate`] for callers that are not async (loading, a hot swap's
+    /// prewarm), blocking the calling thread until guest code is done. The host's own imports
+    /// and the WASI a handler may be granted (clocks, random, stdout/stderr as log lines) answer
+    /// at once; only a guest that sleeps in `init` would wait on the runtime's timer.
+    pub(super) fn instantiate_now(&self) -> anyhow::Result<Instance> {
+        futures::executor::block_on(self.instantiate())
+    }
+
+    pub(super) async fn instantiate(&self) -> anyhow::Result<Instance> {
+        let limits = &self.plugin.limits;
+        let state = HostState {
+            limiter: MemoryCap {
+                max_bytes: usize::try_from(limits.memory_mb * 1024 * 1024)?,
+                hit: None,
+            },
+            pipeline: self.pipeline.clone(),
+            plugin: self.plugin_name.clone(),
+            message_id: None,
+            last_panic: None,
+            call_deadline: Instant::now(),
+            counters: self.counters.clone(),
+            wasi: wasi::context(&self.pipeline, &self.plugin_name, &self.grants),
+            table: wasmtime::component::ResourceTable::new(),
+        };
+        let mut store = Store::new(&self.plugin.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Called at every epoch tick while guest code runs: past the call's deadline it traps
+        // (`Trap::Interrupt`, reported as a timeout); before it, the call yields to the runtime.
+        store.epoch_deadline_callback(|store| {
+            if Instant::now() >= store.data().call_deadline {
+                return Err(Trap::Interrupt.into());
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        self.arm(&mut store);
+        let instance = self
+            .plugin
+            .pre
+            .instance_pre()
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| into_error(self.describe_trap(&e, &store)))?;
+        let bindings = v0_1::Handler::new(&mut store, &instance)?;
+        if let Some(init) = &self.plugin.init {
+            let init = instance.get_typed_func::<(Vec<(String, String)>,), (Result<(), String>,)>(
+                &mut store, init,
+            )?;
+            self.arm(&mut store);
+            let (result,) = init
+                .call_async(&mut store, (self.config.clone(),))
+                .await
+                .map_err(|e| into_error(self.describe_trap(&e, &store)))?;
+            result.map_err(|reason| anyhow!("init refused the configuration: {reason}"))?;
+        }
+        let packed = match &self.plugin.packed {
+            Some(index) if self.packed => {
+                let func = instance
+                    .get_func(&mut store, index)
+                    .context("handle-packed is not a function")?;
+                // Check the signature once here; each call re-types it (cheap) to borrow its input.
+                func.typed::<(&[u8],), (Vec<u8>,)>(&store)?;
+                Some(func)
+            }
+            _ => None,
+        };
+        Ok(Instance {
+            store,
+            bindings,
+            packed,
+        })
+    }
+
+    /// Make sure `n` instances are warm (instantiated, `init` run), so that the first `n`
+    /// concurrent calls of a freshly loaded version do not pay for instantiation: a hot swap
+    /// prepares the new version this way before it goes in.
+    pub fn prewarm(&self, n: usize) -> anyhow::Result<()> {
+        let have = self.pool.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let mut fresh = Vec::new();
+        for _ in have..n {
+            fresh.push(self.instantiate_now()?);
+        }
+        self.pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(fresh);
+        Ok(())
+    }
+
+    pub(super) async fn take_instance(&self) -> anyhow::Result<Instance> {
+        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match pooled {
+            Some(instance) => Ok(instance),
+            None => self.instantiate().await,
+        }
+    }
+
+    pub(super) fn give_back(&self, inst: Instance) {
+        self.pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(inst);
+    }
+}

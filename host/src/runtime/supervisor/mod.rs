@@ -1,0 +1,275 @@
+//! The supervisor: runs a host's pipelines and applies reloads to them while they run.
+//!
+//! A reload (from the file watcher, SIGHUP or the admin API) re-reads the pipeline files and the
+//! plugins they name, and changes only what changed:
+//! - a new file starts its pipeline; a removed file stops its pipeline (drained, like a shutdown);
+//! - a changed file builds the new version first and, only if it builds, drains the old one and
+//!   starts the new one (messages not yet pulled wait in the broker; none is lost or handled
+//!   twice);
+//! - a changed plugin is compiled, checked and initialised off the message path, then swapped
+//!   in atomically ([`HotHandler`]);
+//! - anything invalid (a file with errors, a plugin that does not compile, implements another
+//!   world or fails `init`) is refused with its errors and the running version stays.
+//!
+//! Architecture invariant: a reload never stops a running version before its replacement has
+//! been built and checked.
+
+mod reload;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::request::ReloadRequest;
+use super::watch::Watcher;
+use super::{BuiltPipeline, HotHandler, build};
+use crate::config::LoadedPipeline;
+use crate::engine::{PipelineState, PipelineStats, RunEnd};
+use crate::plugin::{PluginHost, content_hash};
+use crate::telemetry::Inventory;
+
+/// A pipeline the supervisor runs.
+struct Running {
+    loaded: LoadedPipeline,
+    /// SHA-256 of the pipeline file when it was loaded.
+    fingerprint: String,
+    handlers: Vec<Arc<HotHandler>>,
+    stats: Arc<PipelineStats>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+    generation: u64,
+}
+
+/// A pipeline run that ended.
+struct Ended {
+    name: String,
+    generation: u64,
+    result: anyhow::Result<RunEnd>,
+}
+
+/// Runs the pipelines of one host; see the module docs.
+pub struct Supervisor {
+    host: PluginHost,
+    paths: Vec<PathBuf>,
+    inventory: Inventory,
+    shutdown: CancellationToken,
+    running: BTreeMap<String, Running>,
+    generation: u64,
+    ended_tx: mpsc::UnboundedSender<Ended>,
+    ended_rx: mpsc::UnboundedReceiver<Ended>,
+    ends: Vec<(String, RunEnd)>,
+    failure: Option<anyhow::Error>,
+}
+
+impl Supervisor {
+    /// A supervisor for the pipeline files found at `paths`; every pipeline stops when
+    /// `shutdown` is cancelled.
+    pub fn new(
+        host: PluginHost,
+        paths: Vec<PathBuf>,
+        inventory: Inventory,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (ended_tx, ended_rx) = mpsc::unbounded_channel();
+        Supervisor {
+            host,
+            paths,
+            inventory,
+            shutdown,
+            running: BTreeMap::new(),
+            generation: 0,
+            ended_tx,
+            ended_rx,
+            ends: Vec::new(),
+            failure: None,
+        }
+    }
+
+    /// Build every pipeline of `loaded`, then start them all. A pipeline that fails to build
+    /// stops the start-up before any pipeline runs.
+    pub async fn start(&mut self, loaded: Vec<LoadedPipeline>) -> anyhow::Result<()> {
+        let mut built = Vec::new();
+        for p in loaded {
+            let b = build_off_the_runtime(&self.host, &p).await?;
+            let fingerprint = fingerprint(&p);
+            built.push((p, fingerprint, b));
+        }
+        for (p, fingerprint, b) in built {
+            self.spawn(p, fingerprint, b);
+        }
+        Ok(())
+    }
+
+    /// Apply reload requests until shutdown, or until every pipeline has ended on its own; then
+    /// drain what runs. `watch` (the sender side of `requests`) turns the file watcher on.
+    pub async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<ReloadRequest>,
+        watch: Option<mpsc::Sender<ReloadRequest>>,
+    ) -> anyhow::Result<Vec<(String, RunEnd)>> {
+        let mut watcher = match watch {
+            Some(tx) => match Watcher::new(tx) {
+                Ok(w) => Some(w),
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), "cannot watch files; reload with SIGHUP or POST /reload");
+                    None
+                }
+            },
+            None => None,
+        };
+        self.update_watch(&mut watcher);
+        while !self.running.is_empty() {
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => break,
+                Some(ended) = self.ended_rx.recv() => self.ended(ended),
+                Some(request) = requests.recv() => {
+                    let report = self.reload(&request.scope, request.cause).await;
+                    self.update_watch(&mut watcher);
+                    if let Some(reply) = request.reply {
+                        let _ = reply.send(report);
+                    }
+                }
+            }
+        }
+        drop(watcher);
+        // Shutdown: every pipeline's token is a child of `shutdown`, so all are draining now.
+        for (_, r) in std::mem::take(&mut self.running) {
+            r.stop.cancel();
+            let _ = r.task.await;
+            while let Ok(ended) = self.ended_rx.try_recv() {
+                self.record_end(ended);
+            }
+        }
+        match self.failure {
+            Some(err) => Err(err),
+            None => Ok(self.ends),
+        }
+    }
+
+    fn ended(&mut self, ended: Ended) {
+        // Only the current version's end counts; replaced versions were drained on purpose.
+        if self
+            .running
+            .get(&ended.name)
+            .is_some_and(|r| r.generation == ended.generation)
+        {
+            self.running.remove(&ended.name);
+            self.record_end(ended);
+        }
+    }
+
+    fn record_end(&mut self, ended: Ended) {
+        match ended.result {
+            Ok(end) => self.ends.push((ended.name, end)),
+            Err(err) => {
+                let err = err.context(format!("pipeline {}", ended.name));
+                tracing::error!(error = %format!("{err:#}"), "pipeline failed");
+                self.failure.get_or_insert(err);
+            }
+        }
+    }
+
+    fn spawn(&mut self, p: LoadedPipeline, fingerprint: String, built: BuiltPipeline) {
+        self.generation += 1;
+        let generation = self.generation;
+        let name = p.config.name.clone();
+        let stop = self.shutdown.child_token();
+        let BuiltPipeline {
+            pipeline,
+            stats,
+            handlers,
+            entry,
+        } = built;
+        self.inventory.insert(entry);
+        let ended = self.ended_tx.clone();
+        let run_stop = stop.clone();
+        let run_stats = stats.clone();
+        let run_name = name.clone();
+        let task = tokio::spawn(async move {
+            let result = pipeline.run(run_stop).await;
+            if result.is_err() {
+                run_stats.set_state(PipelineState::Failed);
+            }
+            let _ = ended.send(Ended {
+                name: run_name,
+                generation,
+                result,
+            });
+        });
+        self.running.insert(
+            name,
+            Running {
+                loaded: p,
+                fingerprint,
+                handlers,
+                stats,
+                stop,
+                task,
+                generation,
+            },
+        );
+    }
+
+    /// Drain and stop one pipeline, as a shutdown would.
+    async fn stop(&mut self, name: &str) {
+        if let Some(r) = self.running.remove(name) {
+            r.stop.cancel();
+            let _ = r.task.await;
+            self.inventory.remove(name);
+        }
+    }
+
+    /// Watch the directories of the pipeline files and of every plugin that runs.
+    fn update_watch(&self, watcher: &mut Option<Watcher>) {
+        let Some(watcher) = watcher else {
+            return;
+        };
+        let mut dirs: Vec<PathBuf> = self
+            .paths
+            .iter()
+            .map(|p| {
+                if p.is_dir() {
+                    p.clone()
+                } else {
+                    p.parent().map(PathBuf::from).unwrap_or_default()
+                }
+            })
+            .collect();
+        for r in self.running.values() {
+            for h in &r.loaded.config.handlers {
+                if let Some(dir) = r.loaded.base_dir.join(&h.plugin).parent() {
+                    dirs.push(dir.to_path_buf());
+                }
+            }
+        }
+        watcher.watch_dirs(dirs);
+    }
+}
+
+/// Building loads plugins (compiling them on a cache miss) and connectors: blocking work, kept
+/// off the async workers.
+async fn build_off_the_runtime(
+    host: &PluginHost,
+    p: &LoadedPipeline,
+) -> anyhow::Result<BuiltPipeline> {
+    let (host, p) = (host.clone(), p.clone());
+    tokio::task::spawn_blocking(move || build(&host, &p))
+        .await
+        .context("building the pipeline")?
+}
+
+fn fingerprint(p: &LoadedPipeline) -> String {
+    std::fs::read(&p.file)
+        .map(|bytes| content_hash(&bytes))
+        .unwrap_or_default()
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
