@@ -45,6 +45,8 @@ pub fn source_config(queue: &str) -> AzureQueueSourceConfig {
         max_dequeue_count: 5,
         poison_queue: None,
         create: false,
+        // The lag tests wait for the depth to be read; a short interval keeps them short.
+        lag_interval_ms: 250,
     }
 }
 

@@ -266,6 +266,8 @@ impl Broker for RabbitMqBroker {
             batch_linger_ms: 2,
             topology: Default::default(),
             tls: Default::default(),
+            // The lag tests wait for the depth to be read; a short interval keeps them short.
+            lag_interval_ms: 250,
         };
         cfg.build(&ctx(max_in_flight)).expect("rabbitmq source")
     }

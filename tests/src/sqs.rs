@@ -42,6 +42,8 @@ pub fn source_config(queue: &str) -> SqsSourceConfig {
         base64: false,
         wait_time_s: 0,
         visibility_timeout_s: Some(30),
+        // The lag tests wait for the depth to be read; a short interval keeps them short.
+        lag_interval_ms: 250,
     }
 }
 

@@ -142,6 +142,7 @@ async fn sluice_run(ch: &Channel, n: usize) -> anyhow::Result<Rate> {
         batch_linger_ms: linger_ms(),
         topology: Default::default(),
         tls: Default::default(),
+        lag_interval_ms: sluice::connector::default_lag_interval_ms(),
     }
     .build(&ctx)?;
     let sink = RabbitMqSinkConfig {

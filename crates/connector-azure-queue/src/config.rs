@@ -61,6 +61,11 @@ pub struct AzureQueueSourceConfig {
     /// Create the queue (and the poison queue) if missing. Default: false.
     #[serde(default)]
     pub create: bool,
+    /// How often the queue's depth is read into the lag gauge (`sluice_consumer_lag`), in ms.
+    /// Each read is one call to the broker. Default: 5000.
+    #[serde(default = "sluice_core::connector::default_lag_interval_ms")]
+    #[schemars(range(min = 100))]
+    pub lag_interval_ms: u64,
 }
 
 /// `type: azure_queue` as a sink.

@@ -90,6 +90,7 @@ impl AzureQueueSource {
         let client = self.client.clone();
         tokio::spawn(watch_depth(
             self.cfg.queue.clone(),
+            Duration::from_millis(self.cfg.lag_interval_ms),
             Arc::downgrade(&self.depth),
             move || read_depth(client.clone()),
         ));

@@ -37,6 +37,11 @@ pub struct RabbitMqSourceConfig {
     /// TLS settings for `amqps://`. Default: the system's trust roots.
     #[serde(default)]
     pub tls: TlsSettings,
+    /// How often the queue's depth is read into the lag gauge (`sluice_consumer_lag`), in ms.
+    /// Each read is one call to the broker. Default: 5000.
+    #[serde(default = "sluice_core::connector::default_lag_interval_ms")]
+    #[schemars(range(min = 100))]
+    pub lag_interval_ms: u64,
 }
 
 pub(crate) fn default_linger_ms() -> u64 {

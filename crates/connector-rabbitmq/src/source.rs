@@ -21,9 +21,7 @@ use super::ack_window::{AckFrame, AckWindow};
 use super::headers::{from_table, redeliveries};
 use sluice_core::ack::Settlement;
 use sluice_core::connector::receipts::{Receipts, SettleJob};
-use sluice_core::connector::{
-    ConnectedFlag, DEPTH_INTERVAL, Delivery, LagGauge, Source, unknown_lag,
-};
+use sluice_core::connector::{ConnectedFlag, Delivery, LagGauge, Source, unknown_lag};
 use sluice_core::message::{Message, Metadata};
 
 /// How long a settled ack may wait for the deliveries below it before it is sent on its own.
@@ -126,6 +124,7 @@ impl RabbitMqSource {
             tokio::spawn(watch_depth(
                 depth_channel,
                 queue.clone(),
+                Duration::from_millis(self.cfg.lag_interval_ms),
                 self.depth.clone(),
             ));
         }
@@ -385,9 +384,9 @@ async fn report(sent: impl std::future::Future<Output = lapin::Result<bool>>) {
     }
 }
 
-/// Read the queue's ready-message count (a passive declare) every [`DEPTH_INTERVAL`] until the
+/// Read the queue's ready-message count (a passive declare) every `interval` until the
 /// connection goes; a reconnect starts a new watcher.
-async fn watch_depth(channel: Channel, queue: String, depth: LagGauge) {
+async fn watch_depth(channel: Channel, queue: String, interval: Duration, depth: LagGauge) {
     let options = lapin::options::QueueDeclareOptions {
         passive: true,
         ..Default::default()
@@ -403,6 +402,6 @@ async fn watch_depth(channel: Channel, queue: String, depth: LagGauge) {
                 return;
             }
         }
-        tokio::time::sleep(DEPTH_INTERVAL).await;
+        tokio::time::sleep(interval).await;
     }
 }

@@ -82,6 +82,11 @@ sqs_config! {
         #[serde(default)]
         #[schemars(range(min = 0, max = 43200))]
         pub visibility_timeout_s: Option<i32>,
+        /// How often the queue's depth is read into the lag gauge (`sluice_consumer_lag`), in ms.
+        /// Each read is one call to the broker. Default: 5000.
+        #[serde(default = "sluice_core::connector::default_lag_interval_ms")]
+        #[schemars(range(min = 100))]
+        pub lag_interval_ms: u64,
     }
 }
 

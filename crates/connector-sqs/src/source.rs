@@ -109,6 +109,7 @@ impl Source for SqsSource {
             let (depth_client, depth_url) = (client.clone(), url.clone());
             tokio::spawn(watch_depth(
                 url.clone(),
+                Duration::from_millis(self.cfg.lag_interval_ms),
                 Arc::downgrade(&self.depth),
                 move || read_depth(depth_client.clone(), depth_url.clone()),
             ));

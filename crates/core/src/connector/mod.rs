@@ -72,14 +72,24 @@ pub type ConnectedFlag = Arc<std::sync::atomic::AtomicBool>;
 /// A gauge a source updates from its own callbacks and the engine reads.
 pub type LagGauge = Arc<AtomicI64>;
 
-/// How often a queue broker's depth is read for the lag gauge (RabbitMQ, SQS, Azure).
+/// How often a queue broker's depth is read for the lag gauge (RabbitMQ, SQS, Azure) unless the
+/// source's `lag_interval_ms` says otherwise.
 pub const DEPTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Read a queue's depth with `read` every [`DEPTH_INTERVAL`] into `depth`, for as long as the
+/// [`DEPTH_INTERVAL`] in ms: the default of each queue source's `lag_interval_ms`.
+pub fn default_lag_interval_ms() -> u64 {
+    DEPTH_INTERVAL.as_millis() as u64
+}
+
+/// Read a queue's depth with `read` every `interval` into `depth`, for as long as the
 /// source keeps its gauge (the watcher holds it weakly). A failed or empty read leaves the last
 /// value and is tried again next time; `queue` names the queue in the debug log.
-pub async fn watch_depth<F, Fut>(queue: String, depth: std::sync::Weak<AtomicI64>, mut read: F)
-where
+pub async fn watch_depth<F, Fut>(
+    queue: String,
+    interval: std::time::Duration,
+    depth: std::sync::Weak<AtomicI64>,
+    mut read: F,
+) where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Option<i64>>>,
 {
@@ -92,7 +102,7 @@ where
             }
         }
         drop(gauge);
-        tokio::time::sleep(DEPTH_INTERVAL).await;
+        tokio::time::sleep(interval).await;
     }
 }
 
