@@ -2,7 +2,7 @@
 //! and sinks that fail, block or record on purpose.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 pub mod azure;
 pub mod brokers;
 pub mod conformance;
+pub mod hostile;
 pub mod kafka;
 pub mod sqs;
 
@@ -44,11 +45,23 @@ pub fn plugin_path(name: &str) -> PathBuf {
     path
 }
 
-/// One plugin host for the whole test binary, caching compiled components under target/.
+/// One plugin host for the whole test binary, caching compiled components in a directory of the
+/// build's own (`target/<profile>/plugin-cache`, beside the test binaries), never a fixed path
+/// in the shared temporary directory.
 pub fn plugin_host() -> PluginHost {
     static HOST: std::sync::OnceLock<PluginHost> = std::sync::OnceLock::new();
-    HOST.get_or_init(|| PluginHost::new(Some(std::env::temp_dir().join("sluice-test-cache"))))
+    HOST.get_or_init(|| PluginHost::new(Some(test_cache_dir())))
         .clone()
+}
+
+/// `target/<profile>/plugin-cache`, from where the test binary runs (`target/<profile>/deps`).
+pub fn test_cache_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary runs from target/<profile>/deps");
+    profile_dir.join("plugin-cache")
 }
 
 /// Load `name` as a handler of pipeline `pipeline` with `limits` and `config`.

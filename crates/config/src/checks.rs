@@ -59,12 +59,11 @@ impl Sections {
 
     /// The default sink: named, or the only one.
     pub fn default_sink(&self, errors: &mut Vec<FieldError>) -> Option<String> {
-        let parsed = self.sinks.values().all(Option::is_some);
         match &self.default_sink {
             Some(name) if self.sinks.contains_key(name) => Some(name.clone()),
             Some(name) => {
-                // Only worth saying when the sinks themselves read.
-                if parsed {
+                // Said whenever there are sinks to name, also when some of them have errors.
+                if !self.sinks.is_empty() {
                     let known: Vec<&str> = self.sinks.keys().map(String::as_str).collect();
                     errors.push(FieldError::new(
                         "default_sink",
@@ -97,7 +96,8 @@ impl Sections {
                 }
             }
         }
-        let mut names: Vec<(usize, String)> = Vec::new();
+        // By name, the first handler that took it (a map: linear in the number of handlers).
+        let mut names: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for (i, h) in self.handlers.iter().enumerate() {
             let Some(h) = h else { continue };
             let path = format!("handlers[{i}]");
@@ -109,7 +109,7 @@ impl Sections {
             }
             // Names label metrics, spans and dead-letter headers: one per stage.
             let name = h.display_name();
-            if let Some((first, _)) = names.iter().find(|(_, n)| *n == name) {
+            if let Some(first) = names.get(&name) {
                 errors.push(FieldError::new(
                     path,
                     format!(
@@ -117,7 +117,7 @@ impl Sections {
                     ),
                 ));
             }
-            names.push((i, name));
+            names.entry(name).or_insert(i);
         }
         for sink_name in self.sinks.keys() {
             if sink_name == sluice_core::DEAD_LETTER_SINK {

@@ -41,7 +41,7 @@ pub struct PipelineDocument {
     pub delivery: DeliveryConfig,
     /// How long a shutdown may take to finish in-flight work, in milliseconds. Default: 30000.
     #[serde(default = "default_shutdown_deadline_ms")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 3600000))]
     pub shutdown_deadline_ms: u64,
     /// What the host may log about message contents. Default: payloads are never logged.
     #[serde(default)]

@@ -27,8 +27,10 @@ use sluice_connectors::{SinkConfig, SourceConfig};
 
 pub use document::PipelineDocument;
 pub use interpolate::interpolate;
-pub use load::{LoadedPipeline, load_file, load_paths, parse, pipeline_files};
-pub use locate::locate;
+pub use load::{
+    LoadedPipeline, ReadableParts, load_file, load_paths, parse, pipeline_files, readable_parts,
+};
+pub use locate::{Positions, locate, positions};
 pub use sluice_core::{FieldError, join_path};
 
 /// One pipeline: a source, a chain of handlers, named sinks, a dead-letter sink and a policy.
@@ -154,22 +156,47 @@ impl HandlerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Wall-clock budget for one handler call, in milliseconds. Default: 1000.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 3600000))]
     pub timeout_ms: u64,
-    /// Linear memory cap per instance, in MiB. Default: 64.
+    /// Memory cap per instance, in MiB: all its linear memories and tables together. Default: 64.
     #[schemars(range(min = 1, max = 4096))]
     pub memory_mb: u64,
     /// Most outputs one message may produce. Default: 1024.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000000))]
     pub max_outputs: u32,
     /// Most output payload bytes one message may produce, in bytes. Default: 4194304 (4 MiB).
+    #[schemars(range(min = 0, max = 1073741824))]
     pub max_output_bytes: u64,
     /// WebAssembly stack size, in KiB. Default: 512.
     #[schemars(range(min = 16, max = 65536))]
     pub stack_kb: u64,
     /// Instances kept warm and called in parallel. Default: the number of CPUs.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1024))]
     pub instances: Option<usize>,
+    /// Most headers on one output. Default: 64.
+    #[schemars(range(min = 0, max = 65536))]
+    pub max_headers: u32,
+    /// Most bytes of header names and values on one output. Default: 65536 (64 KiB).
+    #[schemars(range(min = 0, max = 67108864))]
+    pub max_header_bytes: u64,
+    /// Most bytes in one output's key. Default: 65536 (64 KiB).
+    #[schemars(range(min = 0, max = 67108864))]
+    pub max_key_bytes: u64,
+    /// Longest error reason kept (a handler's `fatal`, `transient` or `invalid` text, a panic
+    /// message), in bytes; a longer one is cut, with a marker. Default: 4096.
+    #[schemars(range(min = 64, max = 1048576))]
+    pub max_reason_bytes: u32,
+    /// Longest log line kept, in bytes; a longer one is cut, with a marker. Default: 4096.
+    #[schemars(range(min = 64, max = 1048576))]
+    pub max_log_bytes: u32,
+    /// Log lines the handler may write per second, all its instances together; the rest are
+    /// dropped and counted in `sluice_handler_log_lines_dropped_total`. Default: 100.
+    #[schemars(range(min = 1, max = 1000000))]
+    pub log_lines_per_second: u32,
+    /// Most counter names the handler may keep; further names are refused and counted in
+    /// `sluice_handler_counters_refused_total`. Default: 1000.
+    #[schemars(range(min = 0, max = 100000))]
+    pub max_counters: u32,
 }
 
 impl Default for LimitsConfig {
@@ -181,6 +208,13 @@ impl Default for LimitsConfig {
             max_output_bytes: 4 * 1024 * 1024,
             stack_kb: 512,
             instances: None,
+            max_headers: 64,
+            max_header_bytes: 64 * 1024,
+            max_key_bytes: 64 * 1024,
+            max_reason_bytes: 4096,
+            max_log_bytes: 4096,
+            log_lines_per_second: 100,
+            max_counters: 1000,
         }
     }
 }
@@ -191,11 +225,11 @@ impl Default for LimitsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     /// Most deliveries pulled from the source and not yet settled. Default: 1024.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000000))]
     pub max_in_flight: usize,
     /// Most messages handed to a handler in one call; batches form only from messages already
     /// waiting, so light traffic is never delayed. Default: 128.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 65536))]
     pub batch_size: usize,
     pub retry: RetryConfig,
     /// Default: no rate limit.
@@ -236,11 +270,13 @@ impl Default for DeliveryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     /// Attempts in all, the first included, before a message is dead-lettered. Default: 5.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000))]
     pub max_attempts: u32,
     /// Delay before the first retry, in milliseconds; doubles each retry. Default: 100.
+    #[schemars(range(min = 0, max = 86400000))]
     pub base_delay_ms: u64,
     /// Cap on one delay, in milliseconds. Default: 30000.
+    #[schemars(range(min = 0, max = 86400000))]
     pub max_delay_ms: u64,
     /// Fraction of each delay drawn at random (0 = none, 1 = full jitter). Default: 0.2.
     #[schemars(range(min = 0, max = 1))]
@@ -264,11 +300,11 @@ impl Default for RetryConfig {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Sustained messages per second.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000000000))]
     pub per_second: u32,
     /// Messages allowed at once above the sustained rate. Default: `per_second`.
     #[serde(default)]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000000000))]
     pub burst: Option<u32>,
 }
 

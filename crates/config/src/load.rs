@@ -9,8 +9,9 @@ use serde_json::Value;
 
 use super::checks::Sections;
 use super::errors::{Found, schema_errors};
+use super::interpolate::{Masked, WholeReference, interpolate_values, mask, typed};
 use super::locate::{Position, parent, positions};
-use super::{ConfigError, FieldError, PipelineConfig, PipelineDocument, interpolate};
+use super::{ConfigError, FieldError, PipelineConfig, PipelineDocument};
 
 /// A valid pipeline and where it came from.
 #[derive(Debug, Clone)]
@@ -86,9 +87,12 @@ pub fn load_paths(paths: &[PathBuf]) -> (Vec<LoadedPipeline>, Vec<ConfigError>) 
                             first.display()
                         ),
                     );
-                    error.location = std::fs::read_to_string(&file)
-                        .ok()
-                        .and_then(|text| super::locate(&text, "name"));
+                    error.location = sluice_core::files::read_text_bounded(
+                        &file,
+                        sluice_core::files::MAX_PIPELINE_FILE,
+                    )
+                    .ok()
+                    .and_then(|text| super::locate(&text, "name"));
                     errors.push(error);
                 } else {
                     names.insert(p.config.name.clone(), file.clone());
@@ -103,7 +107,7 @@ pub fn load_paths(paths: &[PathBuf]) -> (Vec<LoadedPipeline>, Vec<ConfigError>) 
 
 /// Load one pipeline file, with the process environment for `${VAR}`.
 pub fn load_file(path: &Path) -> Result<LoadedPipeline, Vec<ConfigError>> {
-    let text = std::fs::read_to_string(path)
+    let text = sluice_core::files::read_text_bounded(path, sluice_core::files::MAX_PIPELINE_FILE)
         .map_err(|e| vec![file_error(path, "", &format!("cannot read: {e}"))])?;
     let config = parse(path, &text, |name| std::env::var(name).ok())?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -130,34 +134,23 @@ pub fn parse(
             })
             .collect::<Vec<_>>()
     };
-    let text = interpolate(text, env).map_err(|errors| {
-        located(
-            errors
-                .into_iter()
-                .map(|e| {
-                    let location = e
-                        .path
-                        .strip_prefix("line ")
-                        .and_then(|l| l.split_once(':'))
-                        .and_then(|(l, c)| Some((l.parse().ok()?, c.parse().ok()?)));
-                    (FieldError::new("", e.message), location)
-                })
-                .collect(),
-        )
-    })?;
     let default_name = file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    parse_value(&text, &default_name).map_err(located)
+    parse_value(text, &default_name, &env).map_err(located)
 }
 
 fn parse_value(
     text: &str,
     default_name: &str,
+    env: &impl Fn(&str) -> Option<String>,
 ) -> Result<PipelineConfig, Vec<(FieldError, Option<Position>)>> {
-    let doc: Value = serde_saphyr::from_str(text)
-        .map_err(|e| vec![(FieldError::new("", format!("not valid YAML: {e}")), None)])?;
+    let masked = mask(text);
+    let doc: Value = serde_saphyr::from_str(&masked.text).map_err(|e| {
+        let e = masked.unmask(&e.to_string());
+        vec![(FieldError::new("", format!("not valid YAML: {e}")), None)]
+    })?;
     if !doc.is_object() {
         return Err(vec![(
             FieldError::new(
@@ -168,24 +161,31 @@ fn parse_value(
         )]);
     }
     let at = positions(text);
-    let found = schema_errors(&doc);
-    let (usable, aside) = set_aside(doc.clone(), &found);
-    let top = usable.as_object().cloned().unwrap_or_default();
-    let sections = Sections::read(&top, default_name);
+    let Prepared {
+        doc,
+        unresolved,
+        found,
+        aside,
+        sections,
+    } = prepare(doc, &masked, default_name, env);
     let mut checks = Vec::new();
     sections.check(&mut checks);
     // What was set aside has its error already; a check would only say that it is missing.
     checks.retain(|e| !aside.iter().any(|a| within(&e.path, a)));
 
-    let mut errors: Vec<(FieldError, Option<Position>)> = found
+    let mut errors: Vec<(FieldError, Option<Position>)> = unresolved
         .into_iter()
-        .map(|f| {
+        .map(|e| {
+            let location = at.node(&e.path);
+            (e, location)
+        })
+        .chain(found.into_iter().map(|f| {
             let location = match &f.at_node {
                 Some(node) => at.node(node),
                 None => at.of(&f.error.path),
             };
             (reworded(f.error), location)
-        })
+        }))
         .chain(checks.into_iter().map(|e| {
             let location = at.of(&e.path);
             (e, location)
@@ -318,5 +318,158 @@ fn file_error(file: &Path, path: &str, message: &str) -> ConfigError {
         file: file.to_path_buf(),
         location: None,
         error: FieldError::new(path, message),
+    }
+}
+
+/// A value that was one reference (`${WINDOW}`) and reads as a number or boolean becomes one
+/// where that is what the schema wants: kept only when it leaves fewer schema errors than the
+/// string did.
+fn type_whole_references(doc: &mut Value, whole: Vec<WholeReference>) {
+    let mut errors = None;
+    for w in whole {
+        let Some(typed) = typed(&w.value) else {
+            continue;
+        };
+        let before = *errors.get_or_insert_with(|| schema_errors(doc).len());
+        let Some(slot) = doc.pointer_mut(&w.pointer) else {
+            continue;
+        };
+        let string = std::mem::replace(slot, typed);
+        let after = schema_errors(doc).len();
+        if after < before {
+            errors = Some(after);
+        } else if let Some(slot) = doc.pointer_mut(&w.pointer) {
+            *slot = string;
+        }
+    }
+}
+
+/// A parsed document made ready for checking: references resolved (those that cannot be are
+/// left as written, with their errors), then what the schema rejects set aside so that the rest
+/// reads.
+struct Prepared {
+    doc: Value,
+    unresolved: Vec<FieldError>,
+    found: Vec<Found>,
+    aside: Vec<String>,
+    sections: Sections,
+}
+
+fn prepare(
+    mut doc: Value,
+    masked: &Masked,
+    default_name: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Prepared {
+    let unresolved = match interpolate_values(&mut doc, masked, env) {
+        Ok(whole) => {
+            type_whole_references(&mut doc, whole);
+            Vec::new()
+        }
+        Err(errors) => errors,
+    };
+    let found = schema_errors(&doc);
+    let (usable, aside) = set_aside(doc.clone(), &found);
+    let top = usable.as_object().cloned().unwrap_or_default();
+    let sections = Sections::read(&top, default_name);
+    Prepared {
+        doc,
+        unresolved,
+        found,
+        aside,
+        sections,
+    }
+}
+
+/// The parts of a pipeline file that read on their own, even when the file has errors elsewhere
+/// (what the schema rejects is set aside first): `sluice validate` loads their plugins and makes
+/// their connectors' local checks too, so that one run reports every error.
+#[derive(Debug, Default)]
+pub struct ReadableParts {
+    pub handlers: Vec<(usize, super::HandlerConfig)>,
+    pub source: Option<sluice_connectors::SourceConfig>,
+    pub sinks: Vec<(String, sluice_connectors::SinkConfig)>,
+    pub dead_letter: Option<sluice_connectors::SinkConfig>,
+}
+
+/// [`ReadableParts`] of the pipeline file at `path`, with the process environment for `${VAR}`.
+pub fn readable_parts(path: &Path) -> ReadableParts {
+    let Ok(text) =
+        sluice_core::files::read_text_bounded(path, sluice_core::files::MAX_PIPELINE_FILE)
+    else {
+        return ReadableParts::default();
+    };
+    let masked = mask(&text);
+    let Ok(doc) = serde_saphyr::from_str::<Value>(&masked.text) else {
+        return ReadableParts::default();
+    };
+    let sections = prepare(doc, &masked, "", &|name| std::env::var(name).ok()).sections;
+    ReadableParts {
+        handlers: sections
+            .handlers
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, h)| Some((i, h?)))
+            .collect(),
+        source: sections.source,
+        sinks: sections
+            .sinks
+            .into_iter()
+            .filter_map(|(name, sink)| Some((name, sink?)))
+            .collect(),
+        dead_letter: sections.dead_letter,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A secret holding what YAML treats as syntax (a comment, a key, a new line) reaches the
+    /// connector whole: references are resolved in the parsed values, not in the text.
+    #[test]
+    fn a_secret_passes_through_interpolation_unchanged() {
+        let secret = "p@ss #not-a-comment: injected: true\nsecond line ${NOT_A_REF} $$";
+        let text = "source: { type: kafka, brokers: localhost:9092, topics: [t], group: \"${SECRET}\" }\n\
+                    sinks: { out: { type: drop } }\ndead_letter: { type: drop }\n\
+                    delivery: { max_in_flight: ${WINDOW}, guarantee: ${GUARANTEE:-at_least_once} }\n";
+        let env = |name: &str| match name {
+            "SECRET" => Some(secret.to_owned()),
+            "WINDOW" => Some("64".to_owned()),
+            _ => None,
+        };
+        let cfg = parse(Path::new("p.yaml"), text, env).expect("parses");
+        let sluice_connectors::SourceConfig::kafka(kafka) = &cfg.source else {
+            panic!("{:?}", cfg.source)
+        };
+        assert_eq!(
+            kafka.group, secret,
+            "the value is not substituted again, nor cut"
+        );
+        assert_eq!(
+            cfg.delivery.max_in_flight, 64,
+            "a whole reference becomes a number"
+        );
+    }
+
+    #[test]
+    fn every_unresolved_reference_is_reported_with_the_other_errors() {
+        let text = "source: { type: generate, count: \"${COUNT}\" }\nsinks: { out: { type: drop, bogus: 1 } }\ndead_letter: { type: \"${DL}\" }\n";
+        let errors = parse(Path::new("p.yaml"), text, |_| None).unwrap_err();
+        let said: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(
+            said.iter()
+                .any(|e| e.contains("source.count: environment variable `COUNT` is not set")),
+            "{said:#?}"
+        );
+        assert!(
+            said.iter()
+                .any(|e| e.contains("dead_letter.type: environment variable `DL` is not set")),
+            "{said:#?}"
+        );
+        assert!(
+            said.iter().any(|e| e.contains("sinks.out.bogus")),
+            "{said:#?}"
+        );
     }
 }

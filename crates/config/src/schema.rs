@@ -63,6 +63,48 @@ mod tests {
         );
     }
 
+    /// A setting without an upper bound can ask the host for what it cannot give (a window of
+    /// 2^61 deliveries once panicked a worker and hung the pipeline): every number a pipeline
+    /// sets has a `maximum`, checked by `validate`. Values handed on as they are (a handler's
+    /// `config` to its `init`, RabbitMQ's `arguments` to the broker) are not settings.
+    #[test]
+    fn every_number_a_pipeline_sets_has_an_upper_bound() {
+        fn walk(node: &Value, path: &str, unbounded: &mut Vec<String>) {
+            match node {
+                Value::Object(map) => {
+                    let types: Vec<&str> = match map.get("type") {
+                        Some(Value::String(t)) => vec![t.as_str()],
+                        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+                        _ => Vec::new(),
+                    };
+                    let numeric = types.iter().any(|t| matches!(*t, "integer" | "number"));
+                    if numeric
+                        && !map.contains_key("maximum")
+                        && !path.ends_with("/ArgValue/anyOf/1")
+                        && !path.ends_with("/Scalar")
+                    {
+                        unbounded.push(path.to_owned());
+                    }
+                    for (k, v) in map {
+                        walk(v, &format!("{path}/{k}"), unbounded);
+                    }
+                }
+                Value::Array(items) => {
+                    for (i, v) in items.iter().enumerate() {
+                        walk(v, &format!("{path}/{i}"), unbounded);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut unbounded = Vec::new();
+        walk(&pipeline_schema(), "", &mut unbounded);
+        assert!(
+            unbounded.is_empty(),
+            "numbers without a maximum: {unbounded:#?}"
+        );
+    }
+
     /// Every pipeline file under `pipelines/` (not the `*.test.yaml` test files).
     pub(crate) fn example_pipelines() -> Vec<PathBuf> {
         fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -93,7 +135,7 @@ mod tests {
         for file in files {
             let text = std::fs::read_to_string(&file).unwrap();
             // Defaults of `${VAR:-default}`, as a host with an empty environment would.
-            let text = crate::interpolate(&text, |_| None).unwrap();
+            let text = crate::interpolate(&text, &|_| None).unwrap();
             let doc: Value = serde_saphyr::from_str(&text).unwrap();
             let errors: Vec<String> = validator()
                 .iter_errors(&doc)

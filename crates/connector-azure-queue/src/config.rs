@@ -50,10 +50,11 @@ pub struct AzureQueueSourceConfig {
     pub visibility_timeout_s: i32,
     /// Pause between polls of an empty queue, in ms. Default: 500.
     #[serde(default = "default_poll_interval_ms")]
+    #[schemars(range(min = 0, max = 3600000))]
     pub poll_interval_ms: u64,
     /// Dequeues after which a message goes to the poison queue. Default: 5.
     #[serde(default = "default_max_dequeue_count")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000000))]
     pub max_dequeue_count: i64,
     /// Default: `<queue>-poison`.
     #[serde(default)]
@@ -64,7 +65,7 @@ pub struct AzureQueueSourceConfig {
     /// How often the queue's depth is read into the lag gauge (`sluice_consumer_lag`), in ms.
     /// Each read is one call to the broker. Default: 5000.
     #[serde(default = "sluice_core::connector::default_lag_interval_ms")]
-    #[schemars(range(min = 100))]
+    #[schemars(range(min = 100, max = 3600000))]
     pub lag_interval_ms: u64,
 }
 

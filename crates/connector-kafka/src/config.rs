@@ -113,14 +113,16 @@ pub struct KafkaSourceConfig {
     /// How often stored offsets are committed, in ms. Default: 1000. (They are also committed on
     /// every revocation and at shutdown.)
     #[serde(default = "default_commit_interval_ms")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 3600000))]
     pub commit_interval_ms: u64,
     /// Group session timeout, in ms. Default: librdkafka's (45000).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 3600000))]
     pub session_timeout_ms: Option<u64>,
     /// How often consumer lag (high watermark minus committed offset, summed over the assigned
     /// partitions) is read from the broker, in ms; 0 turns it off. Default: 5000.
     #[serde(default = "default_lag_interval_ms")]
+    #[schemars(range(min = 0, max = 3600000))]
     pub lag_interval_ms: u64,
     /// Default: plaintext.
     #[serde(default)]
@@ -148,10 +150,12 @@ pub struct KafkaSinkConfig {
     pub compression: Compression,
     /// How long the producer waits to fill a batch, in ms. Default: 5.
     #[serde(default = "default_linger_ms")]
+    #[schemars(range(min = 0, max = 900000))]
     pub linger_ms: u64,
     /// How long a record may take to be acknowledged before the write fails (and the engine
     /// retries it), in ms. Default: 30000.
     #[serde(default = "default_message_timeout_ms")]
+    #[schemars(range(min = 0, max = 2147483647))]
     pub message_timeout_ms: u64,
     #[serde(default)]
     pub tls: Option<TlsConfig>,

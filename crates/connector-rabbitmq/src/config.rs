@@ -40,7 +40,7 @@ pub struct RabbitMqSourceConfig {
     /// How often the queue's depth is read into the lag gauge (`sluice_consumer_lag`), in ms.
     /// Each read is one call to the broker. Default: 5000.
     #[serde(default = "sluice_core::connector::default_lag_interval_ms")]
-    #[schemars(range(min = 100))]
+    #[schemars(range(min = 100, max = 3600000))]
     pub lag_interval_ms: u64,
 }
 
@@ -77,7 +77,7 @@ pub struct RabbitMqSinkConfig {
     /// failed: the connection is dropped and the batch retried on a new one (a confirm lost with
     /// a half-dead connection would otherwise hold its messages forever). Default: 30000.
     #[serde(default = "default_confirm_timeout_ms")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 3600000))]
     pub confirm_timeout_ms: u64,
 }
 

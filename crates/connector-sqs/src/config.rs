@@ -85,7 +85,7 @@ sqs_config! {
         /// How often the queue's depth is read into the lag gauge (`sluice_consumer_lag`), in ms.
         /// Each read is one call to the broker. Default: 5000.
         #[serde(default = "sluice_core::connector::default_lag_interval_ms")]
-        #[schemars(range(min = 100))]
+        #[schemars(range(min = 100, max = 3600000))]
         pub lag_interval_ms: u64,
     }
 }

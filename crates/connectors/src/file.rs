@@ -52,6 +52,16 @@ impl SourceFactory for FileSourceConfig {
         }
     }
 
+    fn check_local(&self, ctx: &BuildContext, errors: &mut Vec<FieldError>) {
+        let path = ctx.resolve(&self.path);
+        if let Err(e) = std::fs::File::open(&path) {
+            errors.push(FieldError::new(
+                "path",
+                format!("cannot open {}: {e}", path.display()),
+            ));
+        }
+    }
+
     fn redelivers(&self) -> bool {
         false
     }
@@ -74,6 +84,19 @@ impl SinkFactory for FileSinkConfig {
     fn validate(&self, errors: &mut Vec<FieldError>) {
         if self.path.as_os_str().is_empty() {
             errors.push(FieldError::new("path", "must not be empty"));
+        }
+    }
+
+    fn check_local(&self, ctx: &BuildContext, errors: &mut Vec<FieldError>) {
+        let path = ctx.resolve(&self.path);
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir
+            && !dir.is_dir()
+        {
+            errors.push(FieldError::new(
+                "path",
+                format!("the directory {} does not exist", dir.display()),
+            ));
         }
     }
 

@@ -20,10 +20,11 @@ use sluice_core::message::{Message, Metadata, now_ms};
 pub struct GenerateSourceConfig {
     /// Stop after this many messages. Default: never stop.
     #[serde(default)]
+    #[schemars(range(min = 0, max = 1_000_000_000_000_u64))]
     pub count: Option<u64>,
     /// Messages per second. Default: as fast as the pipeline takes them.
     #[serde(default)]
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 1000000000))]
     pub rate_per_second: Option<f64>,
     /// What to generate. Default: `envelope`.
     #[serde(default)]
@@ -34,7 +35,7 @@ pub struct GenerateSourceConfig {
     pub size: usize,
     /// Make every Nth envelope malformed (to see dead-lettering work). Default: never.
     #[serde(default)]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1_000_000_000_000_u64))]
     pub malformed_every: Option<u64>,
 }
 

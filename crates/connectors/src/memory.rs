@@ -29,7 +29,7 @@ pub struct MemorySourceConfig {
     /// How long a pulled, unsettled message stays invisible before it is redelivered.
     /// Milliseconds; default 30000.
     #[serde(default = "default_visibility_ms")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 3600000))]
     pub visibility_timeout_ms: u64,
 }
 

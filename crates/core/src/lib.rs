@@ -9,6 +9,7 @@ pub mod ack;
 pub mod connector;
 pub mod deadline;
 mod field_error;
+pub mod files;
 pub mod message;
 pub mod schema;
 pub mod transform;

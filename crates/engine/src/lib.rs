@@ -112,7 +112,9 @@ impl Pipeline {
             let burst = NonZeroU32::new(burst.unwrap_or(1)).unwrap_or(NonZeroU32::MIN);
             RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst))
         });
-        let window = Arc::new(Semaphore::new(delivery.max_in_flight.max(1)));
+        let window = Arc::new(Semaphore::new(
+            delivery.max_in_flight.clamp(1, Semaphore::MAX_PERMITS),
+        ));
         let tracker = TaskTracker::new();
         let ctx = Arc::new(Ctx {
             name: name.clone(),
@@ -127,7 +129,7 @@ impl Pipeline {
             stopping: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
             tracker: tracker.clone(),
-            workers: Arc::new(Semaphore::new(workers.max(1))),
+            workers: Arc::new(Semaphore::new(workers.clamp(1, Semaphore::MAX_PERMITS))),
             payload_log,
         });
 

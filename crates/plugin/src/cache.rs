@@ -47,6 +47,7 @@ pub fn compile(
     let Some(dir) = dir else {
         return Ok((Component::new(engine, bytes)?, false));
     };
+    private_dir(dir)?;
     let path = dir.join(format!("{hash}-{:016x}.cwasm", engine_hash(engine)));
     // Read into memory rather than map the file: a cache file truncated or rewritten while in use
     // must not be able to fault the process (a mapped file that shrinks raises SIGBUS).
@@ -73,14 +74,45 @@ pub fn compile(
     Ok((component, false))
 }
 
-/// Write atomically (temporary file, then rename) so a crash never leaves a torn artifact.
-fn store(dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+/// Make sure `dir` is the host's own: created `0700` when missing; refused when another user owns
+/// it or others may write to it, since every file in it is loaded as native code.
+pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("creating the compile cache {}", dir.display()))?;
+        }
+        let meta = std::fs::metadata(dir)
+            .with_context(|| format!("reading the compile cache {}", dir.display()))?;
+        // SAFETY: `geteuid` has no preconditions and cannot fail.
+        #[allow(unsafe_code)]
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            anyhow::bail!(
+                "the compile cache {} belongs to user {}, not to this user ({me}); its files would run as native code, so it must be your own: choose another with --cache-dir or SLUICE_CACHE_DIR",
+                dir.display(),
+                meta.uid()
+            );
+        }
+        if meta.mode() & 0o022 != 0 {
+            anyhow::bail!(
+                "the compile cache {} may be written by others (mode {:o}); its files would run as native code: `chmod 700 {}`, or choose another with --cache-dir or SLUICE_CACHE_DIR",
+                dir.display(),
+                meta.mode() & 0o777,
+                dir.display()
+            );
+        }
     }
+    Ok(())
+}
+
+/// Write atomically (temporary file, then rename) so a crash never leaves a torn artifact.
+fn store(dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("cwasm"),
@@ -89,4 +121,28 @@ fn store(dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn the_cache_is_created_private_and_refused_when_others_may_write() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a").join("cache");
+        private_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = private_dir(&dir).unwrap_err().to_string();
+        assert!(err.contains("may be written by others (mode 777)"), "{err}");
+        let engine = Engine::default();
+        let refused = compile(&engine, b"\0asm\x0d\0\x01\0", "h", Some(&dir)).unwrap_err();
+        assert!(
+            format!("{refused:#}").contains("may be written by others"),
+            "nothing is loaded from a cache others may write: {refused:#}"
+        );
+    }
 }

@@ -16,6 +16,7 @@ mod bindings;
 mod cache;
 pub mod componentize;
 mod convert;
+mod guard;
 pub mod guest_bindings;
 mod handler;
 mod inspect;
@@ -37,6 +38,7 @@ use bindings::v0_1;
 use state::HostState;
 
 pub use cache::{content_hash, default_cache_dir};
+pub use guard::GuardCounts;
 pub use handler::WasmHandler;
 pub use inspect::Inspection;
 pub use settings::{BatchAbi, Grant, Limits};
@@ -91,8 +93,8 @@ impl PluginHost {
     /// Load the component at `path`: compile (through the cache), check that it implements
     /// `sluice:plugin/handler@0.1.0` and imports nothing the host does not grant.
     pub fn load(&self, path: &Path, limits: &Limits) -> anyhow::Result<Plugin> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("plugin {}: cannot read", path.display()))?;
+        let bytes =
+            read_plugin(path).with_context(|| format!("plugin {}: cannot read", path.display()))?;
         self.load_bytes(path, &bytes, limits)
             .with_context(|| format!("plugin {}", path.display()))
     }
@@ -106,6 +108,7 @@ impl PluginHost {
             cache::compile(&engine, bytes, &hash, self.inner.cache_dir.as_deref())
                 .context("does not compile")?;
         let compile_time = started.elapsed();
+        check_resources(&component, limits)?;
         // Name every import that can never be granted, not just the first one the linker trips
         // on. WASI imports that a pipeline may grant are checked when the handler is bound to
         // its pipeline (`into_handler_with`).
@@ -164,8 +167,7 @@ impl PluginHost {
 
     /// Describe a component: the world it implements (if any), its imports and exports.
     pub fn inspect(&self, path: &Path) -> anyhow::Result<Inspection> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes = read_plugin(path).with_context(|| format!("cannot read {}", path.display()))?;
         check_is_component(&bytes).with_context(|| format!("plugin {}", path.display()))?;
         let engine = self.engine(Limits::default().stack_kb)?;
         let hash = content_hash(&bytes);
@@ -201,6 +203,55 @@ fn spawn_epoch_ticker(host: Weak<HostInner>) {
         // Without the ticker no call would ever time out: refuse to run rather than run unguarded.
         panic!("cannot start the epoch thread that enforces handler timeouts: {err}");
     }
+}
+
+fn read_plugin(path: &Path) -> std::io::Result<Vec<u8>> {
+    sluice_core::files::read_bounded(path, sluice_core::files::MAX_PLUGIN_FILE)
+}
+
+/// Refuse, before anything is instantiated, a component that declares more memories or tables
+/// than a handler may have, or a first memory or table larger than the whole instance's budget.
+fn check_resources(
+    component: &wasmtime::component::Component,
+    limits: &Limits,
+) -> anyhow::Result<()> {
+    // `None`: the component imports core modules, which the host never provides (refused below).
+    let Some(r) = component.resources_required() else {
+        return Ok(());
+    };
+    let budget = limits.memory_mb.saturating_mul(1024 * 1024);
+    if r.num_memories > guard::MAX_MEMORIES {
+        bail!(
+            "defines {} linear memories; a handler may define at most {}",
+            r.num_memories,
+            guard::MAX_MEMORIES
+        );
+    }
+    if r.num_tables > guard::MAX_TABLES {
+        bail!(
+            "defines {} tables; a handler may define at most {}",
+            r.num_tables,
+            guard::MAX_TABLES
+        );
+    }
+    if let Some(pages) = r.max_initial_memory_size
+        && pages.saturating_mul(64 * 1024) > budget
+    {
+        bail!(
+            "declares a linear memory of {} MiB at start, over its `memory_mb` of {}",
+            pages.saturating_mul(64 * 1024) / (1024 * 1024),
+            limits.memory_mb
+        );
+    }
+    if let Some(elements) = r.max_initial_table_size
+        && elements.saturating_mul(guard::TABLE_ELEMENT_BYTES as u64) > budget
+    {
+        bail!(
+            "declares a table of {elements} elements at start, over its `memory_mb` of {}",
+            limits.memory_mb
+        );
+    }
+    Ok(())
 }
 
 /// The WebAssembly binary format's layer field tells components (1) from core modules (0).
@@ -244,5 +295,6 @@ fn declared_version(bytes: &[u8]) -> Option<String> {
         }
         wasm_metadata::Payload::Module(_) => None,
     };
-    own.or_else(nested).map(ToString::to_string)
+    own.or_else(nested)
+        .map(|v| guard::cut(&v.to_string(), guard::MAX_VERSION_BYTES))
 }

@@ -6,7 +6,7 @@
 pub struct Limits {
     /// Wall-clock budget for one handler call, in milliseconds.
     pub timeout_ms: u64,
-    /// Linear memory cap per instance, in MiB.
+    /// Memory cap per instance, in MiB: all its linear memories and tables together.
     pub memory_mb: u64,
     /// Most outputs one message may produce.
     pub max_outputs: u32,
@@ -16,6 +16,21 @@ pub struct Limits {
     pub stack_kb: u64,
     /// Instances kept warm and called in parallel; `None` means the number of CPUs.
     pub instances: Option<usize>,
+    /// Most headers on one output.
+    pub max_headers: u32,
+    /// Most bytes of header names and values on one output.
+    pub max_header_bytes: u64,
+    /// Most bytes in one output's key.
+    pub max_key_bytes: u64,
+    /// Longest error reason kept, in bytes; a longer one is cut, with a marker.
+    pub max_reason_bytes: u32,
+    /// Longest log line kept, in bytes; a longer one is cut, with a marker.
+    pub max_log_bytes: u32,
+    /// Log lines a handler may write per second (all its instances together); the rest are
+    /// dropped and counted.
+    pub log_lines_per_second: u32,
+    /// Most counter names a handler may keep.
+    pub max_counters: u32,
 }
 
 impl Default for Limits {
@@ -29,7 +44,35 @@ impl Default for Limits {
             max_output_bytes: 4 * 1024 * 1024,
             stack_kb: 512,
             instances: None,
+            max_headers: 64,
+            max_header_bytes: 64 * 1024,
+            max_key_bytes: 64 * 1024,
+            max_reason_bytes: 4096,
+            max_log_bytes: 4096,
+            log_lines_per_second: 100,
+            max_counters: 1000,
         }
+    }
+}
+
+impl Limits {
+    /// Bytes one message's result may carry across the boundary when every output is within
+    /// these limits: payloads and keys, headers, routes, the records themselves (wasmtime's
+    /// "hostcall fuel" counts these). A call of `n` messages is given `n` times this, so a batch
+    /// of messages within their limits is never refused for its size.
+    pub fn result_budget(&self) -> usize {
+        let outputs = u64::from(self.max_outputs);
+        let per_output = 64 // the output record and its options
+            + u64::from(self.max_headers) * 16
+            + self.max_header_bytes
+            + self.max_key_bytes
+            + crate::guard::MAX_ROUTE_BYTES as u64;
+        let total = self
+            .max_output_bytes
+            .saturating_add(outputs.saturating_mul(per_output))
+            .saturating_add(u64::from(self.max_reason_bytes))
+            .saturating_add(64 * 1024);
+        usize::try_from(total).unwrap_or(usize::MAX)
     }
 }
 

@@ -1,16 +1,15 @@
 //! What each plugin instance's `Store` holds: its limits and the host imports' state.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use wasmtime::ResourceLimiter;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::bindings::v0_1::sluice::plugin::{counters, log, types};
+use crate::guard::{self, Counters, GuardStats, InstanceBudget, LogRate};
 use sluice_trace as trace;
 
 /// Per-instance host state.
 pub struct HostState {
-    pub limiter: MemoryCap,
+    pub limiter: InstanceBudget,
     pub pipeline: Arc<str>,
     pub plugin: Arc<str>,
     /// Message id of the single message being handled, for log lines; `None` for batches.
@@ -19,7 +18,8 @@ pub struct HostState {
     pub last_panic: Option<String>,
     /// When the current call runs past its timeout (checked at every epoch tick).
     pub call_deadline: std::time::Instant,
-    pub counters: Arc<Mutex<HashMap<String, u64>>>,
+    /// What the handler's instances share: counters, the log rate, what the guards turned away.
+    pub shared: Arc<Shared>,
     /// WASI as the pipeline grants it (`wasi.rs`); used only by components that import WASI.
     pub wasi: wasmtime_wasi::WasiCtx,
     pub table: wasmtime::component::ResourceTable,
@@ -34,48 +34,32 @@ impl wasmtime_wasi::WasiView for HostState {
     }
 }
 
-/// Caps linear memory growth; remembers that the cap was hit so the trap can be classified.
-pub struct MemoryCap {
-    pub max_bytes: usize,
-    pub hit: Option<usize>,
-}
-
-impl ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
-            self.hit = Some(desired);
-            // An error (not `Ok(false)`) traps right here, with a reason, instead of letting the
-            // guest's allocator turn the failure into a less telling abort.
-            return Err(wasmtime::Error::msg(format!(
-                "memory limit exceeded: the guest asked for {desired} bytes, the limit is {} bytes",
-                self.max_bytes
-            )));
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
-    }
+/// State all instances of one handler share.
+pub struct Shared {
+    pub counters: Counters,
+    pub log_rate: LogRate,
+    pub max_log_bytes: usize,
+    pub stats: GuardStats,
 }
 
 impl types::Host for HostState {}
 
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) {
+        let shared = &*self.shared;
         if message.starts_with("panic: ") {
-            self.last_panic = Some(message.clone());
+            // Kept even when the line is not written: it explains the trap that follows.
+            self.last_panic = Some(guard::log_text(&message, shared.max_log_bytes));
         }
+        // Refused before any work on the text: a flood costs the host a counter increment.
+        if !shared.log_rate.admit() {
+            shared
+                .stats
+                .log_lines_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let message = guard::log_text(&message, shared.max_log_bytes);
         let (pipeline, plugin) = (&*self.pipeline, &*self.plugin);
         let id = self.message_id.as_deref().unwrap_or("");
         let level_name = match level {
@@ -110,7 +94,13 @@ impl log::Host for HostState {
 
 impl counters::Host for HostState {
     fn add(&mut self, name: String, delta: u64) {
-        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        *counters.entry(name).or_default() += delta;
+        if !self.shared.counters.add(&name, delta) {
+            let refused = &self.shared.stats.counters_refused;
+            if refused.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(target: "sluice::handler", pipeline = &*self.pipeline, plugin = &*self.plugin,
+                    "counter refused (a name over {} bytes, or more names than `limits.max_counters`); sluice_handler_counters_refused_total counts every refusal",
+                    guard::MAX_COUNTER_NAME);
+            }
+        }
     }
 }

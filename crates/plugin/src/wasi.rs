@@ -18,7 +18,9 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
+use crate::guard;
 use crate::settings::Grant;
+use crate::state::Shared;
 
 /// The grant an import needs: `Ok(None)` for the host's own interfaces and WASI's plumbing
 /// (`wasi:io`, which gives nothing by itself), `Err` for what is never granted.
@@ -50,17 +52,22 @@ pub fn is_wasi(import: &str) -> bool {
 }
 
 /// The WASI context of one instance, as `grants` allow.
-pub fn context(pipeline: &Arc<str>, plugin: &Arc<str>, grants: &[Grant]) -> WasiCtx {
+pub fn context(
+    pipeline: &Arc<str>,
+    plugin: &Arc<str>,
+    grants: &[Grant],
+    shared: &Arc<Shared>,
+) -> WasiCtx {
     let mut builder = WasiCtxBuilder::new();
     builder
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
     if grants.contains(&Grant::Stdout) {
-        builder.stdout(LogStream::new(pipeline, plugin, "stdout"));
+        builder.stdout(LogStream::new(pipeline, plugin, "stdout", shared));
     }
     if grants.contains(&Grant::Stderr) {
-        builder.stderr(LogStream::new(pipeline, plugin, "stderr"));
+        builder.stderr(LogStream::new(pipeline, plugin, "stderr", shared));
     }
     builder.build()
 }
@@ -75,25 +82,36 @@ struct LogStream {
     plugin: Arc<str>,
     stream: &'static str,
     pending: Arc<Mutex<Vec<u8>>>,
+    /// The handler's log rate and line cap, shared with `sluice:plugin/log`.
+    shared: Arc<Shared>,
 }
 
 impl LogStream {
-    fn new(pipeline: &Arc<str>, plugin: &Arc<str>, stream: &'static str) -> Self {
+    fn new(
+        pipeline: &Arc<str>,
+        plugin: &Arc<str>,
+        stream: &'static str,
+        shared: &Arc<Shared>,
+    ) -> Self {
         LogStream {
             pipeline: pipeline.clone(),
             plugin: plugin.clone(),
             stream,
             pending: Arc::default(),
+            shared: shared.clone(),
         }
     }
 
     fn take(&self, bytes: &[u8]) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending.extend_from_slice(bytes);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            self.emit(&line[..line.len() - 1]);
+        // One pass over the buffer, whatever the number of lines in it.
+        let mut start = 0;
+        while let Some(len) = pending[start..].iter().position(|&b| b == b'\n') {
+            self.emit(&pending[start..start + len]);
+            start += len + 1;
         }
+        pending.drain(..start);
         if pending.len() > MAX_LINE {
             let line = std::mem::take(&mut *pending);
             self.emit(&line);
@@ -101,8 +119,16 @@ impl LogStream {
     }
 
     fn emit(&self, line: &[u8]) {
+        if !self.shared.log_rate.admit() {
+            self.shared
+                .stats
+                .log_lines_dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
         let text = String::from_utf8_lossy(line);
-        let text = text.trim_end_matches('\r');
+        let text = guard::log_text(text.trim_end_matches('\r'), self.shared.max_log_bytes);
+        let text = text.as_str();
         let level = if self.stream == "stderr" {
             "warn"
         } else {

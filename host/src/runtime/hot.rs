@@ -119,6 +119,10 @@ impl PluginView for HotHandler {
         HotHandler::counters(self)
     }
 
+    fn guard_counts(&self) -> crate::plugin::GuardCounts {
+        self.current.load().handler.guard_counts()
+    }
+
     fn swaps(&self) -> u64 {
         HotHandler::swaps(self)
     }

@@ -5,6 +5,7 @@
 //! Architecture invariant: this is the only place that knows both the config types and the
 //! engine/plugin types; the engine never sees a config file.
 
+mod checks;
 pub mod hot;
 mod request;
 pub mod settings;
@@ -17,13 +18,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::config::{ConfigError, FieldError, HandlerConfig, LoadedPipeline, PipelineConfig};
+use crate::config::{HandlerConfig, LoadedPipeline, PipelineConfig};
 use crate::connector::BuildContext;
 use crate::engine::{Pipeline, PipelineStats, Transform};
 use crate::plugin::{PluginHost, WasmHandler};
 use crate::telemetry::payload_log::PayloadLog;
 use crate::telemetry::{PipelineEntry, PluginView};
 
+pub use checks::validate;
 pub use hot::{HotHandler, PLUGIN_HEADER};
 pub use request::{ReloadReport, ReloadRequest, ReloadScope};
 pub use supervisor::Supervisor;
@@ -37,29 +39,6 @@ pub struct BuiltPipeline {
     pub entry: PipelineEntry,
 }
 
-/// Load every handler of `p` (compile, check the world, run `init`); used by `sluice validate`.
-/// Errors are located at `handlers[i].plugin`.
-pub fn check_plugins(host: &PluginHost, p: &LoadedPipeline) -> Vec<ConfigError> {
-    p.config
-        .handlers
-        .iter()
-        .enumerate()
-        .filter_map(|(i, h)| {
-            load_handler(host, p, h).err().map(|e| {
-                let path = format!("handlers[{i}].plugin");
-                let location = std::fs::read_to_string(&p.file)
-                    .ok()
-                    .and_then(|text| crate::config::locate(&text, &path));
-                ConfigError {
-                    file: p.file.clone(),
-                    location,
-                    error: FieldError::new(path, format!("{e:#}")),
-                }
-            })
-        })
-        .collect()
-}
-
 /// Load `h`'s plugin for pipeline `p`: compile (through the cache), check the world and the
 /// imports, instantiate once and run `init`.
 pub fn load_handler(
@@ -67,9 +46,19 @@ pub fn load_handler(
     p: &LoadedPipeline,
     h: &HandlerConfig,
 ) -> anyhow::Result<WasmHandler> {
-    let plugin = host.load(&p.base_dir.join(&h.plugin), &settings::limits(&h.limits))?;
+    load_handler_in(host, &p.config.name, &p.base_dir, h)
+}
+
+/// [`load_handler`] for a handler of pipeline `pipeline`, whose file is in `base_dir`.
+pub fn load_handler_in(
+    host: &PluginHost,
+    pipeline: &str,
+    base_dir: &std::path::Path,
+    h: &HandlerConfig,
+) -> anyhow::Result<WasmHandler> {
+    let plugin = host.load(&base_dir.join(&h.plugin), &settings::limits(&h.limits))?;
     plugin.into_handler_with(
-        &p.config.name,
+        pipeline,
         &h.display_name(),
         init_settings(h),
         settings::batch_abi(h),

@@ -36,6 +36,13 @@ pub fn limits(l: &LimitsConfig) -> Limits {
         max_output_bytes: l.max_output_bytes,
         stack_kb: l.stack_kb,
         instances: l.instances,
+        max_headers: l.max_headers,
+        max_header_bytes: l.max_header_bytes,
+        max_key_bytes: l.max_key_bytes,
+        max_reason_bytes: l.max_reason_bytes,
+        max_log_bytes: l.max_log_bytes,
+        log_lines_per_second: l.log_lines_per_second,
+        max_counters: l.max_counters,
     }
 }
 

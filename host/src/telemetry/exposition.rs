@@ -172,6 +172,32 @@ pub fn render(inventory: &Inventory) -> String {
             }
         }
     }
+    let guarded: [(&str, &str, GuardRead); 3] = [
+        (
+            "sluice_handler_log_lines_dropped_total",
+            "Handler log lines dropped for going over limits.log_lines_per_second.",
+            |g| g.log_lines_dropped,
+        ),
+        (
+            "sluice_handler_counters_refused_total",
+            "Counter updates refused: a name over 128 bytes, or past limits.max_counters names.",
+            |g| g.counters_refused,
+        ),
+        (
+            "sluice_handler_batches_isolated_total",
+            "Batch calls that failed as a whole (trap, timeout, wrong result count, malformed packed result) and were re-run one message at a time.",
+            |g| g.batches_isolated,
+        ),
+    ];
+    for (name, help, read) in guarded {
+        out.family(name, "counter", help);
+        for p in pipelines {
+            for plugin in &p.plugins {
+                let labels = [("pipeline", p.name.as_str()), ("handler", plugin.name())];
+                out.sample("", &labels, read(&plugin.guard_counts()));
+            }
+        }
+    }
     out.family(
         "sluice_plugin_swaps_total",
         "counter",
@@ -340,9 +366,68 @@ fn escape_label_value(out: &mut String, value: &str) {
     }
 }
 
+/// Reads one of the sandbox guards' counts.
+type GuardRead = fn(&crate::plugin::GuardCounts) -> u64;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A handler that counted as much as the guards let it: `limits.max_counters` names (the
+    /// default, 1,000), each as long as a name may be (128 bytes), with hostile characters.
+    struct Flooded;
+
+    impl crate::telemetry::PluginView for Flooded {
+        fn name(&self) -> &str {
+            "flood"
+        }
+        fn sha256(&self) -> String {
+            "0".repeat(64)
+        }
+        fn version(&self) -> Option<String> {
+            Some("v".repeat(64))
+        }
+        fn counters(&self) -> std::collections::HashMap<String, u64> {
+            (0..1000)
+                .map(|i| (format!("{i:04}\"\n{}", "x".repeat(122)), u64::MAX))
+                .collect()
+        }
+        fn swaps(&self) -> u64 {
+            0
+        }
+        fn guard_counts(&self) -> crate::plugin::GuardCounts {
+            crate::plugin::GuardCounts::default()
+        }
+    }
+
+    /// `/metrics` stays under a stated size whatever a handler counts: about 200 bytes for each
+    /// of at most 1,000 counters, so under 256 KiB per handler beside the host's own series.
+    #[test]
+    fn metrics_stay_bounded_whatever_a_handler_counts() {
+        let inventory = Inventory::default();
+        inventory.insert(crate::telemetry::PipelineEntry {
+            name: "p".into(),
+            source: "generate".into(),
+            sinks: vec![("out".into(), "drop".into())],
+            plugins: vec![std::sync::Arc::new(Flooded)],
+            stats: std::sync::Arc::default(),
+        });
+        let text = render(&inventory);
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("sluice_handler_counter_total"))
+            .count();
+        assert_eq!(series, 1000);
+        assert!(
+            text.len() < 256 * 1024 + 64 * 1024,
+            "{} bytes of /metrics for one flooded handler",
+            text.len()
+        );
+        assert!(
+            text.lines().all(|l| !l.starts_with("x")),
+            "a counter name broke a line"
+        );
+    }
 
     #[test]
     fn label_values_are_escaped() {

@@ -37,6 +37,8 @@ pub trait PluginView: Send + Sync {
     fn counters(&self) -> HashMap<String, u64>;
     /// How many times a new version was swapped in.
     fn swaps(&self) -> u64;
+    /// What the sandbox's guards turned away, and batches isolated, by the version in place.
+    fn guard_counts(&self) -> crate::plugin::GuardCounts;
 }
 
 /// One pipeline the host runs.

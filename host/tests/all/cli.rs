@@ -9,7 +9,7 @@ fn sluice() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
     cmd.env(
         "SLUICE_CACHE_DIR",
-        std::env::temp_dir().join("sluice-test-cache"),
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"),
     )
     .env("RUST_LOG", "info")
     // Tests run side by side: each host's admin server takes a port of its own.
@@ -153,6 +153,108 @@ fn validate_prints_every_error_and_exits_non_zero() {
         "plugins are checked too: {stderr}"
     );
     assert!(stderr.contains("4 error(s)"), "{stderr}");
+}
+
+/// Fifteen mistakes of different kinds in one file (the schema's, cross-field rules, plugins
+/// that are missing or not components, a directory that does not exist, bounds): one run of
+/// `validate` reports each, at its place, whatever else is wrong in the file.
+#[test]
+fn validate_reports_every_planted_mistake_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        r#"name: bad name!
+source:
+  type: generate
+  count: many
+handlers:
+  - plugin: missing.wasm
+  - plugin: bad.yaml
+  - plugin: missing2.wasm
+    limits: { memory_mb: 0 }
+  - plugin: missing3.wasm
+    name: dup
+  - plugin: missing4.wasm
+    name: dup
+sinks:
+  out:
+    type: file
+    path: /nonexistent/dir/out.jsonl
+    codec: xml
+  other: { type: stdout, bogus: 1 }
+default_sink: nope
+dead_letter: { type: nosuch }
+delivery:
+  max_in_flight: 2305843009213693952
+  retry: { base_delay_ms: 5000, max_delay_ms: 10 }
+"#,
+    )
+    .unwrap();
+    let out = sluice().arg("validate").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = [
+        "1:1: name: `bad name!` is not a valid pipeline name",
+        "4:3: source.count: invalid type: string \"many\"",
+        "6:5: handlers[0].plugin: plugin missing.wasm: cannot read",
+        "7:5: handlers[1].plugin: plugin bad.yaml: is not a WebAssembly file",
+        "9:15: handlers[2].limits.memory_mb: must be between 1 and 4096",
+        "10:5: handlers[3].plugin: plugin missing3.wasm: cannot read",
+        "12:5: handlers[4]: the name `dup` is taken by handlers[3]",
+        "12:5: handlers[4].plugin: plugin missing4.wasm: cannot read",
+        "17:5: sinks.out.path: the directory /nonexistent/dir does not exist",
+        "18:5: sinks.out.codec: unknown value `xml`",
+        "19:26: sinks.other.bogus: unknown field",
+        "20:1: default_sink: names no sink `nope`",
+        "21:16: dead_letter.type: unknown type `nosuch`",
+        "23:3: delivery.max_in_flight: must be between 1 and 1000000",
+        "24:12: delivery.retry.base_delay_ms: must not exceed retry.max_delay_ms",
+    ];
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("bad.yaml:")).collect();
+    for (line, want) in lines.iter().zip(want) {
+        assert!(
+            line.contains(&format!("bad.yaml:{want}")),
+            "{line}\nwanted {want}\n{stderr}"
+        );
+    }
+    assert_eq!(lines.len(), want.len(), "{stderr}");
+    assert!(stderr.contains("15 error(s)"), "{stderr}");
+}
+
+/// A path that never ends (a device) or a file too large is an error at once, never a host that
+/// reads until it is killed.
+#[test]
+fn validate_refuses_a_device_and_an_oversized_file() {
+    let out = sluice().arg("validate").arg("/dev/zero").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/dev/zero: cannot read: not a regular file"),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, "#".repeat(5 << 20)).unwrap();
+    let out = sluice().arg("validate").arg(&big).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("over the limit of 4194304 bytes"),
+        "{stderr}"
+    );
+    // A plugin path naming a device is refused the same way.
+    let pipeline = dir.path().join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        "source: { type: generate, count: 1 }\nhandlers: [ { plugin: /dev/zero } ]\nsinks: { out: { type: drop } }\ndead_letter: { type: drop }\n",
+    )
+    .unwrap();
+    let out = sluice().arg("validate").arg(&pipeline).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("handlers[0].plugin: plugin /dev/zero: cannot read: not a regular file"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -17,7 +17,7 @@ pub fn run_with_admin(
         .args(["--admin-addr", "127.0.0.1:0", "--admin-token", token])
         .env(
             "SLUICE_CACHE_DIR",
-            std::env::temp_dir().join("sluice-test-cache"),
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"),
         )
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())

@@ -17,6 +17,7 @@ mod azure_restart;
 mod conformance;
 mod contract;
 mod engine_faults;
+mod hostile;
 #[path = "../../../crates/connector-kafka/tests/e2e/kafka.rs"]
 mod kafka;
 #[path = "../../../crates/connector-kafka/tests/e2e/kafka_restart.rs"]

@@ -75,7 +75,7 @@ fn every_bad_file_gives_its_exact_errors() {
             &[
                 "pipelines/orders.yaml:5:5: handlers[0].plugn: unknown field, expected one of `plugin`, `name`, `config`, `limits`, `batch_abi`, `version_header`, `grants`",
                 "pipelines/orders.yaml:5:5: handlers[0].plugin: missing field",
-                "pipelines/orders.yaml:7:15: handlers[1].limits.timeout_ms: must be at least 1",
+                "pipelines/orders.yaml:7:15: handlers[1].limits.timeout_ms: must be between 1 and 3600000",
                 "pipelines/orders.yaml:7:30: handlers[1].limits.memory_mb: must be between 1 and 4096",
                 "pipelines/orders.yaml:7:44: handlers[1].limits.stack_kb: must be between 16 and 65536",
             ],
@@ -87,14 +87,14 @@ fn every_bad_file_gives_its_exact_errors() {
                 "pipelines/orders.yaml:6:3: delivery.on_invalid: unknown value `drop`, expected `dead_letter` or `discard`",
                 "pipelines/orders.yaml:7:12: delivery.retry.jitter: must be between 0 and 1",
                 "pipelines/orders.yaml:7:23: delivery.retry.base_delay_ms: must not exceed retry.max_delay_ms",
-                "pipelines/orders.yaml:8:17: delivery.rate_limit.per_second: must be at least 1",
+                "pipelines/orders.yaml:8:17: delivery.rate_limit.per_second: must be between 1 and 1000000000",
             ],
         ),
         (
             "source: { type: memory, queue: \"${UNSET}\" }\nsinks: { a: { type: drop } }\ndead_letter: { type: file, path: \"${ALSO_UNSET}\" }",
             &[
-                "pipelines/orders.yaml:1:33: environment variable `UNSET` is not set (use `${UNSET:-default}` for a default)",
-                "pipelines/orders.yaml:3:35: environment variable `ALSO_UNSET` is not set (use `${ALSO_UNSET:-default}` for a default)",
+                "pipelines/orders.yaml:1:32: source.queue: environment variable `UNSET` is not set (use `${UNSET:-default}` for a default)",
+                "pipelines/orders.yaml:3:34: dead_letter.path: environment variable `ALSO_UNSET` is not set (use `${ALSO_UNSET:-default}` for a default)",
             ],
         ),
         (
@@ -102,8 +102,8 @@ fn every_bad_file_gives_its_exact_errors() {
             &[
                 "pipelines/orders.yaml:1:1: name: `has space` is not a valid pipeline name (letters, digits, `-`, `_`, `.`)",
                 "pipelines/orders.yaml:2:27: source.rate_per_second: must be a positive number",
-                "pipelines/orders.yaml:2:48: source.malformed_every: must be at least 1",
-                "pipelines/orders.yaml:5:1: shutdown_deadline_ms: must be at least 1",
+                "pipelines/orders.yaml:2:48: source.malformed_every: must be between 1 and 1000000000000",
+                "pipelines/orders.yaml:5:1: shutdown_deadline_ms: must be between 1 and 3600000",
                 "pipelines/orders.yaml:6:1: extra: unknown field, expected one of name, source, handlers, sinks, default_sink, dead_letter, delivery, shutdown_deadline_ms, logging",
             ],
         ),
@@ -143,7 +143,7 @@ fn every_bad_file_gives_its_exact_errors() {
             &[
                 "pipelines/orders.yaml:1:59: source.assignment: unknown value `sticky`, expected one of `range`, `roundrobin`, `cooperative_sticky`",
                 "pipelines/orders.yaml:1:79: source.tls: invalid type: boolean `true`, expected a map",
-                "pipelines/orders.yaml:1:89: source.session_timeout_ms: invalid value: integer `-5`, expected u64",
+                "pipelines/orders.yaml:1:89: source.session_timeout_ms: must be between 1 and 3600000",
                 "pipelines/orders.yaml:2:48: sinks.a.persistent: invalid type: integer `1`, expected a boolean",
             ],
         ),

@@ -148,6 +148,9 @@ impl BuildContext {
 pub trait SourceFactory {
     /// Checks beyond what deserialization checks; paths are relative to the source section.
     fn validate(&self, _errors: &mut Vec<FieldError>) {}
+    /// What [`SourceFactory::build`] would find wrong without touching the network (a file that
+    /// is missing or cannot be read), for `sluice validate`.
+    fn check_local(&self, _ctx: &BuildContext, _errors: &mut Vec<FieldError>) {}
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Box<dyn Source>>;
     /// `true` when what is nacked or abandoned comes back later (brokers, `memory`); `false` for
     /// sources that keep no position (`generate`, `stdin`, `file`).
@@ -164,5 +167,8 @@ pub trait SourceFactory {
 /// Implemented by each sink connector's config type.
 pub trait SinkFactory {
     fn validate(&self, _errors: &mut Vec<FieldError>) {}
+    /// What [`SinkFactory::build`] would find wrong without touching the network (a directory
+    /// that does not exist), for `sluice validate`.
+    fn check_local(&self, _ctx: &BuildContext, _errors: &mut Vec<FieldError>) {}
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>>;
 }

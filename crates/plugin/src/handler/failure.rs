@@ -4,8 +4,10 @@
 use anyhow::anyhow;
 use wasmtime::{Store, Trap};
 
-use crate::convert;
+use crate::settings::Limits;
 use crate::state::HostState;
+use crate::{convert, guard};
+use sluice_core::message::Output;
 use sluice_core::transform::{ErrorClass, Failure, Outcome};
 
 use super::{CallResult, WasmHandler};
@@ -19,29 +21,21 @@ impl WasmHandler {
         })
     }
 
-    /// Check one message's outputs against `max_outputs` and `max_output_bytes`.
+    /// Check one message's outputs against the output limits (count, payload bytes, key,
+    /// headers, route), and cut a failure's reason to `max_reason_bytes`.
     pub(super) fn within_limits(&self, outcome: Outcome) -> Outcome {
         let limits = &self.plugin.limits;
-        let Outcome::Outputs(outputs) = &outcome else {
-            return outcome;
+        let outputs = match outcome {
+            Outcome::Failed(mut failure) => {
+                failure.reason = guard::cut(&failure.reason, limits.max_reason_bytes as usize);
+                return Outcome::Failed(failure);
+            }
+            Outcome::Outputs(outputs) => outputs,
         };
-        if outputs.len() > limits.max_outputs as usize {
-            let reason = format!(
-                "{} outputs for one message, the limit is {}",
-                outputs.len(),
-                limits.max_outputs
-            );
-            return Outcome::Failed(Failure::new(ErrorClass::OutputLimit, reason));
+        match over_limits(&outputs, limits) {
+            Some(reason) => Outcome::Failed(Failure::new(ErrorClass::OutputLimit, reason)),
+            None => Outcome::Outputs(outputs),
         }
-        let bytes: u64 = outputs.iter().map(|o| o.payload.len() as u64).sum();
-        if bytes > limits.max_output_bytes {
-            let reason = format!(
-                "{bytes} output bytes for one message, the limit is {}",
-                limits.max_output_bytes
-            );
-            return Outcome::Failed(Failure::new(ErrorClass::OutputLimit, reason));
-        }
-        outcome
     }
 
     /// Turn a failed call into a typed failure with a reason a person can act on.
@@ -50,7 +44,7 @@ impl WasmHandler {
         let limits = &self.plugin.limits;
         if let Some(desired) = state.limiter.hit {
             let reason = format!(
-                "memory limit of {} MiB exceeded (the guest asked for {desired} bytes)",
+                "memory limit of {} MiB exceeded (the instance's memories and tables would hold {desired} bytes)",
                 limits.memory_mb
             );
             return Failure::new(ErrorClass::MemoryLimit, reason);
@@ -58,8 +52,14 @@ impl WasmHandler {
         let panic = state
             .last_panic
             .as_deref()
-            .map(|p| format!(" ({p})"))
+            .map(|p| format!(" ({})", guard::cut(p, limits.max_reason_bytes as usize)))
             .unwrap_or_default();
+        if format!("{err:#}").contains("fuel allocated for hostcalls has been exhausted") {
+            return Failure::new(
+                ErrorClass::OutputLimit,
+                "the handler returned more than its output limits allow (wasmtime refused to copy it)",
+            );
+        }
         match err.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => Failure::new(
                 ErrorClass::Timeout,
@@ -73,6 +73,61 @@ impl WasmHandler {
             None => Failure::new(ErrorClass::Trap, format!("trap: {err:#}{panic}")),
         }
     }
+}
+
+/// Why `outputs` break `limits`, if they do.
+fn over_limits(outputs: &[Output], limits: &Limits) -> Option<String> {
+    if outputs.len() > limits.max_outputs as usize {
+        return Some(format!(
+            "{} outputs for one message, the limit is {}",
+            outputs.len(),
+            limits.max_outputs
+        ));
+    }
+    let bytes: u64 = outputs.iter().map(|o| o.payload.len() as u64).sum();
+    if bytes > limits.max_output_bytes {
+        return Some(format!(
+            "{bytes} output bytes for one message, the limit is {}",
+            limits.max_output_bytes
+        ));
+    }
+    for (i, o) in outputs.iter().enumerate() {
+        let key = o.key.as_ref().map_or(0, |k| k.len() as u64);
+        if key > limits.max_key_bytes {
+            return Some(format!(
+                "output {i} has a key of {key} bytes, the limit is {}",
+                limits.max_key_bytes
+            ));
+        }
+        if o.headers.len() > limits.max_headers as usize {
+            return Some(format!(
+                "output {i} has {} headers, the limit is {}",
+                o.headers.len(),
+                limits.max_headers
+            ));
+        }
+        let header_bytes: u64 = o
+            .headers
+            .iter()
+            .map(|(n, v)| (n.len() + v.len()) as u64)
+            .sum();
+        if header_bytes > limits.max_header_bytes {
+            return Some(format!(
+                "output {i} has {header_bytes} bytes of headers, the limit is {}",
+                limits.max_header_bytes
+            ));
+        }
+        if let Some(route) = &o.route
+            && route.len() > guard::MAX_ROUTE_BYTES
+        {
+            return Some(format!(
+                "output {i} names a route of {} bytes, the limit is {}",
+                route.len(),
+                guard::MAX_ROUTE_BYTES
+            ));
+        }
+    }
+    None
 }
 
 pub(super) fn cannot_instantiate(e: &anyhow::Error) -> Failure {

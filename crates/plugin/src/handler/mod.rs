@@ -5,19 +5,22 @@ mod failure;
 mod pool;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
+use futures::StreamExt as _;
 use wasmtime::Store;
 
 use super::bindings::v0_1::{self, sluice::plugin::types as wit};
-use super::state::HostState;
+use super::guard::{Counters, GuardCounts, GuardStats, LogRate};
+use super::state::{HostState, Shared};
 use super::{Plugin, convert, packed, wasi};
 use crate::settings::{BatchAbi, Grant};
 use sluice_core::message::Message;
-use sluice_core::transform::{ErrorClass, Failure, Outcome, Transform};
+use sluice_core::transform::{Outcome, Transform};
 
 use failure::cannot_instantiate;
 
@@ -70,6 +73,12 @@ impl Plugin {
                 needed.join(", ")
             );
         }
+        let shared = Arc::new(Shared {
+            counters: Counters::new(self.limits.max_counters as usize),
+            log_rate: LogRate::new(self.limits.log_lines_per_second),
+            max_log_bytes: self.limits.max_log_bytes as usize,
+            stats: GuardStats::default(),
+        });
         let handler = WasmHandler {
             grants: grants.to_vec(),
             packed: abi == BatchAbi::Auto && self.packed.is_some(),
@@ -80,7 +89,7 @@ impl Plugin {
             timeout: Duration::from_millis(self.limits.timeout_ms),
             plugin: self,
             pool: Mutex::new(Vec::new()),
-            counters: Arc::default(),
+            shared,
         };
         let first = handler
             .instantiate_now()
@@ -115,7 +124,8 @@ pub struct WasmHandler {
     packed: bool,
     plugin: Plugin,
     pool: Mutex<Vec<Instance>>,
-    counters: Arc<Mutex<HashMap<String, u64>>>,
+    /// Counters, log rate and guard statistics, shared by every instance.
+    shared: Arc<Shared>,
     /// The WASI capabilities each instance gets.
     grants: Vec<Grant>,
 }
@@ -133,10 +143,13 @@ impl WasmHandler {
 
     /// Counters the handler added through `sluice:plugin/counters`.
     pub fn counters(&self) -> HashMap<String, u64> {
-        self.counters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.counters.snapshot()
+    }
+
+    /// What the guards turned away (log lines over the rate, counters over the cap) and how
+    /// many batches had to be isolated.
+    pub fn guard_counts(&self) -> GuardCounts {
+        self.shared.stats.snapshot()
     }
 
     /// Start the clock of a call: it may run `timeout`, yielding at every tick meanwhile.
@@ -145,8 +158,13 @@ impl WasmHandler {
         store.set_epoch_deadline(1);
     }
 
-    fn prepare(&self, inst: &mut Instance, single_id: Option<&str>) {
+    /// Arm the call's deadline and size what it may copy back: `n` messages' worth of results
+    /// within their limits (wasmtime's default, 128 MiB a call, would refuse a large batch of
+    /// messages that are each within them).
+    fn prepare(&self, inst: &mut Instance, n: usize, single_id: Option<&str>) {
         self.arm(&mut inst.store);
+        let budget = self.plugin.limits.result_budget().saturating_mul(n.max(1));
+        inst.store.set_hostcall_fuel(budget);
         let state = inst.store.data_mut();
         state.message_id = single_id.map(str::to_owned);
         state.last_panic = None;
@@ -158,7 +176,11 @@ impl WasmHandler {
         inst: &mut Instance,
         msgs: &[wit::Message],
     ) -> wasmtime::Result<Vec<CallResult>> {
-        self.prepare(inst, (msgs.len() == 1).then(|| msgs[0].id.as_str()));
+        self.prepare(
+            inst,
+            msgs.len(),
+            (msgs.len() == 1).then(|| msgs[0].id.as_str()),
+        );
         let exports = inst.bindings.sluice_plugin_message_handler();
         if let [one] = msgs {
             Ok(vec![exports.call_handle(&mut inst.store, one).await?])
@@ -174,7 +196,7 @@ impl WasmHandler {
         func: PackedFunc,
         batch: &[Message],
     ) -> wasmtime::Result<Vec<u8>> {
-        self.prepare(inst, None);
+        self.prepare(inst, batch.len(), None);
         let encoded = packed::encode_batch(batch);
         let (results,) = func
             .typed::<(&[u8],), (Vec<u8>,)>(&inst.store)?
@@ -201,14 +223,42 @@ impl WasmHandler {
         }
     }
 
-    /// Every message of a batch whose call trapped, one at a time in fresh instances, so that only
-    /// the culprit fails.
-    async fn isolate(&self, msgs: &[wit::Message]) -> Vec<Outcome> {
-        let mut outcomes = Vec::with_capacity(msgs.len());
-        for m in msgs {
-            outcomes.push(self.process_one(m).await);
-        }
-        outcomes
+    /// The messages of a batch whose call failed as a whole (a trap, a timeout, a wrong number
+    /// of results, a malformed packed result), each run on its own so that only a culprit fails.
+    /// They run in parallel on up to `limits.instances` instances (default: the CPUs), each call
+    /// with the full timeout: `k` culprits that loop hold the batch for at most
+    /// `(1 + ceil(k / instances)) × timeout_ms` after the first call, and a good neighbour is
+    /// never failed with them.
+    async fn isolate(&self, msgs: &[wit::Message], why: &str) -> Vec<Outcome> {
+        self.shared
+            .stats
+            .batches_isolated
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            target: "sluice::handler",
+            pipeline = &*self.pipeline,
+            plugin = &*self.plugin_name,
+            messages = msgs.len(),
+            "batch call failed ({why}); running its messages one at a time to find the culprit"
+        );
+        // Unordered, so that a message that loops holds one slot, not the ones behind it.
+        let calls: Vec<_> = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| async move { (i, self.process_one(m).await) })
+            .collect();
+        let mut outcomes: Vec<(usize, Outcome)> = futures::stream::iter(calls)
+            .buffer_unordered(self.parallel_calls())
+            .collect()
+            .await;
+        outcomes.sort_unstable_by_key(|(i, _)| *i);
+        outcomes.into_iter().map(|(_, o)| o).collect()
+    }
+
+    fn parallel_calls(&self) -> usize {
+        self.plugin.limits.instances.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
     }
 }
 
@@ -228,30 +278,24 @@ impl Transform for WasmHandler {
             Err(e) => return vec![Outcome::Failed(cannot_instantiate(&e)); n],
         };
         if let Some(func) = inst.packed.filter(|_| n > 1) {
-            return match self.call_packed(&mut inst, func, batch).await {
+            let why = match self.call_packed(&mut inst, func, batch).await {
                 Ok(buf) => {
                     self.give_back(inst);
                     match packed::decode_results(bytes::Bytes::from(buf), n) {
-                        Ok(outcomes) => outcomes
-                            .into_iter()
-                            .map(|o| self.within_limits(o))
-                            .collect(),
-                        Err(reason) => {
-                            let reason = format!(
-                                "handler `{}` returned a malformed packed result: {reason}",
-                                self.name
-                            );
-                            vec![Outcome::Failed(Failure::new(ErrorClass::Fatal, reason)); n]
+                        Ok(outcomes) => {
+                            return outcomes
+                                .into_iter()
+                                .map(|o| self.within_limits(o))
+                                .collect();
                         }
+                        Err(reason) => format!("malformed packed result: {reason}"),
                     }
                 }
                 // A trapped instance is never reused.
-                Err(_) => {
-                    drop(inst);
-                    self.isolate(&batch.iter().map(convert::to_wit).collect::<Vec<_>>())
-                        .await
-                }
+                Err(err) => failure::into_error(self.describe_trap(&err, &inst.store)).to_string(),
             };
+            let msgs: Vec<wit::Message> = batch.iter().map(convert::to_wit).collect();
+            return self.isolate(&msgs, &why).await;
         }
         let msgs: Vec<wit::Message> = batch.iter().map(convert::to_wit).collect();
         match self.call(&mut inst, &msgs).await {
@@ -261,17 +305,19 @@ impl Transform for WasmHandler {
             }
             Ok(results) => {
                 self.give_back(inst);
-                let reason = format!(
+                let why = format!(
                     "handle-batch returned {} results for {n} messages",
                     results.len()
                 );
-                vec![Outcome::Failed(Failure::new(ErrorClass::Fatal, reason)); n]
+                drop(results);
+                self.isolate(&msgs, &why).await
             }
             // A trapped instance is never reused.
             Err(err) if n == 1 => vec![Outcome::Failed(self.describe_trap(&err, &inst.store))],
-            Err(_) => {
+            Err(err) => {
+                let why = failure::into_error(self.describe_trap(&err, &inst.store)).to_string();
                 drop(inst);
-                self.isolate(&msgs).await
+                self.isolate(&msgs, &why).await
             }
         }
     }

@@ -7,7 +7,8 @@ use anyhow::{Context as _, anyhow};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::bindings::v0_1::{self};
-use crate::state::{HostState, MemoryCap};
+use crate::guard::InstanceBudget;
+use crate::state::HostState;
 use crate::wasi;
 
 use super::failure::into_error;
@@ -25,17 +26,19 @@ impl WasmHandler {
     pub(super) async fn instantiate(&self) -> anyhow::Result<Instance> {
         let limits = &self.plugin.limits;
         let state = HostState {
-            limiter: MemoryCap {
-                max_bytes: usize::try_from(limits.memory_mb * 1024 * 1024)?,
-                hit: None,
-            },
+            limiter: InstanceBudget::new(usize::try_from(limits.memory_mb * 1024 * 1024)?),
             pipeline: self.pipeline.clone(),
             plugin: self.plugin_name.clone(),
             message_id: None,
             last_panic: None,
             call_deadline: Instant::now(),
-            counters: self.counters.clone(),
-            wasi: wasi::context(&self.pipeline, &self.plugin_name, &self.grants),
+            shared: self.shared.clone(),
+            wasi: wasi::context(
+                &self.pipeline,
+                &self.plugin_name,
+                &self.grants,
+                &self.shared,
+            ),
             table: wasmtime::component::ResourceTable::new(),
         };
         let mut store = Store::new(&self.plugin.engine, state);

@@ -12,7 +12,6 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 
-use sluice::config::load_paths;
 use sluice::plugin::componentize::{componentize, componentize_with_world};
 use sluice::plugin::guest_bindings;
 use sluice::plugin::{PluginHost, default_cache_dir};
@@ -74,10 +73,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Validate { paths } => {
             let host = plugin_host(&cli);
-            let (loaded, mut errors) = load_paths(paths);
-            for p in &loaded {
-                errors.extend(runtime::check_plugins(&host, p));
-            }
+            let (loaded, errors) = runtime::validate(&host, paths);
             for e in &errors {
                 eprintln!("{e}");
             }

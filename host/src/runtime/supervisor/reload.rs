@@ -137,9 +137,11 @@ impl Supervisor {
         let mut changed = Vec::new();
         for (i, (h, hot)) in p.config.handlers.iter().zip(&r.handlers).enumerate() {
             let path = p.base_dir.join(&h.plugin);
-            let bytes = std::fs::read(&path).with_context(|| {
-                format!("pipeline {name}: plugin {}: cannot read", path.display())
-            })?;
+            let bytes =
+                sluice_core::files::read_bounded(&path, sluice_core::files::MAX_PLUGIN_FILE)
+                    .with_context(|| {
+                        format!("pipeline {name}: plugin {}: cannot read", path.display())
+                    })?;
             if content_hash(&bytes) != hot.hash() {
                 changed.push(i);
             }
