@@ -290,8 +290,10 @@ async fn a_huge_reason_is_cut_and_a_huge_version_is_cut() {
 async fn a_counter_flood_keeps_at_most_max_counters_names() {
     let h = hostile(Culprit::Counters(20_000), Shape::default());
     let handler = load(&h, &limits()).unwrap();
+    let start = reset_peak();
     let msgs = batch(6, &[1, 4]);
     only_culprits_failed(&msgs, &handler.process(&msgs).await, &[], ErrorClass::Trap);
+    rss_within_bound(start, "40,000 counter names");
     let counters = handler.counters();
     assert_eq!(counters.len(), 1000, "the default limits.max_counters");
     // Two culprits each tried 20,000 names: the first 1,000 names were kept (each counted
@@ -362,8 +364,10 @@ async fn a_log_flood_is_rate_limited_and_counted() {
         Shape::default(),
     );
     let handler = load(&h, &limits()).unwrap();
+    let start = reset_peak();
     let msgs = batch(4, &[0, 2]);
     let (outcomes, log) = captured_log(handler.process(&msgs)).await;
+    rss_within_bound(start, "40,000 log lines of 1,000 bytes");
     only_culprits_failed(&msgs, &outcomes, &[], ErrorClass::Trap);
     let written = log
         .lines()
@@ -389,8 +393,10 @@ async fn a_wrong_number_of_batch_results_fails_no_good_message() {
         },
     );
     let handler = load(&h, &limits()).unwrap();
+    let start = reset_peak();
     let msgs = batch(19, &[7]);
     only_culprits_failed(&msgs, &handler.process(&msgs).await, &[7], ErrorClass::Trap);
+    rss_within_bound(start, "a short batch result");
     assert_eq!(handler.guard_counts().batches_isolated, 1);
 }
 
@@ -404,8 +410,10 @@ async fn a_malformed_packed_result_fails_no_good_message() {
         },
     );
     let handler = load(&h, &limits()).unwrap();
+    let start = reset_peak();
     let msgs = batch(20, &[]);
     only_culprits_failed(&msgs, &handler.process(&msgs).await, &[], ErrorClass::Trap);
+    rss_within_bound(start, "a malformed packed result");
     assert_eq!(handler.guard_counts().batches_isolated, 1);
 }
 
@@ -447,9 +455,11 @@ async fn looping_messages_in_a_batch_fail_alone() {
     let handler = load(&h, &limits).unwrap();
     let culprits: Vec<usize> = (0..20).step_by(2).collect();
     let msgs = batch(20, &culprits);
+    let start = reset_peak();
     let started = Instant::now();
     let outcomes = handler.process(&msgs).await;
     let took = started.elapsed();
+    rss_within_bound(start, "10 looping messages");
     only_culprits_failed(&msgs, &outcomes, &culprits, ErrorClass::Timeout);
     println!(
         "10 looping messages among 20, timeout 500 ms, 2 instances: settled in {took:?} (stated bound (1 + 10/2) × 500 ms = 3 s; one at a time it was 5.5 s)"
