@@ -25,6 +25,9 @@ pub enum Culprit {
     Counters(u32),
     /// Echo, after this many log lines of `text` each.
     Log { lines: u32, text: String },
+    /// Return `outputs` outputs that all point at one list of `headers` headers: little guest
+    /// memory, a great deal for the host to copy if it copied each.
+    AliasedHeaders { outputs: u32, headers: u32 },
 }
 
 /// How the component is put together, beyond the culprit.
@@ -280,6 +283,22 @@ fn culprit_wat(c: &Culprit) -> String {
                (local.set $i (i32.add (local.get $i) (i32.const 1)))
                (br $each)))
              (call $echo (local.get $msg) (local.get $res) (i32.const 0))"
+        ),
+        Culprit::AliasedHeaders { outputs, headers } => format!(
+            "(call $echo (local.get $msg) (local.get $res) (i32.const {headers}))
+             ;; $echo left one output at the result's list: copy it {outputs} times, all
+             ;; sharing its header list.
+             (local.set $p (call $alloc (i32.mul (i32.const {outputs}) (i32.const 40))))
+             (block $done (loop $each
+               (br_if $done (i32.ge_u (local.get $i) (i32.const {outputs})))
+               (memory.copy
+                 (i32.add (local.get $p) (i32.mul (local.get $i) (i32.const 40)))
+                 (i32.load offset=4 (local.get $res))
+                 (i32.const 40))
+               (local.set $i (i32.add (local.get $i) (i32.const 1)))
+               (br $each)))
+             (i32.store offset=4 (local.get $res) (local.get $p))
+             (i32.store offset=8 (local.get $res) (i32.const {outputs}))"
         ),
         Culprit::Log { lines, text } => format!(
             "(block $done (loop $each

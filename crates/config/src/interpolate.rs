@@ -90,7 +90,9 @@ pub fn mask(text: &str) -> Masked {
 impl Masked {
     /// `s` with its placeholders turned back into the references they stand for.
     pub fn unmask(&self, s: &str) -> String {
-        if !s.contains(MARK) {
+        // Without references nothing was masked: text that holds the placeholder characters
+        // itself is kept as it is.
+        if self.refs.is_empty() || !s.contains(MARK) {
             return s.to_owned();
         }
         let mut out = String::with_capacity(s.len());
@@ -128,7 +130,7 @@ pub fn interpolate_values(
     doc: &mut Value,
     masked: &Masked,
     lookup: &impl Fn(&str) -> Option<String>,
-) -> Result<Vec<WholeReference>, Vec<FieldError>> {
+) -> (Vec<WholeReference>, Vec<FieldError>) {
     let mut whole = Vec::new();
     let mut errors = Vec::new();
     let mut walk = Walk {
@@ -138,11 +140,7 @@ pub fn interpolate_values(
         errors: &mut errors,
     };
     walk.value(doc, "", "");
-    if errors.is_empty() {
-        Ok(whole)
-    } else {
-        Err(errors)
-    }
+    (whole, errors)
 }
 
 struct Walk<'a, F> {

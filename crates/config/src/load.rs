@@ -361,13 +361,8 @@ fn prepare(
     default_name: &str,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Prepared {
-    let unresolved = match interpolate_values(&mut doc, masked, env) {
-        Ok(whole) => {
-            type_whole_references(&mut doc, whole);
-            Vec::new()
-        }
-        Err(errors) => errors,
-    };
+    let (whole, unresolved) = interpolate_values(&mut doc, masked, env);
+    type_whole_references(&mut doc, whole);
     let found = schema_errors(&doc);
     let (usable, aside) = set_aside(doc.clone(), &found);
     let top = usable.as_object().cloned().unwrap_or_default();

@@ -74,8 +74,13 @@ fn position(span: &Span) -> Position {
 }
 
 /// Positions in the first document of `text`; a document the parser rejects gives what was
-/// read before the error (the YAML error itself is reported by the loader).
+/// read before the error (the YAML error itself is reported by the loader). `${VAR}` references
+/// are masked first, as the loader masks them, so one unquoted inside `{ … }` parses.
 pub fn positions(text: &str) -> Positions {
+    positions_of_masked(&super::interpolate::mask(text).text)
+}
+
+fn positions_of_masked(text: &str) -> Positions {
     let mut out = Positions::default();
     let mut stack: Vec<Frame> = Vec::new();
     for item in Parser::new_from_str(text) {

@@ -54,11 +54,17 @@ impl SourceFactory for FileSourceConfig {
 
     fn check_local(&self, ctx: &BuildContext, errors: &mut Vec<FieldError>) {
         let path = ctx.resolve(&self.path);
-        if let Err(e) = std::fs::File::open(&path) {
-            errors.push(FieldError::new(
+        // Not opened: a named pipe is a fine source, and opening one waits for a writer.
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => errors.push(FieldError::new(
+                "path",
+                format!("{} is a directory", path.display()),
+            )),
+            Ok(_) => {}
+            Err(e) => errors.push(FieldError::new(
                 "path",
                 format!("cannot open {}: {e}", path.display()),
-            ));
+            )),
         }
     }
 

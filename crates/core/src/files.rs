@@ -13,6 +13,12 @@ pub const MAX_PLUGIN_FILE: u64 = 256 * 1024 * 1024;
 /// The bytes of the regular file at `path`, refused when larger than `max` bytes or not a
 /// regular file (a device, a FIFO, a directory).
 pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    // Judged before it is opened: opening a FIFO waits for a writer.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a device, a pipe or a directory)",
+        ));
+    }
     let file = std::fs::File::open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {

@@ -79,7 +79,24 @@ pub enum RunEnd {
 
 impl Pipeline {
     /// Run until the source ends or `shutdown` is cancelled, then drain within the deadline.
+    ///
+    /// A panic in the pipeline's own task (a connector's bug, say) ends the run as an error that
+    /// says so, so the host reports a failed pipeline instead of one that silently stopped.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<RunEnd> {
+        use futures::FutureExt as _;
+        let name = self.name.clone();
+        std::panic::AssertUnwindSafe(self.run_to_end(shutdown))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                Err(anyhow::anyhow!(
+                    "pipeline {name}: panicked: {}",
+                    panic_text(&*panic)
+                ))
+            })
+    }
+
+    async fn run_to_end(self, shutdown: CancellationToken) -> anyhow::Result<RunEnd> {
         let Pipeline {
             name,
             mut source,
@@ -327,4 +344,13 @@ async fn drain(
     ctx.hard_stop.cancel();
     tracker.wait().await;
     RunEnd::DeadlineExceeded
+}
+
+/// The text a panic was raised with.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }

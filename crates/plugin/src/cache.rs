@@ -87,8 +87,14 @@ pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
                 .create(dir)
                 .with_context(|| format!("creating the compile cache {}", dir.display()))?;
         }
-        let meta = std::fs::metadata(dir)
+        let meta = std::fs::symlink_metadata(dir)
             .with_context(|| format!("reading the compile cache {}", dir.display()))?;
+        if !meta.is_dir() {
+            anyhow::bail!(
+                "the compile cache {} is not a directory (a symbolic link is refused: its files would run as native code): choose another with --cache-dir or SLUICE_CACHE_DIR",
+                dir.display()
+            );
+        }
         // SAFETY: `geteuid` has no preconditions and cannot fail.
         #[allow(unsafe_code)]
         let me = unsafe { libc::geteuid() };

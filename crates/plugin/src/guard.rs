@@ -52,6 +52,9 @@ pub struct InstanceBudget {
     pub max_bytes: usize,
     /// Bytes held now by all memories and tables of the store.
     pub used: usize,
+    /// What the last growth allowed added, taken back if wasmtime then fails it (a memory's own
+    /// declared maximum, say).
+    last_added: usize,
     /// What the guest asked for when the budget refused it, to classify the trap.
     pub hit: Option<usize>,
 }
@@ -61,6 +64,7 @@ impl InstanceBudget {
         InstanceBudget {
             max_bytes,
             used: 0,
+            last_added: 0,
             hit: None,
         }
     }
@@ -78,7 +82,14 @@ impl InstanceBudget {
             )));
         }
         self.used = total;
+        self.last_added = added;
         Ok(true)
+    }
+
+    fn undo_last(&mut self) {
+        self.used = self
+            .used
+            .saturating_sub(std::mem::take(&mut self.last_added));
     }
 }
 
@@ -103,6 +114,16 @@ impl ResourceLimiter for InstanceBudget {
             desired.saturating_mul(TABLE_ELEMENT_BYTES),
             "table",
         )
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.undo_last();
+        Ok(())
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.undo_last();
+        Ok(())
     }
 
     fn instances(&self) -> usize {

@@ -81,6 +81,9 @@ impl PluginHost {
         let mut cfg = wasmtime::Config::new();
         cfg.wasm_component_model(true);
         cfg.epoch_interruption(true);
+        // No wasm backtraces: a trap's reason names the trap and the guest's panic message, and
+        // a backtrace would carry function names of any length the guest chose.
+        cfg.wasm_backtrace_max_frames(None);
         let wasm_stack = usize::try_from(stack_kb * 1024)?;
         cfg.max_wasm_stack(wasm_stack);
         cfg.async_stack_size(wasm_stack + HOST_STACK);

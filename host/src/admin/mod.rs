@@ -3,6 +3,7 @@
 //! bearer token when one is configured.
 
 pub mod client;
+mod guard;
 mod routes;
 pub mod status;
 
@@ -28,6 +29,9 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// When set, `POST` calls need `Authorization: Bearer <token>`. Default: none.
     pub token: Option<String>,
+    /// Host names requests may name besides loopback names and IP addresses (a Kubernetes
+    /// Service's name, say). Default: none.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Shared by every request.
@@ -39,6 +43,8 @@ pub(crate) struct AdminState {
     pub read_only: bool,
     /// Where reload requests go (the supervisor).
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
+    /// Names a request's `Host` may be besides loopback names and IP addresses.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Bind and serve until `shutdown`; returns the bound address (useful with port 0).
@@ -63,6 +69,7 @@ pub async fn serve(
         token,
         read_only,
         reload,
+        allowed_hosts: config.allowed_hosts,
     });
     tokio::spawn(sample_rates(state.clone(), shutdown.clone()));
     let app = routes::router(state);

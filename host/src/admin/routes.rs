@@ -33,6 +33,10 @@ pub(super) fn router(state: Arc<AdminState>) -> Router {
         .route("/pipelines/{name}/resume", post(resume))
         .route("/pipelines/{name}/reload", post(reload_one))
         .route("/reload", post(reload_all).get(last_reload))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::guard::guard,
+        ))
         .with_state(state)
 }
 
@@ -176,7 +180,12 @@ fn refuse_change(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
         let body = json!({ "error": "the admin server listens beyond loopback without a token; start it with --admin-token to allow changes" });
         return Some((StatusCode::FORBIDDEN, Json(body)).into_response());
     }
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        // An Origin that is not text cannot be compared: refused, not taken as absent.
+        let Ok(origin) = origin.to_str() else {
+            let body = json!({ "error": "an Origin header that is not ASCII text is refused" });
+            return Some((StatusCode::FORBIDDEN, Json(body)).into_response());
+        };
         let host = headers
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())

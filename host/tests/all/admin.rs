@@ -340,3 +340,104 @@ fn promtool_check(metrics: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// One raw HTTP/1.1 request (the test controls every header, `Host` included); the status code.
+fn raw_status(base: &str, request_head: &str) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request_head.as_bytes()).unwrap();
+    let mut buf = [0u8; 512];
+    let n = stream.read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"))
+}
+
+/// DNS rebinding (a page whose own name resolves to 127.0.0.1 sends that name as `Host` and
+/// `Origin`), an `Origin` that is not text, and an oversized body are refused before any action
+/// runs, with a token and without one.
+#[test]
+fn the_admin_api_refuses_rebinding_hosts_bad_origins_and_large_bodies() {
+    for token in [Some(TOKEN), None] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("slow.yaml"),
+            "name: slow\nsource: { type: generate, rate_per_second: 50 }\nsinks: { out: { type: drop } }\ndead_letter: { type: drop }\n",
+        )
+        .unwrap();
+        let (mut child, base, mut stderr) =
+            common::run_with_admin(&[dir.path().as_os_str()], token.unwrap_or(""));
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let port = base.rsplit(':').next().unwrap().to_owned();
+        let started = Instant::now();
+        while reqwest::blocking::get(format!("{base}/pipelines/slow"))
+            .unwrap()
+            .status()
+            != 200
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the pipeline never started"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let pause = |host: &str, extra: &str| {
+            raw_status(
+                &base,
+                &format!(
+                    "POST /pipelines/slow/pause HTTP/1.1\r\nHost: {host}\r\n{auth}{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+                ),
+            )
+        };
+        let rebind = format!("rebind.example:{port}");
+        assert_eq!(
+            pause(&rebind, &format!("Origin: http://{rebind}\r\n")),
+            421,
+            "a rebinding name as Host and Origin (token {token:?})"
+        );
+        assert_eq!(
+            raw_status(
+                &base,
+                &format!("GET /pipelines HTTP/1.1\r\nHost: {rebind}\r\nConnection: close\r\n\r\n")
+            ),
+            421,
+            "reads are refused to a rebinding name too"
+        );
+        let local = format!("127.0.0.1:{port}");
+        assert_eq!(
+            pause(&local, "Origin: http://\u{e9}vil.example\r\n"),
+            403,
+            "an Origin that is not ASCII"
+        );
+        assert_eq!(
+            raw_status(
+                &base,
+                &format!(
+                    "POST /pipelines/slow/pause HTTP/1.1\r\nHost: {local}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    64 << 20
+                ),
+            ),
+            413,
+            "a 64 MiB body is refused before it is read"
+        );
+        // None of the refused calls paused the pipeline; a proper call does.
+        let status: Value = serde_json::from_str(
+            &reqwest::blocking::get(format!("{base}/pipelines/slow"))
+                .unwrap()
+                .text()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_ne!(status["state"], "paused", "{status}");
+        assert_eq!(pause(&format!("localhost:{port}"), ""), 200);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

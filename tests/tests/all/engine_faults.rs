@@ -524,3 +524,39 @@ async fn dead_letter_sink_failure_nacks_instead_of_acking() {
     assert_eq!(dead.len(), 1);
     assert_eq!(header(&dead[0], dl::ERROR_CLASS), Some("fatal"));
 }
+
+/// A source with a bug: its first pull panics.
+struct PanickingSource;
+
+#[async_trait::async_trait]
+impl sluice::connector::Source for PanickingSource {
+    async fn next_batch(
+        &mut self,
+        _max: usize,
+    ) -> anyhow::Result<Option<Vec<sluice::connector::Delivery>>> {
+        panic!("a connector bug");
+    }
+}
+
+/// A panic in a pipeline's own task ends its run with an error that says so (the host then
+/// reports the pipeline failed), never a task that vanished and a run that never returns.
+#[tokio::test]
+async fn a_panic_in_the_pipeline_task_ends_the_run_with_an_error() {
+    let (out, _) = memory_sink("panic-out");
+    let (dl, _) = memory_sink("panic-dl");
+    let (pipeline, _) = test_pipeline(
+        Box::new(PanickingSource),
+        Vec::new(),
+        out,
+        dl,
+        fast_delivery(16, 8, 1),
+    );
+    let err = pipeline
+        .run(tokio_util::sync::CancellationToken::new())
+        .await
+        .expect_err("the run fails");
+    assert!(
+        format!("{err:#}").contains("pipeline test: panicked: a connector bug"),
+        "{err:#}"
+    );
+}

@@ -256,6 +256,31 @@ async fn a_flood_of_headers_fails_only_its_message() {
     );
 }
 
+/// Outputs that share one header list: 1,000 outputs × 60,000 headers would be 2.9 GB for the
+/// host to copy from 1 MB of guest memory. What one call may copy back is capped at three times
+/// `memory_mb`, so the copy stops there and only the culprit fails.
+#[tokio::test]
+async fn outputs_sharing_their_bytes_cannot_multiply_the_copy() {
+    let h = hostile(
+        Culprit::AliasedHeaders {
+            outputs: 1000,
+            headers: 60_000,
+        },
+        Shape::default(),
+    );
+    let limits = Limits {
+        max_headers: 65536,
+        max_header_bytes: 1 << 20,
+        ..limits()
+    };
+    let handler = load(&h, &limits).unwrap();
+    let start = reset_peak();
+    let msgs = batch(6, &[2]);
+    let outcomes = handler.process(&msgs).await;
+    only_culprits_failed(&msgs, &outcomes, &[2], ErrorClass::OutputLimit);
+    rss_within_bound(start, "1,000 outputs sharing 60,000 headers");
+}
+
 #[tokio::test]
 async fn a_huge_reason_is_cut_and_a_huge_version_is_cut() {
     let h = hostile(
@@ -394,8 +419,9 @@ async fn a_wrong_number_of_batch_results_fails_no_good_message() {
     );
     let handler = load(&h, &limits()).unwrap();
     let start = reset_peak();
-    let msgs = batch(19, &[7]);
-    only_culprits_failed(&msgs, &handler.process(&msgs).await, &[7], ErrorClass::Trap);
+    // No culprit: only the short result makes the batch call fail.
+    let msgs = batch(19, &[]);
+    only_culprits_failed(&msgs, &handler.process(&msgs).await, &[], ErrorClass::Trap);
     rss_within_bound(start, "a short batch result");
     assert_eq!(handler.guard_counts().batches_isolated, 1);
 }
@@ -520,14 +546,12 @@ async fn through_a_pipeline_only_culprits_are_dead_lettered() {
 
 /// The caps on memories, tables and core instances refuse hostile shapes, not real ones: the
 /// handlers of every language we build (Rust, Python, JavaScript, TypeScript, Go, C, Zig,
-/// AssemblyScript) load and instantiate under them.
+/// AssemblyScript) load and instantiate under them and the default memory budget (64 MiB for
+/// all of an instance's memories and tables).
 #[test]
 fn every_language_we_build_fits_the_structural_caps() {
     let dist = repo_root().join("plugins/dist");
-    let limits = Limits {
-        memory_mb: 1024,
-        ..Limits::default()
-    };
+    let limits = Limits::default();
     let mut loaded = Vec::new();
     for entry in std::fs::read_dir(&dist)
         .expect("plugins/dist: run scripts/build-plugins.sh and scripts/build-handlers.sh")

@@ -54,13 +54,21 @@ impl WasmHandler {
             .as_deref()
             .map(|p| format!(" ({})", guard::cut(p, limits.max_reason_bytes as usize)))
             .unwrap_or_default();
-        if format!("{err:#}").contains("fuel allocated for hostcalls has been exhausted") {
+        let out_of_fuel = err.chain().any(|e| {
+            e.to_string()
+                .contains("fuel allocated for hostcalls has been exhausted")
+        });
+        if out_of_fuel {
             return Failure::new(
                 ErrorClass::OutputLimit,
                 "the handler returned more than its output limits allow (wasmtime refused to copy it)",
             );
         }
-        match err.downcast_ref::<Trap>() {
+        let cut = |f: Failure| Failure {
+            reason: guard::cut(&f.reason, limits.max_reason_bytes as usize),
+            ..f
+        };
+        cut(match err.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => Failure::new(
                 ErrorClass::Timeout,
                 format!("handler ran past its timeout of {} ms", limits.timeout_ms),
@@ -70,8 +78,11 @@ impl WasmHandler {
                 format!("stack overflow (stack limit {} KiB)", limits.stack_kb),
             ),
             Some(trap) => Failure::new(ErrorClass::Trap, format!("trap: {trap}{panic}")),
-            None => Failure::new(ErrorClass::Trap, format!("trap: {err:#}{panic}")),
-        }
+            None => Failure::new(
+                ErrorClass::Trap,
+                format!("trap: {}{panic}", first_lines(err)),
+            ),
+        })
     }
 }
 
@@ -130,10 +141,20 @@ fn over_limits(outputs: &[Output], limits: &Limits) -> Option<String> {
     None
 }
 
+/// The error's messages, outermost first, each at most 1 KiB, all at most 4 KiB (the engines
+/// capture no wasm backtrace, whose function names a guest would choose).
+fn first_lines(err: &wasmtime::Error) -> String {
+    let messages: Vec<String> = err
+        .chain()
+        .map(|e| guard::cut(&e.to_string(), 1024))
+        .collect();
+    guard::cut(&messages.join(": "), 4096)
+}
+
 pub(super) fn cannot_instantiate(e: &anyhow::Error) -> Failure {
     Failure::new(
         ErrorClass::Transient,
-        format!("cannot instantiate the plugin: {e:#}"),
+        guard::cut(&format!("cannot instantiate the plugin: {e:#}"), 4096),
     )
 }
 

@@ -79,6 +79,7 @@ impl Plugin {
             max_log_bytes: self.limits.max_log_bytes as usize,
             stats: GuardStats::default(),
         });
+        let isolation_slots = tokio::sync::Semaphore::new(parallel_calls(&self.limits));
         let handler = WasmHandler {
             grants: grants.to_vec(),
             packed: abi == BatchAbi::Auto && self.packed.is_some(),
@@ -90,6 +91,7 @@ impl Plugin {
             plugin: self,
             pool: Mutex::new(Vec::new()),
             shared,
+            isolation_slots,
         };
         let first = handler
             .instantiate_now()
@@ -128,6 +130,8 @@ pub struct WasmHandler {
     shared: Arc<Shared>,
     /// The WASI capabilities each instance gets.
     grants: Vec<Grant>,
+    /// Calls that isolate failed batches, over all batches at once: `parallel_calls`.
+    isolation_slots: tokio::sync::Semaphore,
 }
 
 impl WasmHandler {
@@ -158,12 +162,23 @@ impl WasmHandler {
         store.set_epoch_deadline(1);
     }
 
-    /// Arm the call's deadline and size what it may copy back: `n` messages' worth of results
-    /// within their limits (wasmtime's default, 128 MiB a call, would refuse a large batch of
-    /// messages that are each within them).
+    /// Arm the call's deadline and size what it may copy back (wasmtime's "hostcall fuel",
+    /// counted in the host's bytes): `n` messages' worth of results within their limits, but
+    /// never more than twice the instance's memory budget. A result of payloads takes about its
+    /// size in guest memory once copied (one of tiny headers up to three times), so a large batch
+    /// of good messages is not refused for its size as wasmtime's default of 128 MiB a call
+    /// would; and a guest that points many outputs at the same bytes, to be copied over and
+    /// over, makes the host hold about `2 × memory_mb` for the call (wasmtime's count; more in
+    /// allocator overhead when the copies are tiny strings) before the call fails.
     fn prepare(&self, inst: &mut Instance, n: usize, single_id: Option<&str>) {
         self.arm(&mut inst.store);
-        let budget = self.plugin.limits.result_budget().saturating_mul(n.max(1));
+        let limits = &self.plugin.limits;
+        let memory =
+            usize::try_from(limits.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+        let budget = limits
+            .result_budget()
+            .saturating_mul(n.max(1))
+            .min(memory.saturating_mul(2));
         inst.store.set_hostcall_fuel(budget);
         let state = inst.store.data_mut();
         state.message_id = single_id.map(str::to_owned);
@@ -242,10 +257,14 @@ impl WasmHandler {
             "batch call failed ({why}); running its messages one at a time to find the culprit"
         );
         // Unordered, so that a message that loops holds one slot, not the ones behind it.
+        // The handler's isolation slots bound the instances all isolating batches use together.
         let calls: Vec<_> = msgs
             .iter()
             .enumerate()
-            .map(|(i, m)| async move { (i, self.process_one(m).await) })
+            .map(|(i, m)| async move {
+                let _slot = self.isolation_slots.acquire().await;
+                (i, self.process_one(m).await)
+            })
             .collect();
         let mut outcomes: Vec<(usize, Outcome)> = futures::stream::iter(calls)
             .buffer_unordered(self.parallel_calls())
@@ -255,11 +274,20 @@ impl WasmHandler {
         outcomes.into_iter().map(|(_, o)| o).collect()
     }
 
-    fn parallel_calls(&self) -> usize {
-        self.plugin.limits.instances.unwrap_or_else(|| {
+    /// `limits.instances`, or the number of CPUs: how many instances the handler keeps warm and
+    /// how many messages of failed batches run at once.
+    pub(super) fn parallel_calls(&self) -> usize {
+        parallel_calls(&self.plugin.limits)
+    }
+}
+
+fn parallel_calls(limits: &crate::settings::Limits) -> usize {
+    limits
+        .instances
+        .unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         })
-    }
+        .max(1)
 }
 
 /// `handle-packed`, typed at each call: its parameter borrows the encoded batch.
@@ -292,7 +320,11 @@ impl Transform for WasmHandler {
                     }
                 }
                 // A trapped instance is never reused.
-                Err(err) => failure::into_error(self.describe_trap(&err, &inst.store)).to_string(),
+                Err(err) => {
+                    let why = failure::into_error(self.describe_trap(&err, &inst.store));
+                    drop(inst);
+                    why.to_string()
+                }
             };
             let msgs: Vec<wit::Message> = batch.iter().map(convert::to_wit).collect();
             return self.isolate(&msgs, &why).await;

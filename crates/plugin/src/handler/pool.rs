@@ -7,7 +7,7 @@ use anyhow::{Context as _, anyhow};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::bindings::v0_1::{self};
-use crate::guard::InstanceBudget;
+use crate::guard::{self, InstanceBudget};
 use crate::state::HostState;
 use crate::wasi;
 
@@ -69,7 +69,10 @@ impl WasmHandler {
                 .call_async(&mut store, (self.config.clone(),))
                 .await
                 .map_err(|e| into_error(self.describe_trap(&e, &store)))?;
-            result.map_err(|reason| anyhow!("init refused the configuration: {reason}"))?;
+            result.map_err(|reason| {
+                let reason = guard::cut(&reason, self.plugin.limits.max_reason_bytes as usize);
+                anyhow!("init refused the configuration: {reason}")
+            })?;
         }
         let packed = match &self.plugin.packed {
             Some(index) if self.packed => {
@@ -113,10 +116,12 @@ impl WasmHandler {
         }
     }
 
+    /// Back to the pool, unless it holds `instances` already (after a burst of isolation calls,
+    /// say): the pool never keeps more warm instances than the handler is allowed.
     pub(super) fn give_back(&self, inst: Instance) {
-        self.pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(inst);
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < self.parallel_calls() {
+            pool.push(inst);
+        }
     }
 }

@@ -120,6 +120,16 @@ pub struct AdminArgs {
         value_name = "TOKEN"
     )]
     pub admin_token: Option<String>,
+    /// A host name the admin server answers to besides loopback names and IP addresses (a
+    /// Kubernetes Service's name, say); requests naming any other `Host` are refused, which stops
+    /// DNS rebinding. Repeat it, or give a comma-separated list in the variable.
+    #[arg(
+        long = "admin-allowed-host",
+        env = "SLUICE_ADMIN_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub admin_allowed_hosts: Vec<String>,
 }
 
 impl AdminArgs {
@@ -136,6 +146,7 @@ impl AdminArgs {
         Ok(Some(AdminConfig {
             listen,
             token: self.admin_token.clone(),
+            allowed_hosts: self.admin_allowed_hosts.clone(),
         }))
     }
 }

@@ -16,7 +16,6 @@
 
 mod reload;
 
-use futures::FutureExt as _;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -193,12 +192,9 @@ impl Supervisor {
         let run_stats = stats.clone();
         let run_name = name.clone();
         let task = tokio::spawn(async move {
-            // A panic anywhere in the pipeline's task is a failure like any other: reported, never
-            // a task that vanished while `/readyz` waits for it.
-            let result = std::panic::AssertUnwindSafe(pipeline.run(run_stop))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| Err(anyhow::anyhow!("panicked: {}", panic_text(&*panic))));
+            // A panic in the pipeline's task comes back as an error (`Pipeline::run`): reported
+            // like any failure, never a task that vanished while `/readyz` waits for it.
+            let result = pipeline.run(run_stop).await;
             if result.is_err() {
                 run_stats.set_state(PipelineState::Failed);
             }
@@ -274,15 +270,6 @@ fn fingerprint(p: &LoadedPipeline) -> String {
     sluice_core::files::read_bounded(&p.file, sluice_core::files::MAX_PIPELINE_FILE)
         .map(|bytes| content_hash(&bytes))
         .unwrap_or_default()
-}
-
-/// The text a panic was raised with.
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
 }
 
 fn short(hash: &str) -> &str {
