@@ -113,6 +113,27 @@ impl Common<'_> {
     }
 }
 
+impl Common<'_> {
+    /// The TLS files librdkafka will read when the client is made, each a readable file.
+    fn check_local(&self, ctx: &BuildContext, errors: &mut Vec<FieldError>) {
+        let Some(tls) = self.tls else { return };
+        for (field, path) in [
+            ("ca_file", &tls.ca_file),
+            ("cert_file", &tls.cert_file),
+            ("key_file", &tls.key_file),
+        ] {
+            let Some(path) = path else { continue };
+            let path = ctx.resolve(path);
+            if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+                errors.push(FieldError::new(
+                    format!("tls.{field}"),
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+        }
+    }
+}
+
 impl KafkaSourceConfig {
     fn common(&self) -> Common<'_> {
         Common {
@@ -151,6 +172,10 @@ impl SourceFactory for KafkaSourceConfig {
         }
     }
 
+    fn check_local(&self, ctx: &BuildContext, errors: &mut Vec<FieldError>) {
+        self.common().check_local(ctx, errors);
+    }
+
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Box<dyn Source>> {
         Ok(Box::new(source::KafkaSource::new(self.clone(), ctx)?))
     }
@@ -162,6 +187,10 @@ impl SinkFactory for KafkaSinkConfig {
         if self.topic.is_empty() {
             errors.push(FieldError::new("topic", "must not be empty"));
         }
+    }
+
+    fn check_local(&self, ctx: &BuildContext, errors: &mut Vec<FieldError>) {
+        self.common().check_local(ctx, errors);
     }
 
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>> {
