@@ -235,26 +235,25 @@ delivery:
 }
 
 /// What `run` would find building the connectors, without connecting: a file source's missing
-/// file, a sink's missing directory, Kafka's TLS files (relative to the pipeline file).
+/// file, a sink's missing directory, Kafka's TLS files (relative to the pipeline file; in builds
+/// with Kafka).
 #[test]
 fn validate_makes_the_connectors_local_checks() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("p.yaml");
     std::fs::write(
         &file,
-        "source: { type: kafka, brokers: \"127.0.0.1:1\", topics: [t], group: g, tls: { ca_file: certs/ca.pem } }\n\
-         sinks: { out: { type: file, path: nowhere/out.jsonl } }\ndead_letter: { type: drop }\n",
+        "source: { type: file, path: missing.jsonl }\n\
+         sinks: { out: { type: file, path: nowhere/out.jsonl } }\ndead_letter: { type: drop }\n\
+         delivery: { guarantee: at_most_once }\n",
     )
     .unwrap();
     let out = sluice().arg("validate").arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let ca = dir.path().join("certs/ca.pem");
+    let missing = dir.path().join("missing.jsonl");
     assert!(
-        stderr.contains(&format!(
-            "source.tls.ca_file: {} is not a readable file",
-            ca.display()
-        )),
+        stderr.contains(&format!("source.path: cannot open {}", missing.display())),
         "{stderr}"
     );
     assert!(
@@ -262,6 +261,26 @@ fn validate_makes_the_connectors_local_checks() {
         "{stderr}"
     );
     assert!(stderr.contains("2 error(s)"), "{stderr}");
+    #[cfg(feature = "kafka")]
+    {
+        std::fs::write(
+            &file,
+            "source: { type: kafka, brokers: \"127.0.0.1:1\", topics: [t], group: g, tls: { ca_file: certs/ca.pem } }\n\
+             sinks: { out: { type: drop } }\ndead_letter: { type: drop }\n",
+        )
+        .unwrap();
+        let out = sluice().arg("validate").arg(&file).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let ca = dir.path().join("certs/ca.pem");
+        assert!(
+            stderr.contains(&format!(
+                "source.tls.ca_file: {} is not a readable file",
+                ca.display()
+            )),
+            "{stderr}"
+        );
+        assert!(stderr.contains("1 error(s)"), "{stderr}");
+    }
 }
 
 /// A path that never ends (a device) or a file too large is an error at once, never a host that
