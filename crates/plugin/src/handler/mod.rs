@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use futures::StreamExt as _;
 use wasmtime::Store;
 
 use super::bindings::v0_1::{self, sluice::plugin::types as wit};
@@ -79,7 +78,6 @@ impl Plugin {
             max_log_bytes: self.limits.max_log_bytes as usize,
             stats: GuardStats::default(),
         });
-        let isolation_slots = tokio::sync::Semaphore::new(parallel_calls(&self.limits));
         let handler = WasmHandler {
             grants: grants.to_vec(),
             packed: abi == BatchAbi::Auto && self.packed.is_some(),
@@ -91,7 +89,6 @@ impl Plugin {
             plugin: self,
             pool: Mutex::new(Vec::new()),
             shared,
-            isolation_slots,
         };
         let first = handler
             .instantiate_now()
@@ -130,8 +127,6 @@ pub struct WasmHandler {
     shared: Arc<Shared>,
     /// The WASI capabilities each instance gets.
     grants: Vec<Grant>,
-    /// Calls that isolate failed batches, over all batches at once: `parallel_calls`.
-    isolation_slots: tokio::sync::Semaphore,
 }
 
 impl WasmHandler {
@@ -240,10 +235,12 @@ impl WasmHandler {
 
     /// The messages of a batch whose call failed as a whole (a trap, a timeout, a wrong number
     /// of results, a malformed packed result), each run on its own so that only a culprit fails.
-    /// They run in parallel on up to `limits.instances` instances (default: the CPUs), each call
-    /// with the full timeout: `k` culprits that loop hold the batch for at most
-    /// `(1 + ceil(k / instances)) × timeout_ms` after the first call, and a good neighbour is
-    /// never failed with them.
+    ///
+    /// One at a time, in the batch's own task: calls sharing a task would share its thread, and
+    /// each one's wall-clock `timeout_ms` would then count the others' time (a slow but good
+    /// message could time out beside a looping one). Batches that fail at once isolate in
+    /// parallel, each in its own task. Worst case for one batch: `k` culprits that loop hold it
+    /// for `(k + 1) × timeout_ms`.
     async fn isolate(&self, msgs: &[wit::Message], why: &str) -> Vec<Outcome> {
         self.shared
             .stats
@@ -256,26 +253,14 @@ impl WasmHandler {
             messages = msgs.len(),
             "batch call failed ({why}); running its messages one at a time to find the culprit"
         );
-        // Unordered, so that a message that loops holds one slot, not the ones behind it.
-        // The handler's isolation slots bound the instances all isolating batches use together.
-        let calls: Vec<_> = msgs
-            .iter()
-            .enumerate()
-            .map(|(i, m)| async move {
-                let _slot = self.isolation_slots.acquire().await;
-                (i, self.process_one(m).await)
-            })
-            .collect();
-        let mut outcomes: Vec<(usize, Outcome)> = futures::stream::iter(calls)
-            .buffer_unordered(self.parallel_calls())
-            .collect()
-            .await;
-        outcomes.sort_unstable_by_key(|(i, _)| *i);
-        outcomes.into_iter().map(|(_, o)| o).collect()
+        let mut outcomes = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            outcomes.push(self.process_one(m).await);
+        }
+        outcomes
     }
 
-    /// `limits.instances`, or the number of CPUs: how many instances the handler keeps warm and
-    /// how many messages of failed batches run at once.
+    /// `limits.instances`, or the number of CPUs: how many instances the handler keeps warm.
     pub(super) fn parallel_calls(&self) -> usize {
         parallel_calls(&self.plugin.limits)
     }

@@ -195,8 +195,10 @@ impl Supervisor {
             // A panic in the pipeline's task comes back as an error (`Pipeline::run`): reported
             // like any failure, never a task that vanished while `/readyz` waits for it.
             let result = pipeline.run(run_stop).await;
-            if result.is_err() {
+            if let Err(err) = &result {
                 run_stats.set_state(PipelineState::Failed);
+                // `/pipelines` shows why, beside the failed state `/readyz` names.
+                run_stats.record_error(format!("pipeline failed: {err:#}"));
             }
             let _ = ended.send(Ended {
                 name: run_name,
