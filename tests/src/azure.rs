@@ -200,6 +200,18 @@ impl Broker for AzureBroker {
             .unwrap_or(0) as usize
     }
 
+    fn refusal(&self, queue: &str) -> crate::conformance::Refusal {
+        crate::conformance::Refusal {
+            sink: self.sink(queue),
+            shape: Arc::new(|out: &mut sluice::message::Output, refused: bool| {
+                if refused {
+                    out.payload = bytes::Bytes::from(vec![b'a'; 100 * 1024]);
+                }
+            }),
+            reason: "exceeds the service's",
+        }
+    }
+
     fn patience(&self) -> Duration {
         Duration::from_secs(120)
     }

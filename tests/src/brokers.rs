@@ -220,6 +220,32 @@ fn header_text(v: &AMQPValue) -> String {
 
 #[async_trait]
 impl Broker for RabbitMqBroker {
+    /// A routing key longer than AMQP's 255 bytes; the sink takes each output's key.
+    fn refusal(&self, queue: &str) -> crate::conformance::Refusal {
+        let cfg = RabbitMqSinkConfig {
+            url: AMQP_URL.into(),
+            exchange: String::new(),
+            routing_key: None,
+            declare_queue: Some(queue.into()),
+            persistent: true,
+            topology: Default::default(),
+            tls: Default::default(),
+            confirm_timeout_ms: 30_000,
+        };
+        let queue = bytes::Bytes::from(queue.to_owned());
+        crate::conformance::Refusal {
+            sink: cfg.build(&ctx(1)).expect("rabbitmq sink"),
+            shape: Arc::new(move |out: &mut sluice::message::Output, refused: bool| {
+                out.key = Some(if refused {
+                    bytes::Bytes::from(vec![b'k'; 300])
+                } else {
+                    queue.clone()
+                });
+            }),
+            reason: "exceeds AMQP's 255",
+        }
+    }
+
     async fn fresh_queue(&self, prefix: &str) -> String {
         let name = unique_queue(prefix);
         let options = QueueDeclareOptions {

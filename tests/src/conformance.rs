@@ -45,6 +45,24 @@ pub trait Broker: Send + Sync {
     fn patience(&self) -> Duration {
         Duration::from_secs(60)
     }
+    /// How this broker's sink refuses an output for good, for the outputs bound for `queue`
+    /// ([`a_refused_output_is_dead_lettered_alone`]; brokers that refuse nothing do not run it).
+    fn refusal(&self, queue: &str) -> Refusal {
+        panic!("no refusal is defined for this broker (queue {queue})")
+    }
+}
+
+/// Shapes an output for a sink: `true` for the one to be refused.
+pub type Shape = Arc<dyn Fn(&mut Output, bool) + Send + Sync>;
+
+/// What makes a broker's sink refuse one output for good.
+pub struct Refusal {
+    /// The sink for the output queue.
+    pub sink: Arc<dyn Sink>,
+    /// Shapes an output for that sink: `refused` says whether it is the one to be refused.
+    pub shape: Shape,
+    /// A fragment of the reason the sink gives.
+    pub reason: &'static str,
 }
 
 fn pipeline(
@@ -264,6 +282,81 @@ pub async fn poison_to_dead_letter<B: Broker + ?Sized>(b: &B) {
     assert_eq!(b.depth(&input).await, 0);
 }
 
+/// One output of 20 is one the broker refuses for good (too large, a routing key AMQP cannot
+/// carry): its delivery alone is dead-lettered with class `sink-rejected` and the sink's reason,
+/// its batch-mates are delivered once, nothing is nacked, and in = out + dead-lettered.
+pub async fn a_refused_output_is_dead_lettered_alone<B: Broker + ?Sized>(b: &B) {
+    let (input, output, dead) = (
+        b.fresh_queue("rej-in").await,
+        b.fresh_queue("rej-out").await,
+        b.fresh_queue("rej-dead").await,
+    );
+    let sent = numbered("rej", 20);
+    publish_all(b, &input, &sent).await;
+    let refusal = b.refusal(&output);
+    let shape = refusal.shape.clone();
+    let shaping: Arc<dyn Transform> = Arc::new(FnTransform {
+        name: "shape-for-the-sink".into(),
+        f: move |m: &Message| {
+            let mut out = Output::pass_through(m);
+            shape(&mut out, m.payload.ends_with(b"-0007"));
+            Outcome::Outputs(vec![out])
+        },
+    });
+    let (p, stats) = pipeline(
+        b.source(&input, 16),
+        vec![shaping],
+        refusal.sink.clone(),
+        b.sink(&dead),
+        16,
+        8,
+    );
+    let running = start(p);
+    wait_until("20 settled", b.patience(), || {
+        stats.settled.load(Ordering::SeqCst) == 20
+    })
+    .await;
+    assert_eq!(running.stop().await, RunEnd::Drained);
+    let mut got = payloads(&b.drain(&output, 19).await);
+    got.sort();
+    let expected: Vec<String> = sent
+        .iter()
+        .filter(|s| !s.ends_with("-0007"))
+        .cloned()
+        .collect();
+    assert_eq!(got, expected, "the batch-mates delivered once each");
+    let dead_letters = b.drain(&dead, 1).await;
+    assert_eq!(dead_letters.len(), 1);
+    assert_eq!(
+        dead_letters[0].payload, b"rej-0007",
+        "the original, byte for byte"
+    );
+    let h = &dead_letters[0].headers;
+    assert_eq!(
+        h.get(dl::ERROR_CLASS).map(String::as_str),
+        Some("sink-rejected")
+    );
+    assert!(
+        h.get(dl::REASON)
+            .is_some_and(|r| r.contains(refusal.reason)),
+        "the sink's reason: {h:?}"
+    );
+    assert_eq!(stats.acked.load(Ordering::SeqCst), 19);
+    assert_eq!(stats.dead_lettered.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        stats.dead_lettered_by_class[ErrorClass::SinkRejected.index()].load(Ordering::SeqCst),
+        1
+    );
+    assert_eq!(
+        stats.nacked.load(Ordering::SeqCst),
+        0,
+        "nothing went round again"
+    );
+    assert_eq!(stats.sink("out").rejected.load(Ordering::SeqCst), 1);
+    assert_eq!(b.depth(&input).await, 0, "input fully acknowledged");
+    assert_eq!(b.depth(&output).await, 0, "nothing more arrived");
+}
+
 /// With the sink blocked, exactly `max_in_flight` deliveries are pulled; unblocked, all arrive.
 pub async fn back_pressure<B: Broker + ?Sized>(b: &B) {
     let (input, output, dead) = (
@@ -329,6 +422,18 @@ macro_rules! conformance_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn conformance_back_pressure() {
             $crate::conformance::back_pressure(&$broker).await;
+        }
+    };
+}
+
+/// [`a_refused_output_is_dead_lettered_alone`], for brokers whose sinks refuse outputs for good
+/// (those that implement [`Broker::refusal`]).
+#[macro_export]
+macro_rules! refusal_tests {
+    ($broker:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_a_refused_output_is_dead_lettered_alone() {
+            $crate::conformance::a_refused_output_is_dead_lettered_alone(&$broker).await;
         }
     };
 }

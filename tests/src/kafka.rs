@@ -217,6 +217,19 @@ async fn read_from(
 
 #[async_trait]
 impl Broker for KafkaBroker {
+    /// A record over librdkafka's `message.max.bytes` (1,000,000 by default).
+    fn refusal(&self, queue: &str) -> crate::conformance::Refusal {
+        crate::conformance::Refusal {
+            sink: self.sink(queue),
+            shape: Arc::new(|out: &mut sluice::message::Output, refused: bool| {
+                if refused {
+                    out.payload = bytes::Bytes::from(vec![b'a'; 1_500_000]);
+                }
+            }),
+            reason: "too large",
+        }
+    }
+
     async fn fresh_queue(&self, prefix: &str) -> String {
         let name = unique_queue(prefix);
         self.create_topic(&name, self.partitions).await;

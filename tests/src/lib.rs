@@ -253,14 +253,14 @@ impl FlakySink {
 
 #[async_trait]
 impl Sink for FlakySink {
-    async fn send(&self, batch: &[Output]) -> anyhow::Result<()> {
+    async fn send(&self, batch: &[Output]) -> sluice::connector::SendResult {
         if self
             .failures
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
             self.failed.fetch_add(1, Ordering::SeqCst);
-            anyhow::bail!("injected sink failure");
+            return Err(anyhow::anyhow!("injected sink failure").into());
         }
         self.inner.send(batch).await
     }
@@ -291,7 +291,7 @@ impl GateSink {
 
 #[async_trait]
 impl Sink for GateSink {
-    async fn send(&self, batch: &[Output]) -> anyhow::Result<()> {
+    async fn send(&self, batch: &[Output]) -> sluice::connector::SendResult {
         let now = self.waiting.fetch_add(batch.len(), Ordering::SeqCst) + batch.len();
         self.max_waiting.fetch_max(now, Ordering::SeqCst);
         let permit = self.gate.acquire().await;

@@ -215,6 +215,18 @@ impl Broker for SqsBroker {
             .unwrap_or(0)
     }
 
+    fn refusal(&self, queue: &str) -> crate::conformance::Refusal {
+        crate::conformance::Refusal {
+            sink: self.sink(queue),
+            shape: Arc::new(|out: &mut sluice::message::Output, refused: bool| {
+                if refused {
+                    out.payload = bytes::Bytes::from(vec![b'a'; 300 * 1024]);
+                }
+            }),
+            reason: "exceeds SQS's",
+        }
+    }
+
     fn patience(&self) -> Duration {
         Duration::from_secs(300)
     }

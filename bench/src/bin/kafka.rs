@@ -172,7 +172,7 @@ struct TimedSink {
 
 #[async_trait::async_trait]
 impl sluice::connector::Sink for TimedSink {
-    async fn send(&self, batch: &[sluice::message::Output]) -> anyhow::Result<()> {
+    async fn send(&self, batch: &[sluice::message::Output]) -> sluice::connector::SendResult {
         let started = Instant::now();
         let sent = self.inner.send(batch).await;
         let nanos = started.elapsed().as_nanos() as u64;

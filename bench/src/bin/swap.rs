@@ -37,7 +37,7 @@ struct TimingSink {
 
 #[async_trait]
 impl Sink for TimingSink {
-    async fn send(&self, _batch: &[Output]) -> anyhow::Result<()> {
+    async fn send(&self, _batch: &[Output]) -> sluice::connector::SendResult {
         self.at
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -232,6 +232,11 @@ pub struct DeliveryConfig {
     #[schemars(range(min = 1, max = 65536))]
     pub batch_size: usize,
     pub retry: RetryConfig,
+    /// Longest wait, in milliseconds, for a sink to confirm one write (the dead-letter sink's
+    /// too); past it the write counts as failed and is retried, then nacked. Default: 60000,
+    /// above the brokers' own confirm timeouts (30 s), so that their clearer errors come first.
+    #[schemars(range(min = 1, max = 3600000))]
+    pub sink_timeout_ms: u64,
     /// Default: no rate limit.
     pub rate_limit: Option<RateLimitConfig>,
     /// What to do with a message a handler calls `invalid`. Default: `dead_letter`.
@@ -257,6 +262,7 @@ impl Default for DeliveryConfig {
             max_in_flight: 1024,
             batch_size: 128,
             retry: RetryConfig::default(),
+            sink_timeout_ms: 60_000,
             rate_limit: None,
             on_invalid: InvalidPolicy::DeadLetter,
             guarantee: Guarantee::AtLeastOnce,

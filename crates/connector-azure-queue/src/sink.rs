@@ -1,14 +1,16 @@
-//! The Azure Queue Storage sink: one `send_message` per output, all of a batch at once.
+//! The Azure Queue Storage sink: one `send_message` per output, all of a batch at once. An
+//! output over the service's 64 KiB, or one the service answers with a permanent 4xx, is
+//! rejected; the rest of the batch goes on.
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use async_trait::async_trait;
 use azure_storage_queue::models::QueueMessage;
-use futures::future::try_join_all;
+use futures::future::join_all;
 use tokio::sync::OnceCell;
 
 use super::connection::{Access, RenewingClient};
 use super::{AzureQueueSinkConfig, MAX_MESSAGE_BYTES, envelope};
-use sluice_core::connector::Sink;
+use sluice_core::connector::{BatchStatus, SendResult, Sink};
 use sluice_core::message::Output;
 
 pub struct AzureQueueSink {
@@ -32,7 +34,8 @@ impl AzureQueueSink {
         })
     }
 
-    fn text(&self, out: &Output) -> anyhow::Result<String> {
+    /// The message text for `out`, or why the service would never accept it.
+    fn text(&self, out: &Output) -> Result<String, String> {
         let queue = &self.cfg.queue;
         let text = envelope::encode(
             &out.payload,
@@ -41,7 +44,7 @@ impl AzureQueueSink {
             self.cfg.encoding,
             self.cfg.envelope,
         )
-        .with_context(|| format!("azure_queue sink `{queue}`"))?;
+        .map_err(|e| format!("azure_queue sink `{queue}`: {e:#}"))?;
         // The text travels XML-escaped; count what the service counts, roughly from above.
         let size = text.len()
             + text
@@ -50,17 +53,26 @@ impl AzureQueueSink {
                 .count()
                 * 5;
         if size > MAX_MESSAGE_BYTES {
-            bail!(
+            return Err(format!(
                 "azure_queue sink `{queue}`: message of {size} bytes exceeds the service's {MAX_MESSAGE_BYTES}"
-            );
+            ));
         }
         Ok(text)
     }
 }
 
+/// Whether the service refused a message for good: a 4xx that sending again cannot change
+/// (not 408 timeout, 409 conflict during queue creation or 429 throttling).
+fn refused_for_good(e: &azure_core::Error) -> bool {
+    e.http_status().is_some_and(|status| {
+        let code = u16::from(status);
+        (400..500).contains(&code) && !matches!(code, 401 | 403 | 404 | 408 | 409 | 429)
+    })
+}
+
 #[async_trait]
 impl Sink for AzureQueueSink {
-    async fn send(&self, batch: &[Output]) -> anyhow::Result<()> {
+    async fn send(&self, batch: &[Output]) -> SendResult {
         let queue = &self.cfg.queue;
         let client = self.client.get()?;
         if self.cfg.create {
@@ -70,25 +82,39 @@ impl Sink for AzureQueueSink {
                 })
                 .await?;
         }
-        // Encode (and size-check) everything before sending anything.
-        let texts = batch
-            .iter()
-            .map(|out| self.text(out))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        try_join_all(texts.into_iter().map(|text| {
+        // Encode (and size-check) everything first: what can never be sent is rejected.
+        let mut status = BatchStatus::new(batch.len());
+        let mut texts = Vec::with_capacity(batch.len());
+        for (i, out) in batch.iter().enumerate() {
+            match self.text(out) {
+                Ok(text) => texts.push((i, text)),
+                Err(reason) => status.reject(i, reason),
+            }
+        }
+        let sent = join_all(texts.into_iter().map(|(i, text)| {
             let client = client.clone();
             async move {
                 let message = QueueMessage {
                     message_text: Some(text),
                 };
-                client
-                    .send_message(message.try_into()?, None)
-                    .await
-                    .map(drop)
+                let result = match message.try_into() {
+                    Ok(body) => client.send_message(body, None).await.map(drop),
+                    Err(e) => Err(e),
+                };
+                (i, result)
             }
         }))
-        .await
-        .with_context(|| format!("azure_queue sink `{queue}`: send_message"))?;
-        Ok(())
+        .await;
+        for (i, result) in sent {
+            if let Err(e) = result {
+                let reason = format!("azure_queue sink `{queue}`: send_message: {e}");
+                if refused_for_good(&e) {
+                    status.reject(i, reason);
+                } else {
+                    status.retry(i, reason);
+                }
+            }
+        }
+        status.finish()
     }
 }

@@ -1,10 +1,11 @@
 //! The Kafka sink: an idempotent producer; a batch is confirmed when every record is acknowledged
-//! by all in-sync replicas.
+//! by all in-sync replicas. A record Kafka refuses for what it is (over `message.max.bytes`,
+//! malformed) is rejected; other failures are retryable.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use async_trait::async_trait;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -12,7 +13,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer a
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::{Compression, KafkaSinkConfig};
-use sluice_core::connector::{BuildContext, Sink};
+use sluice_core::connector::{BatchStatus, BuildContext, SendResult, Sink};
 use sluice_core::message::Output;
 
 pub struct KafkaSink {
@@ -79,56 +80,88 @@ impl KafkaSink {
         record
     }
 
-    fn not_acknowledged(&self, e: KafkaError) -> anyhow::Error {
-        anyhow::Error::new(e).context(format!(
-            "kafka sink `{}`: a record was not acknowledged",
+    fn not_acknowledged(&self, e: &KafkaError) -> String {
+        format!(
+            "kafka sink `{}`: a record was not acknowledged: {e}",
             self.topic
-        ))
+        )
     }
 
-    /// Await one delivery report.
-    async fn delivered(&self, delivery: DeliveryFuture) -> anyhow::Result<()> {
+    /// Mark record `i` by `e`: rejected when Kafka will refuse it the same way again.
+    fn failed(&self, status: &mut BatchStatus, i: usize, e: &KafkaError) {
+        if e.rdkafka_error_code().is_some_and(refused_for_good) {
+            status.reject(i, self.not_acknowledged(e));
+        } else {
+            status.retry(i, self.not_acknowledged(e));
+        }
+    }
+
+    /// Await one delivery report and mark record `i` by it.
+    async fn delivered(&self, status: &mut BatchStatus, (i, delivery): (usize, DeliveryFuture)) {
         match delivery.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(self.not_acknowledged(e)),
-            Err(_) => bail!("kafka sink `{}`: the producer went away", self.topic),
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => self.failed(status, i, &e),
+            Err(_) => status.retry(
+                i,
+                format!("kafka sink `{}`: the producer went away", self.topic),
+            ),
         }
     }
 }
 
+/// Errors that say the record itself is wrong for the broker (too large for `message.max.bytes`,
+/// malformed, a topic name Kafka does not allow): sending it again fails the same way.
+fn refused_for_good(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidTimestamp
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::BadMessage
+    )
+}
+
 #[async_trait]
 impl Sink for KafkaSink {
-    async fn send(&self, batch: &[Output]) -> anyhow::Result<()> {
+    async fn send(&self, batch: &[Output]) -> SendResult {
         // Every record is queued without waiting (`send_result`), so one batch is one round of
         // produce requests; the delivery reports are then awaited in order, one waker at a time
         // (a `join_all` over the batch re-polls a set of futures per report). When librdkafka's
         // local queue is full, the batch's own earliest report is awaited to make room.
+        let mut status = BatchStatus::new(batch.len());
         let mut waiting = VecDeque::with_capacity(batch.len());
-        for out in batch {
+        for (i, out) in batch.iter().enumerate() {
             let since = Instant::now();
             loop {
                 match self.producer.send_result(self.record(out)) {
                     Ok(delivery) => {
-                        waiting.push_back(delivery);
+                        waiting.push_back((i, delivery));
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
                         if since.elapsed() < QUEUE_TIMEOUT =>
                     {
                         match waiting.pop_front() {
-                            Some(first) => self.delivered(first).await?,
+                            Some(first) => self.delivered(&mut status, first).await,
                             // Full with other batches' records: wait as rdkafka's `send` does.
                             None => tokio::time::sleep(Duration::from_millis(10)).await,
                         }
                     }
-                    Err((e, _)) => return Err(self.not_acknowledged(e)),
+                    Err((e, _)) => {
+                        self.failed(&mut status, i, &e);
+                        break;
+                    }
                 }
             }
         }
         for delivery in waiting {
-            self.delivered(delivery).await?;
+            self.delivered(&mut status, delivery).await;
         }
-        Ok(())
+        status.finish()
     }
 
     async fn close(&self) -> anyhow::Result<()> {

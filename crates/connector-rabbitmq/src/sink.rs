@@ -1,11 +1,13 @@
 //! The RabbitMQ sink: publisher confirms for every message; `send` returns only when the broker
-//! has confirmed the whole batch.
+//! has confirmed the whole batch. An output with no routing key, or one that is not UTF-8 or over
+//! AMQP's 255 bytes, is rejected before publishing; one the broker returns as unroutable is
+//! rejected too; a broker nack is retryable.
 //!
 //! A batch is published with its messages polled together (see `in_order.rs`), under a lock so
 //! that two batches never interleave their confirm numbering; the confirms are awaited after the
 //! lock is released, so the batches of several workers overlap on the wire.
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection, PublisherConfirm};
@@ -14,7 +16,7 @@ use tokio::sync::Mutex;
 use super::RabbitMqSinkConfig;
 use super::headers::to_table;
 use super::in_order::in_order;
-use sluice_core::connector::Sink;
+use sluice_core::connector::{BatchStatus, SendResult, Sink};
 use sluice_core::message::Output;
 
 struct Live {
@@ -65,33 +67,43 @@ impl RabbitMqSink {
         })
     }
 
-    fn routing_key(&self, out: &Output) -> anyhow::Result<String> {
-        match (&self.cfg.routing_key, &out.key) {
-            (Some(key), _) => Ok(key.clone()),
+    /// The routing key of `out`, or why the broker could never take it.
+    fn routing_key(&self, out: &Output) -> Result<String, String> {
+        let key = match (&self.cfg.routing_key, &out.key) {
+            (Some(key), _) => key.clone(),
             (None, Some(key)) => String::from_utf8(key.to_vec())
-                .context("rabbitmq sink: the output key is not UTF-8"),
+                .map_err(|_| "rabbitmq sink: the output key is not UTF-8".to_owned())?,
             (None, None) => {
-                bail!("rabbitmq sink: no routing key (set `routing_key`, or give outputs a key)")
+                return Err(
+                    "rabbitmq sink: no routing key (set `routing_key`, or give outputs a key)"
+                        .to_owned(),
+                );
             }
+        };
+        // AMQP's shortstr: a longer key cannot be framed at all.
+        if key.len() > MAX_ROUTING_KEY_BYTES {
+            return Err(format!(
+                "rabbitmq sink: routing key of {} bytes exceeds AMQP's {MAX_ROUTING_KEY_BYTES}",
+                key.len()
+            ));
         }
+        Ok(key)
     }
 
-    /// Queue every message of the batch; returns each one's routing key and confirm.
+    /// Queue the messages `todo` (index in the batch, routing key); returns each one's confirm.
     async fn publish_all(
         &self,
         channel: &Channel,
         batch: &[Output],
-    ) -> anyhow::Result<Vec<(String, PublisherConfirm)>> {
-        let keys = batch
-            .iter()
-            .map(|out| self.routing_key(out))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        todo: Vec<(usize, String)>,
+    ) -> anyhow::Result<Vec<(usize, String, PublisherConfirm)>> {
         let options = BasicPublishOptions {
             mandatory: true,
             ..BasicPublishOptions::default()
         };
         let delivery_mode = if self.cfg.persistent { 2 } else { 1 };
-        let published = in_order(batch.iter().zip(&keys).map(|(out, key)| {
+        let published = in_order(todo.iter().map(|(i, key)| {
+            let out = &batch[*i];
             channel.basic_publish(
                 self.cfg.exchange.as_str().into(),
                 key.as_str().into(),
@@ -103,16 +115,20 @@ impl RabbitMqSink {
             )
         }))
         .await;
-        keys.into_iter()
+        todo.into_iter()
             .zip(published)
-            .map(|(key, confirm)| Ok((key, confirm.context("rabbitmq sink: publish")?)))
+            .map(|((i, key), confirm)| Ok((i, key, confirm.context("rabbitmq sink: publish")?)))
             .collect()
     }
 
     /// Every confirm of the batch, within `confirm_timeout_ms` for the whole batch.
-    async fn confirmed(&self, confirms: Vec<(String, PublisherConfirm)>) -> anyhow::Result<()> {
+    async fn confirmed(
+        &self,
+        confirms: Vec<(usize, String, PublisherConfirm)>,
+        status: &mut BatchStatus,
+    ) -> anyhow::Result<()> {
         let limit = std::time::Duration::from_millis(self.cfg.confirm_timeout_ms);
-        sluice_core::deadline::within(limit, self.all_confirmed(confirms), || {
+        sluice_core::deadline::within(limit, self.all_confirmed(confirms, status), || {
             anyhow::anyhow!(
                 "rabbitmq sink: the broker did not confirm the batch within {} ms",
                 self.cfg.confirm_timeout_ms
@@ -121,18 +137,32 @@ impl RabbitMqSink {
         .await
     }
 
-    async fn all_confirmed(&self, confirms: Vec<(String, PublisherConfirm)>) -> anyhow::Result<()> {
-        for (routing_key, confirm) in confirms {
+    async fn all_confirmed(
+        &self,
+        confirms: Vec<(usize, String, PublisherConfirm)>,
+        status: &mut BatchStatus,
+    ) -> anyhow::Result<()> {
+        for (i, routing_key, confirm) in confirms {
             let confirmation = confirm
                 .await
                 .context("rabbitmq sink: waiting for the broker's confirm")?;
             if !confirmation.is_ack() {
-                bail!("rabbitmq sink: the broker refused a message (nack) for `{routing_key}`");
-            }
-            if confirmation.take_message().is_some() {
-                bail!(
-                    "rabbitmq sink: no queue is bound for routing key `{routing_key}` on exchange `{}`",
-                    self.cfg.exchange
+                // A nack is the broker's internal error: sending again may work.
+                status.retry(
+                    i,
+                    format!(
+                        "rabbitmq sink: the broker refused a message (nack) for `{routing_key}`"
+                    ),
+                );
+            } else if confirmation.take_message().is_some() {
+                // Returned as unroutable (`mandatory`): it would come back the same way until
+                // someone binds a queue, so it goes to the dead-letter sink, not round and round.
+                status.reject(
+                    i,
+                    format!(
+                        "rabbitmq sink: no queue is bound for routing key `{routing_key}` on exchange `{}`",
+                        self.cfg.exchange
+                    ),
                 );
             }
         }
@@ -140,33 +170,47 @@ impl RabbitMqSink {
     }
 }
 
+/// The longest routing key AMQP 0-9-1 can carry (a short string).
+const MAX_ROUTING_KEY_BYTES: usize = 255;
+
 #[async_trait]
 impl Sink for RabbitMqSink {
-    async fn send(&self, batch: &[Output]) -> anyhow::Result<()> {
+    async fn send(&self, batch: &[Output]) -> SendResult {
+        let mut status = BatchStatus::new(batch.len());
+        let mut todo = Vec::with_capacity(batch.len());
+        for (i, out) in batch.iter().enumerate() {
+            match self.routing_key(out) {
+                Ok(key) => todo.push((i, key)),
+                Err(reason) => status.reject(i, reason),
+            }
+        }
+        if todo.is_empty() {
+            return status.finish();
+        }
         let (generation, confirms) = {
             let mut live = self.live.lock().await;
             if live.is_none() {
                 *live = Some(super::within_connect_timeout("rabbitmq sink", self.connect()).await?);
             }
             let Some(current) = live.as_ref() else {
-                bail!("rabbitmq sink: not connected")
+                return Err(anyhow::anyhow!("rabbitmq sink: not connected").into());
             };
-            match self.publish_all(&current.channel, batch).await {
+            match self.publish_all(&current.channel, batch, todo).await {
                 Ok(confirms) => (current.generation, confirms),
                 Err(e) => {
                     *live = None;
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
         };
-        let result = self.confirmed(confirms).await;
-        if result.is_err() {
+        if let Err(e) = self.confirmed(confirms, &mut status).await {
             let mut live = self.live.lock().await;
             if live.as_ref().is_some_and(|l| l.generation == generation) {
                 *live = None;
             }
+            return Err(e.into());
         }
-        result
+        status.finish()
     }
 
     async fn close(&self) -> anyhow::Result<()> {

@@ -6,7 +6,7 @@ use tokio::sync::Mutex;
 use zeromq::{PubSocket, PushSocket, Socket as _, SocketSend as _, ZmqMessage};
 
 use super::{SinkSocket, ZeroMqSinkConfig};
-use sluice_core::connector::Sink;
+use sluice_core::connector::{SendResult, Sink};
 use sluice_core::message::Output;
 
 enum Sender {
@@ -58,13 +58,13 @@ impl ZeroMqSink {
 
 #[async_trait]
 impl Sink for ZeroMqSink {
-    async fn send(&self, batch: &[Output]) -> anyhow::Result<()> {
+    async fn send(&self, batch: &[Output]) -> SendResult {
         let mut guard = self.socket.lock().await;
         if guard.is_none() {
             *guard = Some(self.open().await?);
         }
         let Some(socket) = guard.as_mut() else {
-            anyhow::bail!("zeromq sink: no socket")
+            return Err(anyhow::anyhow!("zeromq sink: no socket").into());
         };
         for out in batch {
             let result = match socket {

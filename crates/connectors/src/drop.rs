@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::{BuildContext, Sink, SinkFactory};
+use crate::{BuildContext, SendResult, Sink, SinkFactory};
 use sluice_core::message::Output;
 
 /// `type: drop`. No settings. (Not `null`: YAML reads `type: null` as no type at all.)
@@ -28,7 +28,7 @@ pub struct DropSink;
 
 #[async_trait]
 impl Sink for DropSink {
-    async fn send(&self, _batch: &[Output]) -> anyhow::Result<()> {
+    async fn send(&self, _batch: &[Output]) -> SendResult {
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::sync::Mutex;
 
 use crate::stdio::LineSource;
-use crate::{BuildContext, Codec, Sink, SinkFactory, Source, SourceFactory};
+use crate::{BuildContext, Codec, SendResult, Sink, SinkFactory, Source, SourceFactory};
 use sluice_core::FieldError;
 use sluice_core::message::Output;
 
@@ -129,16 +129,19 @@ struct FileSink {
 
 #[async_trait]
 impl Sink for FileSink {
-    async fn send(&self, batch: &[Output]) -> anyhow::Result<()> {
+    async fn send(&self, batch: &[Output]) -> SendResult {
         let mut buf = Vec::with_capacity(batch.iter().map(|o| o.payload.len() + 64).sum());
         for out in batch {
             self.codec.encode(out, &mut buf);
         }
         let mut file = self.out.lock().await;
-        file.write_all(&buf).await?;
-        file.flush().await?;
+        file.write_all(&buf).await.context("file sink: write")?;
+        file.flush().await.context("file sink: flush")?;
         if self.fsync {
-            file.get_ref().sync_data().await?;
+            file.get_ref()
+                .sync_data()
+                .await
+                .context("file sink: fsync")?;
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::{BuildContext, Delivery, Sink, SinkFactory, Source, SourceFactory};
+use crate::{BuildContext, Delivery, SendResult, Sink, SinkFactory, Source, SourceFactory};
 use sluice_core::FieldError;
 use sluice_core::ack::{AckToken, Acker, Settlement};
 use sluice_core::message::{Headers, Message, Metadata, Output};
@@ -354,7 +354,7 @@ struct MemorySink {
 
 #[async_trait]
 impl Sink for MemorySink {
-    async fn send(&self, batch: &[Output]) -> anyhow::Result<()> {
+    async fn send(&self, batch: &[Output]) -> SendResult {
         for out in batch {
             self.queue.push(StoredMessage {
                 key: out.key.clone(),

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::Mutex;
 
-use crate::{BuildContext, Codec, Delivery, Sink, SinkFactory, Source, SourceFactory};
+use crate::{BuildContext, Codec, Delivery, SendResult, Sink, SinkFactory, Source, SourceFactory};
 use sluice_core::ack::AckToken;
 use sluice_core::message::{Message, Metadata, Output};
 
@@ -146,14 +146,20 @@ struct StdoutSink {
 
 #[async_trait]
 impl Sink for StdoutSink {
-    async fn send(&self, batch: &[Output]) -> anyhow::Result<()> {
+    async fn send(&self, batch: &[Output]) -> SendResult {
         let mut buf = Vec::new();
         for out in batch {
             self.codec.encode(out, &mut buf);
         }
         let mut stdout = STDOUT.lock().await;
-        stdout.write_all(&buf).await?;
-        stdout.flush().await?;
+        stdout
+            .write_all(&buf)
+            .await
+            .map_err(|e| anyhow::anyhow!("stdout sink: write: {e}"))?;
+        stdout
+            .flush()
+            .await
+            .map_err(|e| anyhow::anyhow!("stdout sink: flush: {e}"))?;
         Ok(())
     }
 }

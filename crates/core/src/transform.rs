@@ -69,11 +69,13 @@ pub enum ErrorClass {
     OutputLimit,
     /// An output named a route that is not a sink of the pipeline.
     UnknownRoute,
+    /// A sink refused an output for good (too large, a name the broker does not accept).
+    SinkRejected,
 }
 
 impl ErrorClass {
     /// How many classes there are.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
 
     /// Every class, in [`ErrorClass::index`] order.
     pub const ALL: [ErrorClass; Self::COUNT] = [
@@ -85,6 +87,7 @@ impl ErrorClass {
         ErrorClass::MemoryLimit,
         ErrorClass::OutputLimit,
         ErrorClass::UnknownRoute,
+        ErrorClass::SinkRejected,
     ];
 
     /// Position in [`ErrorClass::ALL`], for per-class counters.
@@ -102,6 +105,7 @@ impl ErrorClass {
             ErrorClass::MemoryLimit => "memory-limit",
             ErrorClass::OutputLimit => "output-limit",
             ErrorClass::UnknownRoute => "unknown-route",
+            ErrorClass::SinkRejected => "sink-rejected",
         }
     }
 }

@@ -31,7 +31,9 @@ use crate::payload_log::PayloadLog;
 use sluice_core::connector::{Sink, Source};
 
 pub use dead_letter::{dead_letter_output, headers as dead_letter_headers};
-pub use settings::{DeliverySettings, InvalidPolicy, RateLimit, RetryPolicy};
+pub use settings::{
+    DEFAULT_SINK_TIMEOUT_MS, DeliverySettings, InvalidPolicy, RateLimit, RetryPolicy,
+};
 pub use sluice_core::DEAD_LETTER_SINK;
 pub use sluice_core::transform::{ErrorClass, Failure, Outcome, Transform};
 pub use stats::{
@@ -140,6 +142,7 @@ impl Pipeline {
             default_sink,
             dead_letter: dead_letter.clone(),
             retry: delivery.retry.clone(),
+            sink_timeout: delivery.sink_timeout,
             on_invalid: delivery.on_invalid,
             source_redelivers,
             stats: stats.clone(),

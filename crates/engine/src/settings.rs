@@ -10,6 +10,9 @@ pub struct DeliverySettings {
     /// waiting, so light traffic is never delayed.
     pub batch_size: usize,
     pub retry: RetryPolicy,
+    /// Longest wait for a sink to confirm one write; past it the write counts as failed and is
+    /// retried (`delivery.sink_timeout_ms`).
+    pub sink_timeout: std::time::Duration,
     pub rate_limit: Option<RateLimit>,
     /// What to do with a message a handler calls `invalid`.
     pub on_invalid: InvalidPolicy,
@@ -22,11 +25,17 @@ impl Default for DeliverySettings {
             max_in_flight: 1024,
             batch_size: 128,
             retry: RetryPolicy::default(),
+            sink_timeout: std::time::Duration::from_millis(DEFAULT_SINK_TIMEOUT_MS),
             rate_limit: None,
             on_invalid: InvalidPolicy::DeadLetter,
         }
     }
 }
+
+/// The default of `delivery.sink_timeout_ms`: above the brokers' own confirm timeouts (30 s for
+/// Kafka's `message_timeout_ms` and RabbitMQ's `confirm_timeout_ms`), so that a sink's own
+/// clearer error comes first.
+pub const DEFAULT_SINK_TIMEOUT_MS: u64 = 60_000;
 
 /// Exponential backoff with jitter, for transient handler errors and sink failures.
 #[derive(Debug, Clone)]

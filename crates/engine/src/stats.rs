@@ -155,8 +155,10 @@ impl Histogram {
 pub struct SinkStats {
     /// Outputs the sink confirmed.
     pub outputs: AtomicU64,
-    /// Writes that failed.
+    /// Writes that failed (each is retried).
     pub errors: AtomicU64,
+    /// Outputs the sink refused for good (their deliveries were dead-lettered).
+    pub rejected: AtomicU64,
 }
 
 /// Counters of one handler of a pipeline.

@@ -16,6 +16,7 @@ pub fn delivery(d: &DeliveryConfig) -> DeliverySettings {
             max_delay_ms: d.retry.max_delay_ms,
             jitter: d.retry.jitter,
         },
+        sink_timeout: std::time::Duration::from_millis(d.sink_timeout_ms),
         rate_limit: d.rate_limit.as_ref().map(|r| RateLimit {
             per_second: r.per_second,
             burst: r.burst,

@@ -136,6 +136,19 @@ pub fn render(inventory: &Inventory) -> String {
         out.sample("", &[("pipeline", &p.name), ("sink", DEAD_LETTER_SINK)], n);
     }
     out.family(
+        "sluice_sink_rejected_total",
+        "counter",
+        "Outputs a sink refused for good (their deliveries were dead-lettered as sink-rejected).",
+    );
+    for p in pipelines {
+        for (sink, _) in &p.sinks {
+            let n = get(&p.stats.sink(sink).rejected);
+            out.sample("", &[("pipeline", &p.name), ("sink", sink)], n);
+        }
+        let n = get(&p.stats.sink(DEAD_LETTER_SINK).rejected);
+        out.sample("", &[("pipeline", &p.name), ("sink", DEAD_LETTER_SINK)], n);
+    }
+    out.family(
         "sluice_source_errors_total",
         "counter",
         "Pulls from the source that failed.",

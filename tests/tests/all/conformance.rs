@@ -6,8 +6,10 @@ mod memory {
 
 mod rabbitmq {
     sluice_tests::conformance_tests!(sluice_tests::brokers::RabbitMqBroker::default());
+    sluice_tests::refusal_tests!(sluice_tests::brokers::RabbitMqBroker::default());
 }
 
 mod kafka {
     sluice_tests::conformance_tests!(sluice_tests::kafka::KafkaBroker::default());
+    sluice_tests::refusal_tests!(sluice_tests::kafka::KafkaBroker::default());
 }

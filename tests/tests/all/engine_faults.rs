@@ -401,7 +401,7 @@ struct CloseHangs {
 
 #[async_trait::async_trait]
 impl Sink for CloseHangs {
-    async fn send(&self, batch: &[Output]) -> anyhow::Result<()> {
+    async fn send(&self, batch: &[Output]) -> sluice::connector::SendResult {
         self.inner.send(batch).await
     }
 
@@ -558,5 +558,133 @@ async fn a_panic_in_the_pipeline_task_ends_the_run_with_an_error() {
     assert!(
         format!("{err:#}").contains("pipeline test: panicked: a connector bug"),
         "{err:#}"
+    );
+}
+
+/// Refuses for good every output whose payload starts with `bad`, asks once for a retry of
+/// `m-0003`, and hangs (never answers) on its first `hangs` sends; forwards the rest.
+struct PickySink {
+    inner: Arc<dyn Sink>,
+    retried: std::sync::atomic::AtomicBool,
+    hangs: std::sync::atomic::AtomicU32,
+}
+
+impl PickySink {
+    fn new(inner: Arc<dyn Sink>, hangs: u32) -> Arc<Self> {
+        Arc::new(PickySink {
+            inner,
+            retried: Default::default(),
+            hangs: std::sync::atomic::AtomicU32::new(hangs),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for PickySink {
+    async fn send(&self, batch: &[Output]) -> sluice::connector::SendResult {
+        if self
+            .hangs
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            std::future::pending::<()>().await;
+        }
+        let mut status = sluice::connector::BatchStatus::new(batch.len());
+        let mut pass = Vec::new();
+        for (i, out) in batch.iter().enumerate() {
+            if out.payload.starts_with(b"BAD") {
+                status.reject(i, "the picky sink never takes BAD payloads");
+            } else if &out.payload[..] == b"M-0003" && !self.retried.swap(true, Ordering::SeqCst) {
+                status.retry(i, "not now");
+            } else {
+                pass.push(out.clone());
+            }
+        }
+        self.inner.send(&pass).await?;
+        status.finish()
+    }
+}
+
+/// A sink that refuses some outputs for good and asks for one to be retried: the refused
+/// deliveries alone are dead-lettered (class `sink-rejected`, the sink's reason), only the
+/// retryable output is sent again (its batch-mates are not duplicated), nothing is nacked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_refusal_dead_letters_only_its_delivery_and_a_retry_resends_only_what_failed() {
+    let mut inputs = numbered("m", 40);
+    for i in (0..40).step_by(8) {
+        inputs[i] = format!("bad-{i}").into_bytes();
+    }
+    let (queue, q) = queue_with("picky", &refs(&inputs));
+    let (out, out_q) = memory_sink("picky-out");
+    let (dead, dead_q) = memory_sink("picky-dead");
+    let picky = PickySink::new(out, 0);
+    let chain: Vec<Arc<dyn Transform>> = vec![wasm_handler("uppercase", Limits::default(), &[])];
+    let (pipeline, stats) =
+        memory_pipeline(&queue, 60_000, chain, picky, dead, fast_delivery(16, 8, 3));
+    assert_eq!(run_until_acked(pipeline, &q, 40).await, RunEnd::Drained);
+
+    let expected: Vec<String> = inputs
+        .iter()
+        .filter(|p| !p.starts_with(b"bad"))
+        .map(|p| String::from_utf8_lossy(p).to_uppercase())
+        .collect();
+    let mut expected = expected;
+    expected.sort();
+    assert_eq!(
+        sorted_payloads(&out_q.drain()),
+        expected,
+        "each good output exactly once"
+    );
+    let dead = dead_q.drain();
+    assert_eq!(dead.len(), 5);
+    for d in &dead {
+        assert!(
+            d.payload.starts_with(b"bad-"),
+            "the original, not the output"
+        );
+        assert_eq!(header(d, dl::ERROR_CLASS), Some("sink-rejected"));
+        assert!(
+            header(d, dl::REASON).is_some_and(|r| r.contains("never takes BAD")),
+            "{:?}",
+            header(d, dl::REASON)
+        );
+    }
+    assert_eq!(q.stats.nacked.load(Ordering::SeqCst), 0);
+    assert_eq!(q.outstanding(), 0);
+    assert_eq!(stats.acked.load(Ordering::SeqCst), 35);
+    assert_eq!(stats.dead_lettered.load(Ordering::SeqCst), 5);
+    assert_eq!(stats.sink("out").rejected.load(Ordering::SeqCst), 5);
+    assert_eq!(stats.sink_errors.load(Ordering::SeqCst), 1, "the one retry");
+}
+
+/// A sink that never answers is given up on at `delivery.sink_timeout_ms`: the error names the
+/// sink and the setting, the write is retried, and once the sink answers everything arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_never_answers_is_given_up_on_at_the_sink_timeout() {
+    let inputs = numbered("m", 20);
+    let (queue, q) = queue_with("hang", &refs(&inputs));
+    let (out, out_q) = memory_sink("hang-out");
+    let (dead, dead_q) = memory_sink("hang-dead");
+    let picky = PickySink::new(out, 2);
+    let mut delivery = fast_delivery(8, 4, 5);
+    delivery.sink_timeout = Duration::from_millis(200);
+    let (pipeline, stats) = memory_pipeline(&queue, 60_000, Vec::new(), picky, dead, delivery);
+    assert_eq!(run_until_acked(pipeline, &q, 20).await, RunEnd::Drained);
+    let got = sorted_payloads(&out_q.drain());
+    let mut expected: Vec<String> = inputs
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    expected.sort();
+    // No handler: `m-0003` is lower case, so the picky sink's retry does not apply.
+    assert_eq!(got, expected, "each exactly once");
+    assert!(dead_q.drain().is_empty());
+    assert!(stats.sink_errors.load(Ordering::SeqCst) >= 2);
+    assert!(
+        stats.last_errors().iter().any(|e| e
+            .message
+            .contains("sink `out` did not confirm within 200 ms")),
+        "{:?}",
+        stats.last_errors()
     );
 }

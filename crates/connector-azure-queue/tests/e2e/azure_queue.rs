@@ -15,6 +15,7 @@ use sluice_tests::*;
 
 mod conformance {
     sluice_tests::conformance_tests!(sluice_tests::azure::AzureBroker);
+    sluice_tests::refusal_tests!(sluice_tests::azure::AzureBroker);
 }
 
 fn ctx() -> BuildContext {

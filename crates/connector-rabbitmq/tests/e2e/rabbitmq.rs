@@ -145,6 +145,12 @@ async fn a_message_no_queue_receives_is_an_error_not_a_silent_drop() {
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("no queue is bound"), "{err:#}");
+    // Refused for good: the engine dead-letters it rather than publish it round and round.
+    assert!(
+        matches!(&err, sluice::connector::SinkError::Outputs(s)
+            if matches!(s[..], [sluice::connector::OutputStatus::Rejected { .. }])),
+        "{err:?}"
+    );
 }
 
 /// The queue's depth (ready messages, not those prefetched by this consumer) is the pipeline's

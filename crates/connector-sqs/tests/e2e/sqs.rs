@@ -16,6 +16,7 @@ use sluice_tests::*;
 
 mod conformance {
     sluice_tests::conformance_tests!(sluice_tests::sqs::SqsBroker::default());
+    sluice_tests::refusal_tests!(sluice_tests::sqs::SqsBroker::default());
 }
 
 fn ctx() -> BuildContext {

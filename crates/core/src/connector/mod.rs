@@ -4,7 +4,10 @@
 //! Architecture invariant: the engine sees connectors only through these two traits. The
 //! registry that maps a pipeline file's `type:` to a connector lives in `sluice-connectors`.
 
+pub mod outcome;
 pub mod receipts;
+
+pub use outcome::{BatchStatus, OutputStatus, SendResult, SinkError};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -114,9 +117,15 @@ pub fn unknown_lag() -> LagGauge {
 /// A destination that confirms what it accepted.
 #[async_trait]
 pub trait Sink: Send + Sync {
-    /// Write `batch`. `Ok` means every output is confirmed (broker ack, flushed write); an `Err`
-    /// means none may be assumed delivered, and the engine will retry or nack.
-    async fn send(&self, batch: &[Output]) -> anyhow::Result<()>;
+    /// Write `batch`. `Ok` means every output is confirmed (broker ack, flushed write).
+    /// [`SinkError::Batch`] means none may be assumed delivered (the engine retries the batch,
+    /// then nacks); [`SinkError::Outputs`] says, per output, which were delivered, which may be
+    /// retried and which the broker refused for good (their deliveries are dead-lettered as
+    /// `sink-rejected`). An `anyhow::Error` converts into [`SinkError::Batch`] with `?`.
+    ///
+    /// The engine drops the future when it runs past `delivery.sink_timeout_ms`: what was not
+    /// confirmed by then counts as not delivered.
+    async fn send(&self, batch: &[Output]) -> SendResult;
 
     /// Flush and release resources at shutdown.
     async fn close(&self) -> anyhow::Result<()> {

@@ -29,6 +29,8 @@ pub(crate) struct Ctx {
     pub default_sink: String,
     pub dead_letter: Arc<dyn Sink>,
     pub retry: RetryPolicy,
+    /// Longest wait for one `Sink::send` before it counts as failed.
+    pub sink_timeout: std::time::Duration,
     pub on_invalid: InvalidPolicy,
     pub source_redelivers: bool,
     pub stats: Arc<PipelineStats>,

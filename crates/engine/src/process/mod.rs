@@ -14,6 +14,7 @@ use sluice_trace as trace;
 
 mod chain;
 mod inflight;
+mod send;
 mod settle;
 
 use chain::run_chain;

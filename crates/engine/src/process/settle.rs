@@ -1,5 +1,6 @@
 //! Writing a batch's outputs and dead-letter copies, then settling each delivery by what its
-//! sinks confirmed; retries of transient failures.
+//! sinks confirmed: delivered → ack; refused for good by a sink → dead-lettered as
+//! `sink-rejected`, then ack; not confirmed after the retries → nack.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,16 +9,17 @@ use std::time::{Duration, SystemTime};
 use opentelemetry::trace::SpanKind;
 use opentelemetry::{Context, KeyValue};
 
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::dead_letter::dead_letter_output;
 use crate::retry::backoff;
 use crate::stats::PipelineStats;
 use sluice_core::DEAD_LETTER_SINK;
-use sluice_core::connector::Sink;
 use sluice_core::message::Output;
+use sluice_core::transform::{ErrorClass, Failure};
 use sluice_trace::{self as trace};
 
+use super::send::{Sent, send_outputs};
 use super::{Ctx, InFlight, Verdict, spawn};
 
 /// Write outputs and dead-letter copies, then settle each delivery by what was confirmed.
@@ -80,49 +82,55 @@ pub(super) async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, mut verdict
     }
 
     let mut failed = vec![false; deliveries.len()];
+    // The first output of a delivery a sink refused for good: the delivery is dead-lettered.
+    let mut rejected: Vec<Option<Failure>> = vec![None; deliveries.len()];
     let sends = by_sink.into_iter().map(|(name, (owners, outputs))| {
         let sink = ctx.sinks[name].clone();
         let ctx = &ctx;
         let spans = sink_spans.remove(name).unwrap_or_default();
         async move {
-            let ok = send_with_retry(ctx, name, &*sink, &outputs).await;
-            if ok {
-                PipelineStats::add(&ctx.stats.sink(name).outputs, outputs.len() as u64);
+            let sent = send_outputs(ctx, name, &*sink, &outputs).await;
+            let delivered = sent.iter().filter(|s| **s == Sent::Delivered).count() as u64;
+            PipelineStats::add(&ctx.stats.sink(name).outputs, delivered);
+            for (span, status) in spans.iter().zip(&sent) {
+                trace::end(span, sent_error(status));
             }
-            for span in &spans {
-                trace::end(span, (!ok).then_some("the sink did not confirm the write"));
-            }
-            (owners, outputs.len(), ok)
+            (name, owners, sent)
         }
     });
     let dead_send = async {
         if dead.1.is_empty() {
-            true
+            Vec::new()
         } else {
-            send_with_retry(&ctx, DEAD_LETTER_SINK, &*ctx.dead_letter, &dead.1).await
+            send_outputs(&ctx, DEAD_LETTER_SINK, &*ctx.dead_letter, &dead.1).await
         }
     };
-    let (results, dead_ok) = tokio::join!(futures::future::join_all(sends), dead_send);
-    for span in &dead_spans {
-        trace::end(
-            span,
-            (!dead_ok).then_some("the dead-letter sink did not confirm the write"),
-        );
+    let (results, dead_sent) = tokio::join!(futures::future::join_all(sends), dead_send);
+    for (span, status) in dead_spans.iter().zip(&dead_sent) {
+        trace::end(span, sent_error(status));
     }
-    for (owners, count, ok) in results {
-        if ok {
-            PipelineStats::add(&ctx.stats.outputs, count as u64);
-        } else {
-            for i in owners {
-                failed[i] = true;
+    for (name, owners, sent) in results {
+        for (i, status) in owners.into_iter().zip(sent) {
+            match status {
+                Sent::Delivered => PipelineStats::add(&ctx.stats.outputs, 1),
+                Sent::Failed => failed[i] = true,
+                Sent::Rejected(reason) => {
+                    rejected[i].get_or_insert_with(|| {
+                        Failure::new(
+                            ErrorClass::SinkRejected,
+                            format!("sink `{name}` rejected an output: {reason}"),
+                        )
+                    });
+                }
             }
         }
     }
-    if !dead_ok {
-        for &i in &dead.0 {
+    for (&i, status) in dead.0.iter().zip(&dead_sent) {
+        if *status != Sent::Delivered {
             failed[i] = true;
         }
     }
+    dead_letter_rejected(&ctx, &deliveries, &mut rejected, &mut failed).await;
 
     for (i, (mut f, verdict)) in deliveries.into_iter().zip(verdicts).enumerate() {
         let stats = &ctx.stats;
@@ -130,6 +138,10 @@ pub(super) async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, mut verdict
             if let Some(t) = f.trace.take() {
                 t.finish(outcome, error);
             }
+        };
+        let verdict = match (verdict, rejected[i].take()) {
+            (Verdict::Deliver(_), Some(failure)) => Verdict::DeadLetter(failure, None),
+            (verdict, _) => verdict,
         };
         match verdict {
             // The consumer span goes on with the delivery.
@@ -171,6 +183,66 @@ pub(super) async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, mut verdict
     }
 }
 
+/// Dead-letter the deliveries a sink refused an output of (and that no other sink failed):
+/// their dead-letter copy must be confirmed before they are acked. A delivery whose copy is not
+/// confirmed is marked failed (and nacked); `rejected` keeps only the confirmed ones.
+async fn dead_letter_rejected(
+    ctx: &Ctx,
+    deliveries: &[InFlight],
+    rejected: &mut [Option<Failure>],
+    failed: &mut [bool],
+) {
+    let mut owners = Vec::new();
+    let mut copies = Vec::new();
+    let mut spans = Vec::new();
+    for (i, f) in deliveries.iter().enumerate() {
+        let Some(failure) = &rejected[i] else {
+            continue;
+        };
+        if failed[i] {
+            // It goes back to the source anyway; the rejection recurs on the next attempt.
+            rejected[i] = None;
+            continue;
+        }
+        debug!(
+            pipeline = %ctx.name,
+            message_id = %f.msg.id,
+            reason = %failure.reason,
+            "dead-lettering: a sink rejected an output"
+        );
+        let mut copy = dead_letter_output(&f.msg, failure, &ctx.name, None);
+        if let Some(parent) = f.trace.as_ref() {
+            let span = publish_span(parent.context(), DEAD_LETTER_SINK);
+            trace::inject(&span, &mut copy.headers);
+            spans.push(span);
+        }
+        owners.push(i);
+        copies.push(copy);
+    }
+    if copies.is_empty() {
+        return;
+    }
+    let sent = send_outputs(ctx, DEAD_LETTER_SINK, &*ctx.dead_letter, &copies).await;
+    for (span, status) in spans.iter().zip(&sent) {
+        trace::end(span, sent_error(status));
+    }
+    for (i, status) in owners.into_iter().zip(sent) {
+        if status != Sent::Delivered {
+            failed[i] = true;
+            rejected[i] = None;
+        }
+    }
+}
+
+/// The span error for an output's final status.
+fn sent_error(status: &Sent) -> Option<&str> {
+    match status {
+        Sent::Delivered => None,
+        Sent::Rejected(reason) => Some(reason),
+        Sent::Failed => Some("the sink did not confirm the write"),
+    }
+}
+
 /// After a transient error: wait the backoff, then run the delivery again as the next attempt.
 /// If shutdown starts meanwhile, hand it back to the source at once.
 pub(super) fn schedule_retry(ctx: Arc<Ctx>, mut f: InFlight) {
@@ -197,38 +269,6 @@ pub(super) fn schedule_retry(ctx: Arc<Ctx>, mut f: InFlight) {
         f.msg.meta.attempt += 1;
         spawn(task_ctx, vec![f]);
     });
-}
-
-/// Send with retries. With a source that cannot redeliver, keep trying until the shutdown
-/// deadline rather than give up (giving up would lose the message).
-pub(super) async fn send_with_retry(
-    ctx: &Ctx,
-    name: &str,
-    sink: &dyn Sink,
-    outputs: &[Output],
-) -> bool {
-    let mut attempt = 1u32;
-    loop {
-        match sink.send(outputs).await {
-            Ok(()) => return true,
-            Err(err) => {
-                PipelineStats::add(&ctx.stats.sink_errors, 1);
-                PipelineStats::add(&ctx.stats.sink(name).errors, 1);
-                let give_up = ctx.source_redelivers && attempt >= ctx.retry.max_attempts;
-                let error = format!("{err:#}");
-                warn!(pipeline = %ctx.name, sink = name, attempt, give_up, error = %error, "sink write failed");
-                ctx.stats.record_error(format!("sink `{name}`: {error}"));
-                if give_up {
-                    return false;
-                }
-                attempt += 1;
-                tokio::select! {
-                    () = tokio::time::sleep(backoff(&ctx.retry, attempt)) => {}
-                    () = ctx.hard_stop.cancelled() => return false,
-                }
-            }
-        }
-    }
 }
 
 /// A publish span for one output to `sink`, child of its delivery's consumer span.
