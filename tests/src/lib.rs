@@ -115,6 +115,9 @@ pub fn fast_delivery(
             max_delay_ms: 50,
             jitter: 0.0,
         },
+        // Tests hold sinks closed (`GateSink`) for as long as a slow emulator needs; the tests of
+        // the deadline itself set their own.
+        sink_timeout: Duration::from_secs(600),
         ..DeliverySettings::default()
     }
 }

@@ -160,6 +160,27 @@ impl Sections {
             dl.factory().validate(&mut errs);
             errors.extend(errs.into_iter().map(|e| e.under("dead_letter")));
         }
+        let sink_timeout_ms = self.delivery.as_ref().map_or_else(
+            || DeliveryConfig::default().sink_timeout_ms,
+            |d| d.sink_timeout_ms,
+        );
+        let every_sink = self
+            .sinks
+            .iter()
+            .map(|(name, sink)| (format!("sinks.{name}"), sink.as_ref()))
+            .chain([("dead_letter".to_owned(), self.dead_letter.as_ref())]);
+        for (path, sink) in every_sink {
+            if let Some((field, ms)) = sink.and_then(|s| s.factory().write_timeout_ms())
+                && ms >= sink_timeout_ms
+            {
+                errors.push(FieldError::new(
+                    join_path(&path, field),
+                    format!(
+                        "must be below delivery.sink_timeout_ms ({sink_timeout_ms}): the engine would drop the write before the sink's own timeout"
+                    ),
+                ));
+            }
+        }
         if let Some(d) = &self.delivery
             && d.retry.base_delay_ms > d.retry.max_delay_ms
         {

@@ -467,4 +467,27 @@ mod tests {
             "{said:#?}"
         );
     }
+
+    /// A sink whose own write timeout is not below `delivery.sink_timeout_ms` would be cut off
+    /// by the engine before its clearer error and its own cleanup: refused, at the sink's field.
+    #[test]
+    fn a_sink_timeout_at_or_above_the_pipelines_is_refused() {
+        let text = "source: { type: generate }\ndefault_sink: out\nsinks:\n  out: { type: rabbitmq, url: \"amqp://localhost\", routing_key: q, confirm_timeout_ms: 60000 }\n  log: { type: kafka, brokers: localhost, topic: t, message_timeout_ms: 1000 }\ndead_letter: { type: kafka, brokers: localhost, topic: d, message_timeout_ms: 90000 }\n";
+        let errors = parse(Path::new("p.yaml"), text, |_| None).unwrap_err();
+        let said: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(said.len(), 2, "{said:#?}");
+        assert!(
+            said.iter().any(|e| e.contains(
+                "sinks.out.confirm_timeout_ms: must be below delivery.sink_timeout_ms (60000)"
+            )),
+            "{said:#?}"
+        );
+        assert!(
+            said.iter()
+                .any(|e| e.contains("dead_letter.message_timeout_ms: must be below")),
+            "{said:#?}"
+        );
+        let raised = format!("{text}delivery: {{ sink_timeout_ms: 120000 }}\n");
+        assert!(parse(Path::new("p.yaml"), &raised, |_| None).is_ok());
+    }
 }

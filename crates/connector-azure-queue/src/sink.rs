@@ -98,17 +98,22 @@ impl Sink for AzureQueueSink {
                     message_text: Some(text),
                 };
                 let result = match message.try_into() {
-                    Ok(body) => client.send_message(body, None).await.map(drop),
-                    Err(e) => Err(e),
+                    Ok(body) => client
+                        .send_message(body, None)
+                        .await
+                        .map(drop)
+                        .map_err(|e| (e, false)),
+                    // The text cannot be serialized: it never will be.
+                    Err(e) => Err((e, true)),
                 };
                 (i, result)
             }
         }))
         .await;
         for (i, result) in sent {
-            if let Err(e) = result {
-                let reason = format!("azure_queue sink `{queue}`: send_message: {e}");
-                if refused_for_good(&e) {
+            if let Err((e, unsendable)) = result {
+                let reason = format!("azure_queue sink `{queue}`: send_message: {e:#}");
+                if unsendable || refused_for_good(&e) {
                     status.reject(i, reason);
                 } else {
                     status.retry(i, reason);

@@ -193,6 +193,10 @@ impl SinkFactory for KafkaSinkConfig {
         self.common().check_local(ctx, errors);
     }
 
+    fn write_timeout_ms(&self) -> Option<(&'static str, u64)> {
+        Some(("message_timeout_ms", self.message_timeout_ms))
+    }
+
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>> {
         Ok(Arc::new(sink::KafkaSink::new(self, ctx)?))
     }

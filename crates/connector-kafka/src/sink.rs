@@ -110,7 +110,8 @@ impl KafkaSink {
 }
 
 /// Errors that say the record itself is wrong for the broker (too large for `message.max.bytes`,
-/// malformed, a topic name Kafka does not allow): sending it again fails the same way.
+/// malformed): sending it again fails the same way. The topic comes from the pipeline file, so a
+/// topic error is the setup's, and retried.
 fn refused_for_good(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
@@ -120,7 +121,6 @@ fn refused_for_good(code: RDKafkaErrorCode) -> bool {
             | RDKafkaErrorCode::MessageBatchTooLarge
             | RDKafkaErrorCode::InvalidRecord
             | RDKafkaErrorCode::InvalidTimestamp
-            | RDKafkaErrorCode::InvalidTopic
             | RDKafkaErrorCode::BadMessage
     )
 }

@@ -128,6 +128,10 @@ impl SinkFactory for RabbitMqSinkConfig {
         self.tls.validate(&self.url, errors);
     }
 
+    fn write_timeout_ms(&self) -> Option<(&'static str, u64)> {
+        Some(("confirm_timeout_ms", self.confirm_timeout_ms))
+    }
+
     fn build(&self, _ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>> {
         Ok(Arc::new(sink::RabbitMqSink::new(self.clone())))
     }

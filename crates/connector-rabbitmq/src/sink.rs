@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 use super::RabbitMqSinkConfig;
 use super::headers::to_table;
 use super::in_order::in_order;
-use sluice_core::connector::{BatchStatus, SendResult, Sink};
+use sluice_core::connector::{BatchStatus, OutputStatus, SendResult, Sink};
 use sluice_core::message::Output;
 
 struct Live {
@@ -137,15 +137,23 @@ impl RabbitMqSink {
         .await
     }
 
+    /// Marks each published message by its confirm as it comes; one whose confirm has not come
+    /// when this stops (an error, the deadline) stays retryable, the others keep their status.
     async fn all_confirmed(
         &self,
         confirms: Vec<(usize, String, PublisherConfirm)>,
         status: &mut BatchStatus,
     ) -> anyhow::Result<()> {
+        for (i, _, _) in &confirms {
+            status.retry(*i, "rabbitmq sink: the broker has not confirmed it");
+        }
         for (i, routing_key, confirm) in confirms {
             let confirmation = confirm
                 .await
                 .context("rabbitmq sink: waiting for the broker's confirm")?;
+            if confirmation.is_ack() {
+                status.deliver(i);
+            }
             if !confirmation.is_ack() {
                 // A nack is the broker's internal error: sending again may work.
                 status.retry(
@@ -170,6 +178,38 @@ impl RabbitMqSink {
     }
 }
 
+/// Drops the connection of `generation` unless disarmed (`generation = None`): a send cut short
+/// (dropped by the engine at its deadline) cannot leave a half-dead connection in use.
+struct DropOnAbandon<'a> {
+    sink: &'a RabbitMqSink,
+    generation: Option<u64>,
+}
+
+impl DropOnAbandon<'_> {
+    async fn forget_connection(&mut self) {
+        if let Some(generation) = self.generation.take() {
+            let mut live = self.sink.live.lock().await;
+            if live.as_ref().is_some_and(|l| l.generation == generation) {
+                *live = None;
+            }
+        }
+    }
+}
+
+impl Drop for DropOnAbandon<'_> {
+    fn drop(&mut self) {
+        let Some(generation) = self.generation else {
+            return;
+        };
+        // Dropped mid-send; the lock may be held by the very future being dropped, so only try.
+        if let Ok(mut live) = self.sink.live.try_lock()
+            && live.as_ref().is_some_and(|l| l.generation == generation)
+        {
+            *live = None;
+        }
+    }
+}
+
 /// The longest routing key AMQP 0-9-1 can carry (a short string).
 const MAX_ROUTING_KEY_BYTES: usize = 255;
 
@@ -187,7 +227,13 @@ impl Sink for RabbitMqSink {
         if todo.is_empty() {
             return status.finish();
         }
-        let (generation, confirms) = {
+        // Until this send finishes, its connection is suspect: if the engine drops the send at
+        // `delivery.sink_timeout_ms`, the guard drops the connection it was using.
+        let mut suspect = DropOnAbandon {
+            sink: self,
+            generation: None,
+        };
+        let confirms = {
             let mut live = self.live.lock().await;
             if live.is_none() {
                 *live = Some(super::within_connect_timeout("rabbitmq sink", self.connect()).await?);
@@ -195,21 +241,38 @@ impl Sink for RabbitMqSink {
             let Some(current) = live.as_ref() else {
                 return Err(anyhow::anyhow!("rabbitmq sink: not connected").into());
             };
-            match self.publish_all(&current.channel, batch, todo).await {
-                Ok(confirms) => (current.generation, confirms),
+            suspect.generation = Some(current.generation);
+            let published = self
+                .publish_all(&current.channel, batch, todo.clone())
+                .await;
+            match published {
+                Ok(confirms) => confirms,
                 Err(e) => {
                     *live = None;
-                    return Err(e.into());
+                    suspect.generation = None;
+                    // Nothing was confirmed; the outputs refused above stay refused.
+                    let reason = format!("{e:#}");
+                    for (i, _) in todo {
+                        status.retry(i, reason.clone());
+                    }
+                    return status.finish();
                 }
             }
         };
-        if let Err(e) = self.confirmed(confirms, &mut status).await {
-            let mut live = self.live.lock().await;
-            if live.as_ref().is_some_and(|l| l.generation == generation) {
-                *live = None;
+        let published: Vec<usize> = confirms.iter().map(|(i, _, _)| *i).collect();
+        let confirmed = self.confirmed(confirms, &mut status).await;
+        if let Err(e) = confirmed {
+            // Those confirmed before the error stay delivered; the rest are sent again, on a
+            // new connection.
+            let reason = format!("{e:#}");
+            for i in published {
+                if matches!(status.get(i), OutputStatus::Retryable { .. }) {
+                    status.retry(i, reason.clone());
+                }
             }
-            return Err(e.into());
+            suspect.forget_connection().await;
         }
+        suspect.generation = None;
         status.finish()
     }
 

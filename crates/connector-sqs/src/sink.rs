@@ -78,6 +78,20 @@ impl SqsSink {
     }
 }
 
+/// Entry errors that say the message itself is wrong: sending it again fails the same way.
+/// Other sender faults (KMS keys, permissions) are about the setup, which can be fixed, so their
+/// messages are retried (and then handed back), not dead-lettered.
+fn refused_for_good(code: &str) -> bool {
+    matches!(
+        code,
+        "InvalidMessageContents"
+            | "InvalidParameterValue"
+            | "InvalidAttributeName"
+            | "InvalidAttributeValue"
+            | "MessageTooLong"
+    )
+}
+
 /// Entries grouped into `SendMessageBatch` calls: at most 10 per call and at most SQS's
 /// message size in all (a larger call is refused whole with `BatchRequestTooLong`).
 fn calls(
@@ -119,6 +133,13 @@ impl Sink for SqsSink {
         let mut calls = calls(entries).into_iter();
         while let Some(call) = calls.next() {
             let ids: Vec<usize> = call.iter().filter_map(|e| e.id().parse().ok()).collect();
+            // Unconfirmed until SQS lists the entry as successful.
+            for &i in &ids {
+                status.retry(
+                    i,
+                    format!("sqs sink `{name}`: SQS did not report the entry"),
+                );
+            }
             let result = client
                 .send_message_batch()
                 .queue_url(url)
@@ -142,24 +163,40 @@ impl Sink for SqsSink {
                     break;
                 }
             };
+            for ok in result.successful() {
+                if let Some(i) = ok.id().parse::<usize>().ok().filter(|i| ids.contains(i)) {
+                    status.deliver(i);
+                }
+            }
+            let mut must_wait = false;
             for failed in result.failed() {
-                let Ok(i) = failed.id().parse::<usize>() else {
+                let Some(i) = failed
+                    .id()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|i| ids.contains(i))
+                else {
                     continue;
                 };
-                if i >= batch.len() {
-                    continue;
-                }
                 let reason = format!(
                     "sqs sink `{name}`: {}: {}",
                     failed.code(),
                     failed.message().unwrap_or("")
                 );
-                // SQS says whose fault it is: the sender's will fail the same way again.
-                if failed.sender_fault() {
+                if failed.sender_fault() && refused_for_good(failed.code()) {
                     status.reject(i, reason);
                 } else {
+                    must_wait = true;
                     status.retry(i, reason);
                 }
+            }
+            if must_wait && self.spec.is_fifo() {
+                // A later message of the same group must not overtake one sent again.
+                let reason = format!("sqs sink `{name}`: held back behind a retry (FIFO order)");
+                for i in calls.by_ref().flatten().filter_map(|e| e.id().parse().ok()) {
+                    status.retry(i, reason.clone());
+                }
+                break;
             }
         }
         status.finish()

@@ -688,3 +688,72 @@ async fn a_sink_that_never_answers_is_given_up_on_at_the_sink_timeout() {
         stats.last_errors()
     );
 }
+
+/// Refuses for good the first `refusals` outputs it is given, then forwards.
+struct RefusesFirst {
+    inner: Arc<dyn Sink>,
+    refusals: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl Sink for RefusesFirst {
+    async fn send(&self, batch: &[Output]) -> sluice::connector::SendResult {
+        let mut status = sluice::connector::BatchStatus::new(batch.len());
+        let mut pass = Vec::new();
+        for (i, out) in batch.iter().enumerate() {
+            if self
+                .refusals
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                status.reject(i, "refused once");
+            } else {
+                pass.push(out.clone());
+            }
+        }
+        self.inner.send(&pass).await?;
+        status.finish()
+    }
+}
+
+/// The dead-letter sink refuses a copy for good: nothing is acked that is not somewhere. From
+/// a source that redelivers, the delivery is nacked and dead-lettered on its next attempt; from
+/// one that cannot take it back, the copy is sent again instead (a nack would lose it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_copy_the_dead_letter_sink_refuses_is_never_lost() {
+    for source_redelivers in [true, false] {
+        let (queue, q) = queue_with("dlrefuse", &[b"fatal"]);
+        let (out, out_q) = memory_sink("dlrefuse-out");
+        let (dead, dead_q) = memory_sink("dlrefuse-dead");
+        let dead = Arc::new(RefusesFirst {
+            inner: dead,
+            refusals: std::sync::atomic::AtomicU32::new(1),
+        });
+        let chain: Vec<Arc<dyn Transform>> = vec![wasm_handler("faulty", Limits::default(), &[])];
+        let (mut pipeline, stats) =
+            memory_pipeline(&queue, 60_000, chain, out, dead, fast_delivery(4, 4, 3));
+        pipeline.source_redelivers = source_redelivers;
+        run_until_acked(pipeline, &q, 1).await;
+        let dead = dead_q.drain();
+        assert_eq!(dead.len(), 1, "redelivers: {source_redelivers}");
+        assert_eq!(header(&dead[0], dl::ERROR_CLASS), Some("fatal"));
+        assert!(out_q.drain().is_empty());
+        assert_eq!(
+            stats
+                .sink(sluice::engine::DEAD_LETTER_SINK)
+                .rejected
+                .load(Ordering::SeqCst),
+            1
+        );
+        let nacked = q.stats.nacked.load(Ordering::SeqCst);
+        if source_redelivers {
+            assert_eq!(
+                nacked, 1,
+                "handed back, then dead-lettered on the next attempt"
+            );
+        } else {
+            assert_eq!(nacked, 0, "kept, and sent again");
+        }
+        assert_eq!(q.outstanding(), 0);
+    }
+}

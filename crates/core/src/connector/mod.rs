@@ -180,4 +180,10 @@ pub trait SinkFactory {
     /// that does not exist), for `sluice validate`.
     fn check_local(&self, _ctx: &BuildContext, _errors: &mut Vec<FieldError>) {}
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>>;
+    /// The sink's own limit on one write (field name, milliseconds), which must stay below the
+    /// pipeline's `delivery.sink_timeout_ms` so that the sink's clearer error comes first and
+    /// its own cleanup (a dropped connection) runs.
+    fn write_timeout_ms(&self) -> Option<(&'static str, u64)> {
+        None
+    }
 }

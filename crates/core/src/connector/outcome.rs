@@ -44,6 +44,16 @@ impl From<anyhow::Error> for SinkError {
     }
 }
 
+impl SinkError {
+    /// How many outputs the error reports a status for (0 for [`SinkError::Batch`]).
+    pub fn reported(&self) -> usize {
+        match self {
+            SinkError::Batch { .. } => 0,
+            SinkError::Outputs(statuses) => statuses.len(),
+        }
+    }
+}
+
 impl fmt::Display for SinkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -112,6 +122,16 @@ impl BatchStatus {
             reason: reason.into(),
             retry_after: None,
         };
+    }
+
+    /// Output `i` was confirmed (after an earlier `retry` marked it unconfirmed).
+    pub fn deliver(&mut self, i: usize) {
+        self.statuses[i] = OutputStatus::Delivered;
+    }
+
+    /// What output `i` is marked as so far.
+    pub fn get(&self, i: usize) -> &OutputStatus {
+        &self.statuses[i]
     }
 
     /// Whether output `i` is still to be sent (not rejected or marked retryable).

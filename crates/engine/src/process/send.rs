@@ -8,6 +8,7 @@ use tracing::warn;
 
 use crate::retry::backoff;
 use crate::stats::PipelineStats;
+use sluice_core::DEAD_LETTER_SINK;
 use sluice_core::connector::{OutputStatus, Sink, SinkError};
 use sluice_core::message::Output;
 
@@ -33,6 +34,9 @@ pub(super) async fn send_outputs(
     outputs: &[Output],
 ) -> Vec<Sent> {
     let mut sent = vec![Sent::Failed; outputs.len()];
+    // A rejection is final unless the dead-letter sink refuses a copy of a delivery the source
+    // cannot take back: then nothing else would keep it.
+    let keep_rejected = name != DEAD_LETTER_SINK || ctx.source_redelivers;
     // Indexes (into `outputs`) still to be confirmed.
     let mut pending: Vec<usize> = (0..outputs.len()).collect();
     let mut attempt = 1u32;
@@ -53,10 +57,11 @@ pub(super) async fn send_outputs(
             Err(SinkError::Batch { error, retry_after }) => {
                 (Some(format!("{error:#}")), retry_after)
             }
-            Err(SinkError::Outputs(statuses)) if statuses.len() != pending.len() => (
+            Err(err @ SinkError::Outputs(_)) if err.reported() != pending.len() => (
+                // A connector bug: trust none of it, send everything again.
                 Some(format!(
-                    "the sink reported {} statuses for {} outputs",
-                    statuses.len(),
+                    "the sink reported {} statuses for {} outputs ({err})",
+                    err.reported(),
                     pending.len()
                 )),
                 None,
@@ -72,9 +77,16 @@ pub(super) async fn send_outputs(
                 for (&i, status) in pending.iter().zip(statuses) {
                     match status {
                         OutputStatus::Delivered => sent[i] = Sent::Delivered,
-                        OutputStatus::Rejected { reason } => {
+                        OutputStatus::Rejected { reason } if keep_rejected => {
                             rejected += 1;
                             sent[i] = Sent::Rejected(reason);
+                        }
+                        OutputStatus::Rejected { .. } => {
+                            // The dead-letter sink refused a copy, and the source cannot take the
+                            // delivery back: keep trying (until the shutdown deadline) rather
+                            // than lose it.
+                            rejected += 1;
+                            still.push(i);
                         }
                         OutputStatus::Retryable {
                             retry_after: hint, ..
@@ -85,8 +97,12 @@ pub(super) async fn send_outputs(
                     }
                 }
                 PipelineStats::add(&ctx.stats.sink(name).rejected, rejected);
-                if rejected > 0 {
+                if rejected > 0 && name != DEAD_LETTER_SINK {
                     warn!(pipeline = %ctx.name, sink = name, rejected, error = %summary, "the sink refused outputs for good; their deliveries go to the dead-letter sink");
+                } else if rejected > 0 {
+                    warn!(pipeline = %ctx.name, sink = name, rejected, error = %summary, "the dead-letter sink refused copies for good; their deliveries are handed back (or, from a source that cannot take them back, tried again)");
+                }
+                if still.is_empty() && rejected > 0 {
                     ctx.stats.record_error(format!("sink `{name}`: {summary}"));
                 }
                 pending = still;
@@ -108,7 +124,11 @@ pub(super) async fn send_outputs(
             return sent;
         }
         attempt += 1;
-        let delay = backoff(&ctx.retry, attempt).max(retry_after.unwrap_or_default());
+        // The broker's hint, within the pipeline's own cap on one delay.
+        let hint = retry_after
+            .unwrap_or_default()
+            .min(Duration::from_millis(ctx.retry.max_delay_ms));
+        let delay = backoff(&ctx.retry, attempt).max(hint);
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = ctx.hard_stop.cancelled() => return sent,
