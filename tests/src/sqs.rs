@@ -40,7 +40,7 @@ pub fn source_config(queue: &str) -> SqsSourceConfig {
         endpoint: Some(SQS_ENDPOINT.into()),
         credentials: credentials(),
         base64: false,
-        wait_time_s: 0,
+        wait_time_s: 1,
         visibility_timeout_s: Some(30),
         // The lag tests wait for the depth to be read; a short interval keeps them short.
         lag_interval_ms: 250,

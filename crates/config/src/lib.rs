@@ -237,6 +237,11 @@ pub struct DeliveryConfig {
     /// above the brokers' own confirm timeouts (30 s), so that their clearer errors come first.
     #[schemars(range(min = 1, max = 3600000))]
     pub sink_timeout_ms: u64,
+    /// Consecutive failed sink writes (any sink, the dead-letter sink too) after which the
+    /// pipeline stops pulling and probes the sink with one batch at a time, with the retry
+    /// backoff between probes, until a write is confirmed. Default: 5.
+    #[schemars(range(min = 1, max = 1000))]
+    pub breaker_failures: u32,
     /// Default: no rate limit.
     pub rate_limit: Option<RateLimitConfig>,
     /// What to do with a message a handler calls `invalid`. Default: `dead_letter`.
@@ -263,6 +268,7 @@ impl Default for DeliveryConfig {
             batch_size: 128,
             retry: RetryConfig::default(),
             sink_timeout_ms: 60_000,
+            breaker_failures: 5,
             rate_limit: None,
             on_invalid: InvalidPolicy::DeadLetter,
             guarantee: Guarantee::AtLeastOnce,

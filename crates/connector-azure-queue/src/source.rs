@@ -18,6 +18,7 @@ use super::{AzureQueueSourceConfig, envelope};
 use sluice_core::ack::Settlement;
 use sluice_core::connector::receipts::{Receipts, SettleJob};
 use sluice_core::connector::{BuildContext, Delivery, LagGauge, Source, unknown_lag, watch_depth};
+use sluice_core::deadline::whole_seconds_up;
 use sluice_core::message::{Message, Metadata};
 
 /// The service returns at most 32 messages per receive.
@@ -232,7 +233,7 @@ async fn settle(
                         let result = match how {
                             Settlement::Ack => client.delete_message(&id, &receipt, None).await,
                             Settlement::Nack { delay } => {
-                                let secs = delay.as_secs().min(604_800) as i32;
+                                let secs = whole_seconds_up(delay).min(604_800) as i32;
                                 client.update_message(&id, &receipt, secs, None).await
                             }
                             Settlement::Abandon => {

@@ -56,6 +56,10 @@ pub struct RabbitMqSource {
     receipts: Option<Arc<Receipts<Receipt>>>,
     /// Counts connections, so that receipts of a closed channel are told from the current one's.
     channel: u64,
+    /// Random per connection: delivery tags restart at 1 on every channel, so a message without
+    /// a `message_id` gets `<queue>:<session>:<delivery tag>`, which does not repeat after a
+    /// reconnect (or in another replica).
+    session: u64,
     source: Arc<str>,
     topic: Arc<str>,
     connected: ConnectedFlag,
@@ -75,6 +79,7 @@ impl RabbitMqSource {
             broken: None,
             receipts: None,
             channel: 0,
+            session: 0,
             source: Arc::from("rabbitmq"),
             topic,
             connected: ConnectedFlag::default(),
@@ -129,6 +134,7 @@ impl RabbitMqSource {
             ));
         }
         self.channel += 1;
+        self.session = random_session();
         self.live = Some(Live {
             connection,
             _channel: channel,
@@ -147,7 +153,7 @@ impl RabbitMqSource {
             .map(|s| (s as i64).saturating_mul(1000));
         let message = Message {
             id: d.properties.message_id().as_ref().map_or_else(
-                || format!("{}:{}", self.topic, d.delivery_tag),
+                || format!("{}:{:016x}:{}", self.topic, self.session, d.delivery_tag),
                 |m| m.as_str().to_owned(),
             ),
             key: (!d.routing_key.as_str().is_empty())
@@ -235,6 +241,19 @@ impl Source for RabbitMqSource {
         }
         Ok(())
     }
+}
+
+/// A random 64-bit number from the standard library's per-process random hash keys (no RNG
+/// crate needed for an id that only has to differ between connections and hosts).
+fn random_session() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
 }
 
 /// Move the deliveries the consumer already holds into `stash`, up to `max`; a failure is kept

@@ -74,9 +74,10 @@ pub struct StaticCredentials {
 sqs_config! {
     /// `type: sqs` as a source.
     SqsSourceConfig {
-        /// Long-poll wait per receive, in seconds (0–20). Default: 20.
+        /// Long-poll wait per receive, in seconds (1–20; 0, short polling, would spin on an
+        /// empty queue). Default: 20.
         #[serde(default = "default_wait_time_s")]
-        #[schemars(range(min = 0, max = 20))]
+        #[schemars(range(min = 1, max = 20))]
         pub wait_time_s: i32,
         /// Visibility timeout for received messages, in seconds. Default: the queue's.
         #[serde(default)]

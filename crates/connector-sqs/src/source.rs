@@ -19,6 +19,7 @@ use super::{SqsQueue, SqsSourceConfig};
 use sluice_core::ack::Settlement;
 use sluice_core::connector::receipts::{Receipts, SettleJob};
 use sluice_core::connector::{BuildContext, Delivery, LagGauge, Source, unknown_lag, watch_depth};
+use sluice_core::deadline::whole_seconds_up;
 use sluice_core::message::{Message, Metadata};
 
 struct Live {
@@ -217,7 +218,7 @@ async fn settle(
                     ChangeMessageVisibilityBatchRequestEntry::builder()
                         .id(i.to_string())
                         .receipt_handle(r)
-                        .visibility_timeout(delay.as_secs().min(43_200) as i32)
+                        .visibility_timeout(whole_seconds_up(*delay).min(43_200) as i32)
                         .build()
                         .expect("id and receipt are set")
                 })

@@ -35,3 +35,22 @@ mod tests {
         assert_eq!(slow.await.unwrap_err().to_string(), "too slow");
     }
 }
+
+/// `delay` in whole seconds, rounded up: for brokers whose delays are whole seconds (SQS and
+/// Azure visibility timeouts), so that a 200 ms backoff waits 1 s rather than none at all.
+pub fn whole_seconds_up(delay: Duration) -> u64 {
+    delay.as_secs() + u64::from(delay.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod whole_seconds_tests {
+    use super::*;
+
+    #[test]
+    fn a_fraction_of_a_second_rounds_up_never_down() {
+        assert_eq!(whole_seconds_up(Duration::ZERO), 0);
+        assert_eq!(whole_seconds_up(Duration::from_millis(200)), 1);
+        assert_eq!(whole_seconds_up(Duration::from_secs(2)), 2);
+        assert_eq!(whole_seconds_up(Duration::from_millis(2001)), 3);
+    }
+}

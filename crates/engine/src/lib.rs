@@ -9,6 +9,7 @@
 //! at a shutdown deadline, abandoned unacknowledged. Never more than `max_in_flight` deliveries
 //! are pulled and unsettled: each holds one permit of the window until it is settled.
 
+mod breaker;
 mod dead_letter;
 pub mod payload_log;
 mod process;
@@ -143,6 +144,12 @@ impl Pipeline {
             dead_letter: dead_letter.clone(),
             retry: delivery.retry.clone(),
             sink_timeout: delivery.sink_timeout,
+            breaker: breaker::Breaker::new(
+                name.clone(),
+                delivery.breaker_failures,
+                delivery.retry.clone(),
+                stats.clone(),
+            ),
             on_invalid: delivery.on_invalid,
             source_redelivers,
             stats: stats.clone(),
@@ -176,6 +183,12 @@ impl Pipeline {
                 }
                 stats.set_state(PipelineState::Running);
                 info!(pipeline = %name, "pipeline resumed");
+            }
+            // While sink writes keep failing, pull only the breaker's probes.
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                () = ctx.breaker.admit() => {}
             }
             let mut permit = tokio::select! {
                 biased;

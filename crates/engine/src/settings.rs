@@ -13,6 +13,9 @@ pub struct DeliverySettings {
     /// Longest wait for a sink to confirm one write; past it the write counts as failed and is
     /// retried (`delivery.sink_timeout_ms`).
     pub sink_timeout: std::time::Duration,
+    /// Consecutive failed sink writes after which the pipeline stops pulling and probes the
+    /// sink with one batch at a time (`delivery.breaker_failures`).
+    pub breaker_failures: u32,
     pub rate_limit: Option<RateLimit>,
     /// What to do with a message a handler calls `invalid`.
     pub on_invalid: InvalidPolicy,
@@ -26,6 +29,7 @@ impl Default for DeliverySettings {
             batch_size: 128,
             retry: RetryPolicy::default(),
             sink_timeout: std::time::Duration::from_millis(DEFAULT_SINK_TIMEOUT_MS),
+            breaker_failures: 5,
             rate_limit: None,
             on_invalid: InvalidPolicy::DeadLetter,
         }

@@ -60,6 +60,10 @@ pub struct PipelineStats {
     state: AtomicU8,
     /// The last pull from the source failed (cleared by the next one that succeeds).
     source_failing: AtomicBool,
+    /// The sink breaker is open: sink writes kept failing, so the pipeline pulls only probes.
+    breaker_open: AtomicBool,
+    /// Batches let through as probes while the sink breaker was open.
+    pub breaker_probes: AtomicU64,
     pause: watch::Sender<bool>,
     last_errors: Mutex<VecDeque<RecordedError>>,
 }
@@ -88,6 +92,8 @@ impl Default for PipelineStats {
             handlers: Mutex::default(),
             state: AtomicU8::new(PipelineState::Starting as u8),
             source_failing: AtomicBool::new(false),
+            breaker_open: AtomicBool::new(false),
+            breaker_probes: AtomicU64::new(0),
             pause: watch::Sender::new(false),
             last_errors: Mutex::default(),
         }
@@ -249,6 +255,15 @@ impl PipelineStats {
             None => !self.source_failing.load(Ordering::Relaxed),
         };
         matches!(self.state(), PipelineState::Running | PipelineState::Paused) && connected
+    }
+
+    /// Whether the sink breaker is open (sink writes kept failing; only probes are pulled).
+    pub fn breaker_open(&self) -> bool {
+        self.breaker_open.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_breaker_open(&self, open: bool) {
+        self.breaker_open.store(open, Ordering::Relaxed);
     }
 
     pub(crate) fn set_source_failing(&self, failing: bool) {

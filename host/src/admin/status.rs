@@ -25,6 +25,9 @@ pub struct PipelineStatus {
     pub in_flight: u64,
     /// Messages waiting in the broker, where the broker reports it.
     pub lag: Option<u64>,
+    /// Sink writes kept failing: the pipeline pulls only probes until one is confirmed.
+    #[serde(default)]
+    pub sink_breaker_open: bool,
     pub totals: Totals,
     /// Per second, over the last few seconds.
     pub rates: RatesStatus,
@@ -92,6 +95,7 @@ impl PipelineStatus {
                 .collect(),
             in_flight: get(&s.in_flight),
             lag: s.lag(),
+            sink_breaker_open: s.breaker_open(),
             totals: Totals {
                 received: get(&s.received),
                 outputs: get(&s.outputs),

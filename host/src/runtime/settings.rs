@@ -17,6 +17,7 @@ pub fn delivery(d: &DeliveryConfig) -> DeliverySettings {
             jitter: d.retry.jitter,
         },
         sink_timeout: std::time::Duration::from_millis(d.sink_timeout_ms),
+        breaker_failures: d.breaker_failures,
         rate_limit: d.rate_limit.as_ref().map(|r| RateLimit {
             per_second: r.per_second,
             burst: r.burst,

@@ -278,6 +278,26 @@ pub fn render(inventory: &Inventory) -> String {
         out.sample("", &[("pipeline", &p.name)], u64::from(p.stats.is_paused()));
     }
     out.family(
+        "sluice_sink_breaker_open",
+        "gauge",
+        "1 while sink writes keep failing and the pipeline pulls only probes.",
+    );
+    for p in pipelines {
+        out.sample(
+            "",
+            &[("pipeline", &p.name)],
+            u64::from(p.stats.breaker_open()),
+        );
+    }
+    out.family(
+        "sluice_sink_breaker_probes_total",
+        "counter",
+        "Batches pulled as probes while the sink breaker was open.",
+    );
+    for p in pipelines {
+        out.sample("", &[("pipeline", &p.name)], get(&p.stats.breaker_probes));
+    }
+    out.family(
         "sluice_plugin_info",
         "gauge",
         "The handlers loaded, with their content hash.",

@@ -42,6 +42,9 @@ pub struct KafkaSource {
     /// usually one topic): compared by content, no hashing per record.
     last_topic: Option<Arc<str>>,
     source: Arc<str>,
+    /// Most nacked records kept for redelivery (the pipeline's window): while this many wait,
+    /// nothing new is read, so a sink that is down cannot move the topic into host memory.
+    max_parked: usize,
 }
 
 impl KafkaSource {
@@ -89,6 +92,7 @@ impl KafkaSource {
             shared,
             last_topic: None,
             source: Arc::from("kafka"),
+            max_parked: ctx.max_in_flight.max(1),
         })
     }
 
@@ -229,6 +233,13 @@ impl Source for KafkaSource {
                     None => self.shared.redelivery_queued.notified().await,
                 }
             };
+            if lock(&self.shared.redeliveries).len() >= self.max_parked {
+                // A window's worth of nacked records waits: read nothing new until they are
+                // handed out again (librdkafka's own prefetch stays bounded by its
+                // `queued.max.messages.kbytes`).
+                wait_for_redelivery.await;
+                continue;
+            }
             // Cancel-safe: `recv` takes a record from librdkafka only in the poll that returns it.
             let first = tokio::select! {
                 m = consumer.recv() => m,

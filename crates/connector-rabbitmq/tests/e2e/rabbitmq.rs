@@ -524,3 +524,68 @@ async fn pull(
         .await
         .map(|r| r.expect("a batch").expect("not at the end"))
 }
+
+/// The nacks a pipeline sends while its sink is down, for `seconds`, with the sink breaker set
+/// to open after `breaker_failures` failed writes; then the sink recovers and every message
+/// arrives exactly once. Returns (nacks while down, probes).
+async fn nacks_while_the_sink_is_down(breaker_failures: u32, seconds: u64) -> (u64, u64) {
+    let b = RabbitMqBroker::default();
+    let input = b.fresh_queue("breaker-in").await;
+    for i in 0..1000 {
+        b.publish(&input, format!("b-{i:04}").as_bytes(), &[]).await;
+    }
+    let (out, out_q) = memory_sink("breaker-out");
+    let (dead, dead_q) = memory_sink("breaker-dead");
+    let down = FlakySink::new(out, u32::MAX);
+    let mut delivery = fast_delivery(256, 32, 2);
+    delivery.retry.base_delay_ms = 20;
+    delivery.retry.max_delay_ms = 200;
+    delivery.breaker_failures = breaker_failures;
+    let (p, stats) = test_pipeline(
+        b.source(&input, 256),
+        Vec::new(),
+        down.clone(),
+        dead,
+        delivery,
+    );
+    let running = start(p);
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let nacked = stats.nacked.load(Ordering::SeqCst);
+    let probes = stats.breaker_probes.load(Ordering::SeqCst);
+    let was_open = stats.breaker_open();
+    down.failures.store(0, Ordering::SeqCst);
+    wait_for("1000 acked", || stats.acked.load(Ordering::SeqCst) == 1000).await;
+    assert!(!stats.breaker_open(), "closed once the sink answers");
+    running.stop().await;
+    let got = sorted_payloads(&out_q.drain());
+    let expected: Vec<String> = (0..1000).map(|i| format!("b-{i:04}")).collect();
+    assert_eq!(got, expected, "every message exactly once after the outage");
+    assert!(dead_q.drain().is_empty());
+    assert_eq!(b.depth(&input).await, 0);
+    if breaker_failures <= 5 {
+        assert!(was_open, "the breaker opened while the sink was down");
+    }
+    (nacked, probes)
+}
+
+/// A sink down for 3 s behind a RabbitMQ source (window 256, batches of 32): with the breaker
+/// the pipeline stops pulling and probes one batch at a time, so the nacks are bounded by what
+/// was in flight when it opened plus one batch per probe, whatever the duration; without it
+/// (a threshold never reached) the source is nacked for as long as the outage lasts. Prints both rates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_sink_opens_the_breaker_and_the_nack_rate_stays_bounded() {
+    let seconds = 3;
+    let (nacked, probes) = nacks_while_the_sink_is_down(5, seconds).await;
+    // Before it opened: at most the threshold's failed writes' batches and one window in flight.
+    let bound = 5 * 32 + 256 + probes * 32;
+    assert!(
+        nacked <= bound,
+        "{nacked} nacks with {probes} probes: more than {bound}"
+    );
+    let (unbounded, _) = nacks_while_the_sink_is_down(u32::MAX, seconds).await;
+    println!(
+        "nacks while the sink was down for {seconds} s: {nacked} with the breaker ({:.0}/s, {probes} probes), {unbounded} without ({:.0}/s)",
+        nacked as f64 / seconds as f64,
+        unbounded as f64 / seconds as f64
+    );
+}

@@ -31,6 +31,8 @@ pub(crate) struct Ctx {
     pub retry: RetryPolicy,
     /// Longest wait for one `Sink::send` before it counts as failed.
     pub sink_timeout: std::time::Duration,
+    /// Stops the reader pulling while sink writes keep failing.
+    pub breaker: crate::breaker::Breaker,
     pub on_invalid: InvalidPolicy,
     pub source_redelivers: bool,
     pub stats: Arc<PipelineStats>,

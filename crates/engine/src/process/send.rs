@@ -109,6 +109,9 @@ pub(super) async fn send_outputs(
                 ((!pending.is_empty()).then_some(summary), retry_after)
             }
         };
+        // Rejections say the sink is alive; only what is left to retry counts as a failure.
+        ctx.breaker
+            .record(name, error.is_none() || pending.is_empty());
         let Some(error) = error else {
             return sent;
         };
