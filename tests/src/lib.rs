@@ -366,3 +366,31 @@ pub fn header<'a>(msg: &'a StoredMessage, name: &str) -> Option<&'a str> {
         .find(|(n, _)| n == name)
         .map(|(_, v)| &**v)
 }
+
+/// The process's peak resident memory since [`reset_peak`], in MiB (each test runs in its own
+/// process under nextest, so the peak is this test's).
+pub fn peak_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+pub fn current_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+/// Start measuring the peak from now (Linux: writing 5 to `clear_refs` resets `VmHWM`).
+pub fn reset_peak() -> u64 {
+    std::fs::write("/proc/self/clear_refs", "5").expect("reset the peak RSS");
+    current_rss_mib()
+}

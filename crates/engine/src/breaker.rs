@@ -7,6 +7,7 @@
 //! a confirmed write closes the breaker, a failed one opens it again with a longer delay. A
 //! probe whose batch writes nothing (all filtered) lets another through after the same delay.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,33 +21,67 @@ use crate::stats::PipelineStats;
 
 #[derive(Debug)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant, trips: u32 },
-    Probing { until: Instant, trips: u32 },
+    /// Consecutive failed writes, per sink.
+    Closed { failures: HashMap<String, u32> },
+    /// `sink` kept failing; the next probe is let through at `until`.
+    Open {
+        sink: String,
+        until: Instant,
+        trips: u32,
+    },
+    /// One probe batch is in flight; another is let through only when it settled without
+    /// writing to `sink`, or at `until`, a fallback past every deadline of its writes.
+    Probing {
+        sink: String,
+        until: Instant,
+        trips: u32,
+    },
 }
 
 pub(crate) struct Breaker {
     name: Arc<str>,
-    /// Consecutive failed writes that open the breaker.
+    /// Consecutive failed writes to one sink that open the breaker.
     threshold: u32,
     retry: RetryPolicy,
+    /// Longest a probe batch's writes can take: each write's deadline, for every attempt.
+    probe_limit: Duration,
     state: Mutex<State>,
     changed: Notify,
     stats: Arc<PipelineStats>,
 }
+
+/// Held by the probe batch's task: when it is dropped (the batch settled, or was dropped at
+/// shutdown) without its write deciding the breaker, the next probe may go.
+pub(crate) struct Probe {
+    breaker: Arc<Breaker>,
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.breaker.probe_settled();
+    }
+}
+
+/// Shortest wait between probes, whatever the retry policy says (its delays may be 0).
+const MIN_PROBE_DELAY: Duration = Duration::from_millis(50);
 
 impl Breaker {
     pub fn new(
         name: Arc<str>,
         threshold: u32,
         retry: RetryPolicy,
+        sink_timeout: Duration,
         stats: Arc<PipelineStats>,
     ) -> Self {
+        let probe_limit = sink_timeout.saturating_mul(retry.max_attempts.max(1));
         Breaker {
             name,
             threshold: threshold.max(1),
             retry,
-            state: Mutex::new(State::Closed { failures: 0 }),
+            probe_limit,
+            state: Mutex::new(State::Closed {
+                failures: HashMap::new(),
+            }),
             changed: Notify::new(),
             stats,
         }
@@ -58,24 +93,24 @@ impl Breaker {
 
     /// The wait before probe number `trips`.
     fn delay(&self, trips: u32) -> Duration {
-        backoff(&self.retry, trips.saturating_add(1))
+        backoff(&self.retry, trips.saturating_add(1)).max(MIN_PROBE_DELAY)
     }
 
-    /// A write to `sink` was confirmed (`ok`), or failed and will be retried or nacked.
+    /// A write to `sink` was confirmed (`ok`: a rejection is an answer too), or failed and will
+    /// be retried or nacked.
     pub fn record(&self, sink: &str, ok: bool) {
         let mut state = self.state();
-        let next = match (&*state, ok) {
-            (State::Closed { failures: 0 }, true) => return,
-            (State::Closed { .. }, true) => State::Closed { failures: 0 },
-            (State::Open { trips, .. } | State::Probing { trips, .. }, true) => {
-                info!(pipeline = %self.name, sink, probes = trips, "the sink answers again; pulling resumes");
-                self.stats.set_breaker_open(false);
-                State::Closed { failures: 0 }
-            }
-            (State::Closed { failures }, false) if failures + 1 < self.threshold => State::Closed {
-                failures: failures + 1,
-            },
-            (State::Closed { .. }, false) => {
+        let next = match &mut *state {
+            State::Closed { failures } => {
+                if ok {
+                    failures.remove(sink);
+                    return;
+                }
+                let n = failures.entry(sink.to_owned()).or_default();
+                *n += 1;
+                if *n < self.threshold {
+                    return;
+                }
                 let delay = self.delay(1);
                 warn!(pipeline = %self.name, sink, failures = self.threshold, probe_in_ms = delay.as_millis() as u64, "the sink keeps failing: the pipeline stops pulling and probes it with one batch at a time");
                 self.stats.record_error(format!(
@@ -84,48 +119,81 @@ impl Breaker {
                 ));
                 self.stats.set_breaker_open(true);
                 State::Open {
+                    sink: sink.to_owned(),
                     until: Instant::now() + delay,
                     trips: 1,
                 }
             }
-            (State::Probing { trips, .. }, false) => {
+            // Only the sink that tripped it decides; the others' answers say nothing about it.
+            State::Open { sink: down, .. } | State::Probing { sink: down, .. } if down != sink => {
+                return;
+            }
+            State::Open { trips, .. } | State::Probing { trips, .. } if ok => {
+                info!(pipeline = %self.name, sink, probes = *trips, "the sink answers again; pulling resumes");
+                self.stats.set_breaker_open(false);
+                State::Closed {
+                    failures: HashMap::new(),
+                }
+            }
+            State::Probing { trips, .. } => {
                 let trips = trips.saturating_add(1);
                 State::Open {
+                    sink: sink.to_owned(),
                     until: Instant::now() + self.delay(trips),
                     trips,
                 }
             }
             // Writes of batches pulled before it opened still fail meanwhile.
-            (State::Open { .. }, false) => return,
+            State::Open { .. } => return,
         };
         *state = next;
         drop(state);
         self.changed.notify_waiters();
     }
 
-    /// Wait until a pull is allowed: at once while closed; while open, until the next probe
-    /// (then one pull is let through).
-    pub async fn admit(&self) {
+    /// The probe batch settled: if its writes did not decide (it wrote nothing to the sink
+    /// that is down), the next probe goes after the usual delay.
+    fn probe_settled(&self) {
+        let mut state = self.state();
+        if let State::Probing { sink, trips, .. } = &*state {
+            *state = State::Open {
+                sink: sink.clone(),
+                until: Instant::now() + self.delay(*trips),
+                trips: *trips,
+            };
+            drop(state);
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Wait until a pull is allowed: at once while closed (`None`); while open, until the next
+    /// probe, which is let through with a [`Probe`] for its batch to hold until it settles.
+    /// Cancel-safe: nothing changes until it returns.
+    pub async fn admit(self: &Arc<Self>) -> Option<Probe> {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let until = {
                 let mut state = self.state();
-                match *state {
-                    State::Closed { .. } => return,
-                    State::Open { until, trips } | State::Probing { until, trips }
-                        if Instant::now() >= until =>
-                    {
-                        PipelineStats::add(&self.stats.breaker_probes, 1);
-                        *state = State::Probing {
-                            until: Instant::now() + self.delay(trips),
-                            trips,
-                        };
-                        return;
+                let (sink, until, trips) = match &*state {
+                    State::Closed { .. } => return None,
+                    State::Open { sink, until, trips } | State::Probing { sink, until, trips } => {
+                        (sink.clone(), *until, *trips)
                     }
-                    State::Open { until, .. } | State::Probing { until, .. } => until,
+                };
+                if Instant::now() >= until {
+                    PipelineStats::add(&self.stats.breaker_probes, 1);
+                    *state = State::Probing {
+                        sink,
+                        until: Instant::now() + self.delay(trips) + self.probe_limit,
+                        trips,
+                    };
+                    return Some(Probe {
+                        breaker: self.clone(),
+                    });
                 }
+                until
             };
             tokio::select! {
                 () = tokio::time::sleep_until(until) => {}
@@ -133,54 +201,92 @@ impl Breaker {
             }
         }
     }
+
+    /// The pipeline stopped: nothing is being held back any more.
+    pub fn stopped(&self) {
+        self.stats.set_breaker_open(false);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn breaker() -> Breaker {
+    fn breaker() -> Arc<Breaker> {
         let retry = RetryPolicy {
             max_attempts: 3,
-            base_delay_ms: 10,
-            max_delay_ms: 40,
+            base_delay_ms: 100,
+            max_delay_ms: 400,
             jitter: 0.0,
         };
-        Breaker::new("t".into(), 3, retry, Arc::new(PipelineStats::default()))
+        Arc::new(Breaker::new(
+            "t".into(),
+            3,
+            retry,
+            Duration::from_secs(1),
+            Arc::new(PipelineStats::default()),
+        ))
     }
 
-    async fn admitted(b: &Breaker) -> bool {
+    /// Admitted at once: `Some(probe)` when a probe was let through, `None` while closed.
+    async fn admitted(b: &Arc<Breaker>) -> Option<Option<Probe>> {
         tokio::time::timeout(Duration::from_millis(1), b.admit())
             .await
-            .is_ok()
+            .ok()
     }
 
     #[tokio::test(start_paused = true)]
-    async fn opens_after_the_threshold_probes_with_backoff_and_closes_on_success() {
+    async fn opens_per_sink_probes_one_batch_at_a_time_and_closes_on_that_sinks_success() {
         let b = breaker();
         b.record("out", false);
         b.record("out", false);
-        assert!(admitted(&b).await, "still closed below the threshold");
-        b.record("out", true);
-        for _ in 0..3 {
-            b.record("out", false);
-        }
-        assert!(b.stats.breaker_open());
-        assert!(!admitted(&b).await, "open: no pull");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(admitted(&b).await, "the probe is let through");
-        assert!(!admitted(&b).await, "one probe at a time");
-        b.record("out", false);
-        tokio::time::sleep(Duration::from_millis(15)).await;
+        b.record("other", true);
         assert!(
-            !admitted(&b).await,
-            "a failed probe doubles the wait (10 ms, then 20)"
+            matches!(admitted(&b).await, Some(None)),
+            "closed below the threshold"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        assert!(admitted(&b).await);
         b.record("out", true);
-        assert!(admitted(&b).await, "closed again");
+        b.record("out", false);
+        b.record("out", false);
+        b.record("audit", false);
+        assert!(!b.stats.breaker_open(), "counts are per sink");
+        b.record("out", false);
+        assert!(b.stats.breaker_open());
+        assert!(admitted(&b).await.is_none(), "open: no pull");
+        b.record("other", true);
+        assert!(
+            admitted(&b).await.is_none(),
+            "another sink's success does not close it"
+        );
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        let probe = admitted(&b)
+            .await
+            .expect("the probe is let through")
+            .expect("a probe");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            admitted(&b).await.is_none(),
+            "one probe at a time, until it settles"
+        );
+        b.record("out", false);
+        drop(probe);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            admitted(&b).await.is_none(),
+            "a failed probe doubles the wait (100 ms, then 200)"
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let probe = admitted(&b).await.flatten().expect("the second probe");
+        drop(probe);
+        assert!(
+            admitted(&b).await.is_none(),
+            "a probe that wrote nothing waits the delay again"
+        );
+        tokio::time::sleep(Duration::from_millis(210)).await;
+        let _probe = admitted(&b).await.flatten().expect("the third probe");
+        b.record("out", true);
+        assert!(matches!(admitted(&b).await, Some(None)), "closed again");
         assert!(!b.stats.breaker_open());
-        assert_eq!(PipelineStats::get(&b.stats.breaker_probes), 2);
+        assert_eq!(PipelineStats::get(&b.stats.breaker_probes), 3);
     }
 }

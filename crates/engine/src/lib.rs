@@ -144,12 +144,13 @@ impl Pipeline {
             dead_letter: dead_letter.clone(),
             retry: delivery.retry.clone(),
             sink_timeout: delivery.sink_timeout,
-            breaker: breaker::Breaker::new(
+            breaker: Arc::new(breaker::Breaker::new(
                 name.clone(),
                 delivery.breaker_failures,
                 delivery.retry.clone(),
+                delivery.sink_timeout,
                 stats.clone(),
-            ),
+            )),
             on_invalid: delivery.on_invalid,
             source_redelivers,
             stats: stats.clone(),
@@ -184,12 +185,14 @@ impl Pipeline {
                 stats.set_state(PipelineState::Running);
                 info!(pipeline = %name, "pipeline resumed");
             }
-            // While sink writes keep failing, pull only the breaker's probes.
-            tokio::select! {
+            // While sink writes keep failing, pull only the breaker's probes, one at a time.
+            let probe = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                () = ctx.breaker.admit() => {}
-            }
+                // A pause while waiting for the next probe is seen at once.
+                r = pause.changed() => { r?; continue; }
+                probe = ctx.breaker.admit() => probe,
+            };
             let mut permit = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -284,9 +287,10 @@ impl Pipeline {
                 }
             }
             drop(permit);
-            process::spawn(ctx.clone(), batch);
+            process::spawn(ctx.clone(), batch, probe);
         }
 
+        ctx.breaker.stopped();
         stats.set_state(PipelineState::Stopping);
         let end = drain(&ctx, &tracker, &shutdown, source_ended, shutdown_deadline).await;
         // Each close (a flush, a final commit, a polite goodbye to the broker) gets the shutdown

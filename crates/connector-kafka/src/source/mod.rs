@@ -45,6 +45,8 @@ pub struct KafkaSource {
     /// Most nacked records kept for redelivery (the pipeline's window): while this many wait,
     /// nothing new is read, so a sink that is down cannot move the topic into host memory.
     max_parked: usize,
+    /// The assignment is paused because `max_parked` records wait.
+    paused: bool,
 }
 
 impl KafkaSource {
@@ -74,6 +76,17 @@ impl KafkaSource {
                 },
             )
             .set_log_level(RDKafkaLogLevel::Warning);
+        // librdkafka prefetches up to 100,000 records or 64 MiB per consumer by default: held
+        // in host memory while a sink is down. A smaller prefetch keeps what a source holds near
+        // its window; `options` may still set either.
+        for (key, value) in [
+            ("queued.max.messages.kbytes", "16384"),
+            ("queued.min.messages", "10000"),
+        ] {
+            if client.get(key).is_none() {
+                client.set(key, value);
+            }
+        }
         if let Some(ms) = cfg.session_timeout_ms {
             client.set("session.timeout.ms", ms.to_string());
         }
@@ -93,6 +106,7 @@ impl KafkaSource {
             last_topic: None,
             source: Arc::from("kafka"),
             max_parked: ctx.max_in_flight.max(1),
+            paused: false,
         })
     }
 
@@ -180,6 +194,36 @@ impl KafkaSource {
         })
     }
 
+    /// While a window's worth of nacked records waits, pause every assigned partition, so that
+    /// nothing new is fetched or read (a sink that is down cannot move the topic into host
+    /// memory), and resume once they are handed out again. The consumer is still polled
+    /// meanwhile, which keeps this member in its group (`max.poll.interval.ms`) and runs
+    /// rebalances; a partition assigned while paused is paused at the next call.
+    fn pause_while_parked(&mut self, consumer: &Consumer) {
+        let full = lock(&self.shared.redeliveries).len() >= self.max_parked;
+        if !full && !self.paused {
+            return;
+        }
+        let result = consumer.assignment().and_then(|assignment| {
+            if full {
+                consumer.pause(&assignment)
+            } else {
+                consumer.resume(&assignment)
+            }
+        });
+        match result {
+            Ok(()) => {
+                if full != self.paused {
+                    tracing::debug!(group = %self.cfg.group, paused = full, "kafka source: nacked records waiting; partitions paused or resumed");
+                }
+                self.paused = full;
+            }
+            Err(e) => {
+                tracing::warn!(group = %self.cfg.group, error = %e, "kafka source: cannot pause or resume the assignment");
+            }
+        }
+    }
+
     /// Nacked deliveries whose delay has passed (and whose partition is still ours), and when the
     /// next one is due.
     fn due_redeliveries(&self, max: usize) -> (Vec<Delivery>, Option<Instant>) {
@@ -227,19 +271,13 @@ impl Source for KafkaSource {
             if !batch.is_empty() {
                 return Ok(Some(batch));
             }
+            self.pause_while_parked(&consumer);
             let wait_for_redelivery = async {
                 match next_due {
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => self.shared.redelivery_queued.notified().await,
                 }
             };
-            if lock(&self.shared.redeliveries).len() >= self.max_parked {
-                // A window's worth of nacked records waits: read nothing new until they are
-                // handed out again (librdkafka's own prefetch stays bounded by its
-                // `queued.max.messages.kbytes`).
-                wait_for_redelivery.await;
-                continue;
-            }
             // Cancel-safe: `recv` takes a record from librdkafka only in the poll that returns it.
             let first = tokio::select! {
                 m = consumer.recv() => m,

@@ -378,3 +378,119 @@ async fn a_batch_larger_than_the_producer_queue_waits_for_room() {
     let want: Vec<String> = (0..300).map(|i| format!("q-{i:03}")).collect();
     assert_eq!(got, want);
 }
+
+/// Counts each record it is given by the 8-digit number its payload starts with; fails every
+/// write while `down`.
+struct CountingSink {
+    down: std::sync::atomic::AtomicBool,
+    seen: std::sync::Mutex<Vec<u8>>,
+    delivered: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl sluice::connector::Sink for CountingSink {
+    async fn send(&self, batch: &[sluice::message::Output]) -> sluice::connector::SendResult {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(anyhow::anyhow!("the sink is down").into());
+        }
+        let mut seen = self.seen.lock().unwrap();
+        for out in batch {
+            let n: usize = std::str::from_utf8(&out.payload[..8])
+                .unwrap()
+                .parse()
+                .unwrap();
+            seen[n] = seen[n].saturating_add(1);
+        }
+        self.delivered.fetch_add(batch.len(), Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// The sink is down for 30 s while 200,000 records (512 bytes each, 100 MB) wait in the topic:
+/// the host's memory stays bounded (the sink breaker stops pulling, the source pauses its
+/// partitions while a window of nacked records waits, librdkafka's prefetch is capped at
+/// 16 MiB): at most 192 MiB above where it started, and no growth after the first 3 s (16 MiB
+/// of slack); once the sink is back every record arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_down_for_30_s_with_200k_records_waiting_keeps_memory_bounded() {
+    const RECORDS: usize = 200_000;
+    const BOUND_MIB: u64 = 192;
+    const GROWTH_MIB: u64 = 16;
+    let b = KafkaBroker::default();
+    let topic = b.fresh_queue("mem").await;
+    let producer = b.sink(&topic);
+    let padding = "x".repeat(512 - 8);
+    for chunk in (0..RECORDS).collect::<Vec<_>>().chunks(5_000) {
+        let outputs: Vec<sluice::message::Output> = chunk
+            .iter()
+            .map(|i| sluice::message::Output {
+                payload: bytes::Bytes::from(format!("{i:08}{padding}")),
+                key: None,
+                headers: Vec::new(),
+                route: None,
+                timestamp_ms: None,
+            })
+            .collect();
+        producer.send(&outputs).await.expect("produce");
+    }
+    drop(producer);
+    let sink = Arc::new(CountingSink {
+        down: true.into(),
+        seen: std::sync::Mutex::new(vec![0; RECORDS]),
+        delivered: Default::default(),
+    });
+    let (dead, dead_q) = memory_sink("mem-dead");
+    let mut delivery = fast_delivery(1024, 128, 3);
+    delivery.retry.base_delay_ms = 100;
+    delivery.retry.max_delay_ms = 2_000;
+    let (p, stats) = test_pipeline(
+        b.source(&topic, 1024),
+        Vec::new(),
+        sink.clone(),
+        dead,
+        delivery,
+    );
+    let baseline = reset_peak();
+    let running = start(p);
+    // librdkafka's first fetches take what they take (fetch buffers, up to `fetch.max.bytes`);
+    // what matters is that the host does not grow while the outage lasts.
+    let mut peak = 0;
+    let mut after_3_s = 0;
+    for second in 1..=30 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        peak = peak.max(peak_rss_mib().saturating_sub(baseline));
+        if second == 3 {
+            after_3_s = current_rss_mib();
+        }
+    }
+    let growth = current_rss_mib().saturating_sub(after_3_s);
+    let nacked = stats.nacked.load(Ordering::SeqCst);
+    let probes = stats.breaker_probes.load(Ordering::SeqCst);
+    assert!(
+        stats.breaker_open(),
+        "the breaker is open while the sink is down"
+    );
+    sink.down.store(false, Ordering::SeqCst);
+    wait_until("every record delivered", Duration::from_secs(180), || {
+        sink.delivered.load(Ordering::SeqCst) >= RECORDS
+            && sink.seen.lock().unwrap().iter().all(|&n| n > 0)
+    })
+    .await;
+    running.stop().await;
+    let seen = sink.seen.lock().unwrap();
+    let lost = seen.iter().filter(|&&n| n == 0).count();
+    let duplicates: usize = seen.iter().map(|&n| usize::from(n.saturating_sub(1))).sum();
+    println!(
+        "sink down 30 s, {RECORDS} records waiting: peak RSS +{peak} MiB (bound {BOUND_MIB}), +{growth} MiB from second 3 to 30 (bound {GROWTH_MIB}), {nacked} nacks, {probes} probes; afterwards {lost} lost, {duplicates} duplicates"
+    );
+    assert_eq!(lost, 0);
+    assert!(dead_q.drain().is_empty());
+    assert!(
+        peak <= BOUND_MIB,
+        "host memory grew {peak} MiB while the sink was down (bound {BOUND_MIB} MiB)"
+    );
+    assert!(
+        growth <= GROWTH_MIB,
+        "host memory kept growing during the outage: +{growth} MiB (bound {GROWTH_MIB} MiB)"
+    );
+}

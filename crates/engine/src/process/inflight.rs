@@ -32,7 +32,7 @@ pub(crate) struct Ctx {
     /// Longest wait for one `Sink::send` before it counts as failed.
     pub sink_timeout: std::time::Duration,
     /// Stops the reader pulling while sink writes keep failing.
-    pub breaker: crate::breaker::Breaker,
+    pub breaker: Arc<crate::breaker::Breaker>,
     pub on_invalid: InvalidPolicy,
     pub source_redelivers: bool,
     pub stats: Arc<PipelineStats>,

@@ -33,7 +33,8 @@ pub(super) enum Verdict {
 
 /// Process `batch` on the pipeline's task tracker; at the shutdown deadline the task is dropped
 /// where it stands, which abandons its deliveries (their tokens' `Drop`).
-pub(crate) fn spawn(ctx: Arc<Ctx>, batch: Vec<InFlight>) {
+/// `probe`, when the batch is the sink breaker's probe, is held until the batch settles.
+pub(crate) fn spawn(ctx: Arc<Ctx>, batch: Vec<InFlight>, probe: Option<crate::breaker::Probe>) {
     let hard_stop = ctx.hard_stop.clone();
     let tracker = ctx.tracker.clone();
     let work: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(process(ctx, batch));
@@ -42,6 +43,7 @@ pub(crate) fn spawn(ctx: Arc<Ctx>, batch: Vec<InFlight>) {
             () = work => {}
             () = hard_stop.cancelled() => {}
         }
+        drop(probe);
     });
 }
 

@@ -267,7 +267,7 @@ pub(super) fn schedule_retry(ctx: Arc<Ctx>, mut f: InFlight) {
         }
         PipelineStats::add(&task_ctx.stats.retries, 1);
         f.msg.meta.attempt += 1;
-        spawn(task_ctx, vec![f]);
+        spawn(task_ctx, vec![f], None);
     });
 }
 
