@@ -170,6 +170,18 @@ impl Sections {
             .map(|(name, sink)| (format!("sinks.{name}"), sink.as_ref()))
             .chain([("dead_letter".to_owned(), self.dead_letter.as_ref())]);
         for (path, sink) in every_sink {
+            if let Some(sink) = sink
+                && sink.factory().at_most_once()
+                && guarantee != Guarantee::AtMostOnce
+            {
+                errors.push(FieldError::new(
+                    join_path(&path, "type"),
+                    format!(
+                        "a `{}` sink cannot confirm delivery (a PUB socket drops what no subscriber takes; PUSH counts a message sent once it is queued in this process), so it delivers at most once; set `delivery.guarantee: at_most_once` to accept that",
+                        sink.type_name()
+                    ),
+                ));
+            }
             if let Some((field, ms)) = sink.and_then(|s| s.factory().write_timeout_ms())
                 && ms >= sink_timeout_ms
             {

@@ -247,7 +247,7 @@ pub struct DeliveryConfig {
     /// What to do with a message a handler calls `invalid`. Default: `dead_letter`.
     pub on_invalid: InvalidPolicy,
     /// The guarantee the pipeline asks for. Default: `at_least_once`; a source that cannot
-    /// acknowledge (ZeroMQ) needs an explicit `at_most_once`.
+    /// acknowledge or a sink that cannot confirm (ZeroMQ) needs an explicit `at_most_once`.
     pub guarantee: Guarantee,
 }
 

@@ -78,6 +78,10 @@ impl SinkFactory for ZeroMqSinkConfig {
         check_endpoint(&self.endpoint, errors);
     }
 
+    fn at_most_once(&self) -> bool {
+        true
+    }
+
     fn build(&self, _ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>> {
         Ok(Arc::new(sink::ZeroMqSink::new(self.clone())))
     }

@@ -170,6 +170,25 @@ fn a_zeromq_source_is_accepted_once_at_most_once_is() {
     assert_eq!(errors(text), Vec::<String>::new());
 }
 
+/// A sink that cannot confirm delivery (ZeroMQ) needs the pipeline to say it accepts at most
+/// once, like a source that cannot acknowledge; the dead-letter sink too.
+#[test]
+fn a_zeromq_sink_is_refused_unless_at_most_once_is_accepted() {
+    let text = "source: { type: generate }\nsinks: { a: { type: zeromq, endpoint: \"tcp://127.0.0.1:5556\" } }\ndead_letter: { type: zeromq, endpoint: \"tcp://127.0.0.1:5557\" }";
+    let errs = errors(text);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(
+        errs[0].contains("sinks.a.type: a `zeromq` sink cannot confirm delivery"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].contains("dead_letter.type: a `zeromq` sink"),
+        "{errs:#?}"
+    );
+    let accepted = format!("{text}\ndelivery: {{ guarantee: at_most_once }}");
+    assert_eq!(errors(&accepted), Vec::<String>::new());
+}
+
 #[test]
 fn invalid_yaml_says_where() {
     let errs = errors("source: [\n");

@@ -583,7 +583,10 @@ async fn a_failing_sink_opens_the_breaker_and_the_nack_rate_stays_bounded() {
         "{nacked} nacks with {probes} probes: more than {bound}"
     );
     let (unbounded, _) = nacks_while_the_sink_is_down(u32::MAX, seconds).await;
-    assert!(nacked < unbounded, "{nacked} nacks with the breaker, {unbounded} without");
+    assert!(
+        nacked < unbounded,
+        "{nacked} nacks with the breaker, {unbounded} without"
+    );
     println!(
         "nacks while the sink was down for {seconds} s: {nacked} with the breaker ({:.0}/s, {probes} probes), {unbounded} without ({:.0}/s)",
         nacked as f64 / seconds as f64,

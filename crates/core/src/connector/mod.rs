@@ -180,6 +180,12 @@ pub trait SinkFactory {
     /// that does not exist), for `sluice validate`.
     fn check_local(&self, _ctx: &BuildContext, _errors: &mut Vec<FieldError>) {}
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>>;
+    /// `true` when the sink cannot confirm that what it took was delivered (ZeroMQ: PUB drops
+    /// what no subscriber takes, PUSH "confirms" once queued in process): such a sink needs the
+    /// pipeline to accept `delivery.guarantee: at_most_once`.
+    fn at_most_once(&self) -> bool {
+        false
+    }
     /// The sink's own limit on one write (field name, milliseconds), which must stay below the
     /// pipeline's `delivery.sink_timeout_ms` so that the sink's clearer error comes first and
     /// its own cleanup (a dropped connection) runs.
