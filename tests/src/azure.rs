@@ -47,6 +47,7 @@ pub fn source_config(queue: &str) -> AzureQueueSourceConfig {
         create: false,
         // The lag tests wait for the depth to be read; a short interval keeps them short.
         lag_interval_ms: 250,
+        request_timeout_ms: 30_000,
     }
 }
 
@@ -59,6 +60,7 @@ pub fn sink_config(queue: &str) -> AzureQueueSinkConfig {
         encoding: Encoding::Base64,
         envelope: true,
         create: false,
+        request_timeout_ms: 30_000,
     }
 }
 

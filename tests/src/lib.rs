@@ -23,6 +23,7 @@ pub mod conformance;
 pub mod hostile;
 pub mod kafka;
 pub mod sqs;
+pub mod stall;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

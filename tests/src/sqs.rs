@@ -41,6 +41,7 @@ pub fn source_config(queue: &str) -> SqsSourceConfig {
         credentials: credentials(),
         base64: false,
         wait_time_s: 1,
+        request_timeout_ms: 30_000,
         visibility_timeout_s: Some(30),
         // The lag tests wait for the depth to be read; a short interval keeps them short.
         lag_interval_ms: 250,
@@ -55,6 +56,7 @@ pub fn sink_config(queue: &str) -> SqsSinkConfig {
         endpoint: Some(SQS_ENDPOINT.into()),
         credentials: credentials(),
         base64: false,
+        request_timeout_ms: 30_000,
         message_group_id: None,
         deduplication_id_header: None,
     }

@@ -67,6 +67,12 @@ pub struct AzureQueueSourceConfig {
     #[serde(default = "sluice_core::connector::default_lag_interval_ms")]
     #[schemars(range(min = 100, max = 3600000))]
     pub lag_interval_ms: u64,
+    /// Longest wait for one call to the service, retries included, in milliseconds: a service
+    /// that accepts the connection and never answers fails the call instead of holding it.
+    /// Default: 30000.
+    #[serde(default = "default_request_timeout_ms")]
+    #[schemars(range(min = 100, max = 600000))]
+    pub request_timeout_ms: u64,
 }
 
 /// `type: azure_queue` as a sink.
@@ -94,6 +100,14 @@ pub struct AzureQueueSinkConfig {
     /// Create the queue if missing. Default: false.
     #[serde(default)]
     pub create: bool,
+    /// As for the source. Default: 30000.
+    #[serde(default = "default_request_timeout_ms")]
+    #[schemars(range(min = 100, max = 600000))]
+    pub request_timeout_ms: u64,
+}
+
+fn default_request_timeout_ms() -> u64 {
+    30_000
 }
 
 fn default_visibility_timeout_s() -> i32 {

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::Url;
-use azure_storage_queue::QueueClient;
+use azure_core::http::{ExponentialRetryOptions, RetryOptions, Transport};
+use azure_storage_queue::{QueueClient, QueueClientOptions};
 
 /// Azurite's well-known development account.
 const DEV_ACCOUNT: &str = "devstoreaccount1";
@@ -19,6 +20,29 @@ const DEV_QUEUE_ENDPOINT: &str = "http://127.0.0.1:10001/devstoreaccount1";
 /// How long a generated SAS is valid, and when a client is remade with a fresh one.
 const SAS_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 const SAS_RENEW_AFTER: Duration = Duration::from_secs(12 * 3600);
+/// The deadline of a call when none is given (`request_timeout_ms`'s default).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Client options with a deadline on every call, retries included: the SDK's own HTTP client
+/// waits 60 s per read and retries several times, so a service that accepts the connection and
+/// never answers would hold a call for minutes.
+fn options_within(timeout: Duration) -> anyhow::Result<QueueClientOptions> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("azure_queue: HTTP client")?;
+    let mut options = QueueClientOptions::default();
+    options.client_options.transport = Some(Transport::new(Arc::new(http)));
+    options.client_options.retry = RetryOptions::exponential(ExponentialRetryOptions {
+        max_total_elapsed: timeout
+            .try_into()
+            .unwrap_or(azure_core::time::Duration::seconds(30)),
+        ..ExponentialRetryOptions::default()
+    });
+    Ok(options)
+}
 
 /// The parts of a connection string a queue client needs.
 #[derive(Clone)]
@@ -97,13 +121,23 @@ impl ConnectionString {
 
     /// A client for `queue`, authorised by SAS (the given one, or an account SAS signed now).
     pub fn queue_client(&self, queue: &str) -> anyhow::Result<QueueClient> {
+        self.queue_client_within(queue, DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    /// A client for `queue` whose calls give up after `timeout`.
+    pub fn queue_client_within(
+        &self,
+        queue: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<QueueClient> {
         let sas = match &self.auth {
             Auth::Sas(sas) => sas.secret().to_owned(),
             Auth::Key(key) => self.account_sas(key)?,
         };
         let url = Url::parse(&format!("{}/{queue}?{sas}", self.endpoint))
             .with_context(|| format!("queue URL for `{queue}`"))?;
-        QueueClient::new(url, None, None).with_context(|| format!("client for queue `{queue}`"))
+        QueueClient::new(url, None, Some(options_within(timeout)?))
+            .with_context(|| format!("client for queue `{queue}`"))
     }
 
     /// An account SAS for the queue service (read, add, update, process, delete, create, list),
@@ -189,10 +223,10 @@ impl Access {
         }
     }
 
-    /// A client for `queue`.
-    pub fn queue_client(&self, queue: &str) -> anyhow::Result<QueueClient> {
+    /// A client for `queue` whose calls give up after `timeout`.
+    pub fn queue_client(&self, queue: &str, timeout: Duration) -> anyhow::Result<QueueClient> {
         match self {
-            Access::Connection(c) => c.queue_client(queue),
+            Access::Connection(c) => c.queue_client_within(queue, timeout),
             Access::Token {
                 account_url,
                 credential,
@@ -202,8 +236,12 @@ impl Access {
                     account_url.as_str().trim_end_matches('/')
                 ))
                 .with_context(|| format!("queue URL for `{queue}`"))?;
-                QueueClient::new(url, Some(credential.clone()), None)
-                    .with_context(|| format!("client for queue `{queue}`"))
+                QueueClient::new(
+                    url,
+                    Some(credential.clone()),
+                    Some(options_within(timeout)?),
+                )
+                .with_context(|| format!("client for queue `{queue}`"))
             }
         }
     }
@@ -225,15 +263,17 @@ impl Access {
 pub struct RenewingClient {
     connection: Access,
     queue: String,
+    timeout: Duration,
     current: std::sync::Mutex<(Arc<QueueClient>, Instant)>,
 }
 
 impl RenewingClient {
-    pub fn new(connection: Access, queue: &str) -> anyhow::Result<Self> {
-        let client = Arc::new(connection.queue_client(queue)?);
+    pub fn new(connection: Access, queue: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let client = Arc::new(connection.queue_client(queue, timeout)?);
         Ok(RenewingClient {
             connection,
             queue: queue.to_owned(),
+            timeout,
             current: std::sync::Mutex::new((client, Instant::now())),
         })
     }
@@ -242,7 +282,7 @@ impl RenewingClient {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if self.connection.renews() && current.1.elapsed() > SAS_RENEW_AFTER {
             *current = (
-                Arc::new(self.connection.queue_client(&self.queue)?),
+                Arc::new(self.connection.queue_client(&self.queue, self.timeout)?),
                 Instant::now(),
             );
         }

@@ -132,6 +132,10 @@ impl SinkFactory for AzureQueueSinkConfig {
         check_queue_name("queue", &self.queue, errors);
     }
 
+    fn write_timeout_ms(&self) -> Option<(&'static str, u64)> {
+        Some(("request_timeout_ms", self.request_timeout_ms))
+    }
+
     fn build(&self, _ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>> {
         Ok(Arc::new(sink::AzureQueueSink::new(self.clone())?))
     }

@@ -28,7 +28,11 @@ impl AzureQueueSink {
         )
         .context("azure_queue sink")?;
         Ok(AzureQueueSink {
-            client: RenewingClient::new(connection, &cfg.queue)?,
+            client: RenewingClient::new(
+                connection,
+                &cfg.queue,
+                std::time::Duration::from_millis(cfg.request_timeout_ms),
+            )?,
             cfg,
             created: OnceCell::new(),
         })

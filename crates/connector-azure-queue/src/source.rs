@@ -66,9 +66,14 @@ impl AzureQueueSource {
             .poison_queue
             .clone()
             .unwrap_or_else(|| format!("{}-poison", cfg.queue));
+        let timeout = Duration::from_millis(cfg.request_timeout_ms);
         Ok(AzureQueueSource {
-            client: Arc::new(RenewingClient::new(connection.clone(), &cfg.queue)?),
-            poison: RenewingClient::new(connection, &poison_name)?,
+            client: Arc::new(RenewingClient::new(
+                connection.clone(),
+                &cfg.queue,
+                timeout,
+            )?),
+            poison: RenewingClient::new(connection, &poison_name, timeout)?,
             topic: Arc::from(cfg.queue.as_str()),
             cfg,
             pipeline: ctx.pipeline.clone(),

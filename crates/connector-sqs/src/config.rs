@@ -31,6 +31,12 @@ macro_rules! sqs_config {
             /// Bodies are base64 of the payload (binary payloads). Default: false (UTF-8 text).
             #[serde(default)]
             pub base64: bool,
+            /// Longest wait for one call to SQS, retries included (a receive gets `wait_time_s`
+            /// more), in milliseconds: a server that accepts the connection and never answers
+            /// fails the call instead of holding it. Default: 30000.
+            #[serde(default = "default_request_timeout_ms")]
+            #[schemars(range(min = 100, max = 600000))]
+            pub request_timeout_ms: u64,
             $($extra)*
         }
 
@@ -43,6 +49,7 @@ macro_rules! sqs_config {
                     endpoint: self.endpoint.clone(),
                     credentials: self.credentials.clone(),
                     base64: self.base64,
+                    request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
                 }
             }
         }
@@ -58,6 +65,12 @@ pub struct SqsQueue {
     pub endpoint: Option<String>,
     pub credentials: Option<StaticCredentials>,
     pub base64: bool,
+    /// Longest wait for one call (retries included); a long-polling receive gets its wait on top.
+    pub request_timeout: std::time::Duration,
+}
+
+fn default_request_timeout_ms() -> u64 {
+    30_000
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -73,7 +73,12 @@ impl SqsQueue {
     }
 
     /// A client and the queue URL.
-    async fn connect(&self, who: &str) -> anyhow::Result<(aws_sdk_sqs::Client, String)> {
+    /// A client and the queue's URL; `wait` is the longest long poll a call of this client makes.
+    async fn connect(
+        &self,
+        who: &str,
+        wait: std::time::Duration,
+    ) -> anyhow::Result<(aws_sdk_sqs::Client, String)> {
         use anyhow::Context as _;
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(r) = &self.region {
@@ -88,6 +93,15 @@ impl SqsQueue {
                 "sluice-pipeline-file",
             ));
         }
+        // Every call has a deadline, connecting too; a receive's long poll comes on top.
+        let attempt = self.request_timeout + wait;
+        loader = loader.timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(self.request_timeout.min(std::time::Duration::from_secs(10)))
+                .operation_attempt_timeout(attempt)
+                .operation_timeout(attempt)
+                .build(),
+        );
         let shared = loader.load().await;
         let mut config = aws_sdk_sqs::config::Builder::from(&shared);
         if let Some(e) = &self.endpoint {
@@ -143,5 +157,9 @@ impl SinkFactory for SqsSinkConfig {
 
     fn build(&self, _ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>> {
         Ok(Arc::new(sink::SqsSink::new(self.clone())))
+    }
+
+    fn write_timeout_ms(&self) -> Option<(&'static str, u64)> {
+        Some(("request_timeout_ms", self.request_timeout_ms))
     }
 }

@@ -120,7 +120,7 @@ impl Sink for SqsSink {
         let name = self.spec.name();
         let (client, url) = self
             .client
-            .get_or_try_init(|| self.spec.connect("sqs sink"))
+            .get_or_try_init(|| self.spec.connect("sqs sink", std::time::Duration::ZERO))
             .await?;
         let mut status = BatchStatus::new(batch.len());
         let mut entries = Vec::with_capacity(batch.len());

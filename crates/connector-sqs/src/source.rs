@@ -98,7 +98,8 @@ impl Source for SqsSource {
 
     async fn next_batch(&mut self, max: usize) -> anyhow::Result<Option<Vec<Delivery>>> {
         if self.live.is_none() {
-            let (client, url) = self.spec.connect("sqs source").await?;
+            let wait = std::time::Duration::from_secs(self.cfg.wait_time_s.max(0) as u64);
+            let (client, url) = self.spec.connect("sqs source", wait).await?;
             let (receipts, jobs) = Receipts::new();
             tokio::spawn(settle(
                 client.clone(),

@@ -222,3 +222,108 @@ fn validation_names_every_bad_setting() {
             .contains("neither AccountKey nor SharedAccessSignature")
     );
 }
+
+/// A service that accepts the connection and never answers (a stalled loopback proxy in front
+/// of Azurite): the sink's calls, then the source's, fail within `request_timeout_ms` with an
+/// error naming the connector; once it answers again everything arrives, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_service_fails_each_call_at_its_deadline_and_nothing_is_lost() {
+    use sluice_tests::stall::{Mode, StallProxy};
+    let b = AzureBroker;
+    let (input, output) = (
+        b.fresh_queue("stall-in").await,
+        b.fresh_queue("stall-out").await,
+    );
+    let azurite: std::net::SocketAddr = "127.0.0.1:10001".parse().unwrap();
+    let (to_source, to_sink) = (
+        StallProxy::start(azurite).await,
+        StallProxy::start(azurite).await,
+    );
+    let through = |proxy: &StallProxy| {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;QueueEndpoint=http://{}/devstoreaccount1;",
+            proxy.host_port()
+        )
+    };
+    let mut source = source_config(&input);
+    source.connection_string = Some(through(&to_source));
+    source.request_timeout_ms = 1_000;
+    let mut sink = sink_config(&output);
+    sink.connection_string = Some(through(&to_sink));
+    sink.request_timeout_ms = 1_000;
+    let (dead, dead_q) = memory_sink("stall-dead");
+    let (p, stats) = test_pipeline(
+        source.build(&ctx()).unwrap(),
+        Vec::new(),
+        sink.build(&ctx()).unwrap(),
+        dead,
+        fast_delivery(8, 4, 1_000),
+    );
+    let running = start(p);
+    let errors_naming = |what: &'static str| {
+        let stats = stats.clone();
+        move || stats.last_errors().iter().any(|e| e.message.contains(what))
+    };
+    for i in 0..10 {
+        b.publish(&input, format!("z-{i:02}").as_bytes(), &[]).await;
+    }
+    wait_until("10 acked", b.patience(), || {
+        stats.acked.load(Ordering::SeqCst) == 10
+    })
+    .await;
+
+    to_sink.set(Mode::Stall);
+    let stalled = std::time::Instant::now();
+    for i in 10..20 {
+        b.publish(&input, format!("z-{i:02}").as_bytes(), &[]).await;
+    }
+    wait_until(
+        "the sink's call failed",
+        b.patience(),
+        errors_naming("azure_queue sink"),
+    )
+    .await;
+    let sink_error_after = stalled.elapsed();
+    to_sink.set(Mode::Pass);
+    wait_until("20 acked", b.patience(), || {
+        stats.acked.load(Ordering::SeqCst) >= 20
+    })
+    .await;
+
+    to_source.set(Mode::Stall);
+    let stalled = std::time::Instant::now();
+    wait_until(
+        "the source's call failed",
+        b.patience(),
+        errors_naming("source: "),
+    )
+    .await;
+    let source_error_after = stalled.elapsed();
+    for i in 20..30 {
+        b.publish(&input, format!("z-{i:02}").as_bytes(), &[]).await;
+    }
+    to_source.set(Mode::Pass);
+    wait_until("30 acked", b.patience(), || {
+        stats.acked.load(Ordering::SeqCst) >= 30
+    })
+    .await;
+    running.stop().await;
+    println!(
+        "stalled azure_queue: the sink's error after {sink_error_after:?}, the source's after {source_error_after:?} (request_timeout_ms 1000)"
+    );
+    let mut got = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + b.patience();
+    while got.len() < 30 && std::time::Instant::now() < deadline {
+        for r in b.drain(&output, 1).await {
+            got.insert(String::from_utf8_lossy(&r.payload).into_owned());
+        }
+    }
+    let expected: std::collections::BTreeSet<String> =
+        (0..30).map(|i| format!("z-{i:02}")).collect();
+    assert_eq!(
+        got, expected,
+        "nothing lost (a call cut at its deadline may repeat)"
+    );
+    assert!(dead_q.drain().is_empty());
+    assert_eq!(b.depth(&input).await, 0);
+}

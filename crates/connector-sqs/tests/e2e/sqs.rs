@@ -245,3 +245,101 @@ fn validation_names_every_bad_setting() {
 async fn queue_depth_is_reported_as_lag_and_falls_to_zero() {
     sluice_tests::conformance::depth_is_reported_as_lag(&SqsBroker::default(), 40).await;
 }
+
+/// A server that accepts the connection and never answers (a stalled loopback proxy in front
+/// of moto): the sink's calls, then the source's, fail within `request_timeout_ms` with an
+/// error naming the connector; once it answers again everything arrives and the input is
+/// fully acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_server_fails_each_call_at_its_deadline_and_nothing_is_lost() {
+    use sluice_tests::stall::{Mode, StallProxy};
+    let b = SqsBroker::default();
+    let (input, output) = (
+        b.fresh_queue("stall-in").await,
+        b.fresh_queue("stall-out").await,
+    );
+    let moto: std::net::SocketAddr = "127.0.0.1:5000".parse().unwrap();
+    let (to_source, to_sink) = (StallProxy::start(moto).await, StallProxy::start(moto).await);
+    let mut source = source_config(&input);
+    source.endpoint = Some(format!("http://{}", to_source.host_port()));
+    source.request_timeout_ms = 1_000;
+    let mut sink = sink_config(&output);
+    sink.endpoint = Some(format!("http://{}", to_sink.host_port()));
+    sink.request_timeout_ms = 1_000;
+    let (dead, dead_q) = memory_sink("stall-dead");
+    let (p, stats) = test_pipeline(
+        source.build(&ctx()).unwrap(),
+        Vec::new(),
+        sink.build(&ctx()).unwrap(),
+        dead,
+        fast_delivery(8, 4, 1_000),
+    );
+    let running = start(p);
+    let errors_naming = |what: &'static str| {
+        let stats = stats.clone();
+        move || stats.last_errors().iter().any(|e| e.message.contains(what))
+    };
+    for i in 0..10 {
+        b.publish(&input, format!("s-{i:02}").as_bytes(), &[]).await;
+    }
+    wait_until("10 acked", b.patience(), || {
+        stats.acked.load(Ordering::SeqCst) == 10
+    })
+    .await;
+
+    to_sink.set(Mode::Stall);
+    let stalled = std::time::Instant::now();
+    for i in 10..20 {
+        b.publish(&input, format!("s-{i:02}").as_bytes(), &[]).await;
+    }
+    wait_until(
+        "the sink's call failed",
+        b.patience(),
+        errors_naming("sqs sink"),
+    )
+    .await;
+    let sink_error_after = stalled.elapsed();
+    to_sink.set(Mode::Pass);
+    wait_until("20 acked", b.patience(), || {
+        stats.acked.load(Ordering::SeqCst) == 20
+    })
+    .await;
+
+    to_source.set(Mode::Stall);
+    let stalled = std::time::Instant::now();
+    wait_until(
+        "the source's call failed",
+        b.patience(),
+        errors_naming("sqs source"),
+    )
+    .await;
+    let source_error_after = stalled.elapsed();
+    for i in 20..30 {
+        b.publish(&input, format!("s-{i:02}").as_bytes(), &[]).await;
+    }
+    to_source.set(Mode::Pass);
+    wait_until("30 acked", b.patience(), || {
+        stats.acked.load(Ordering::SeqCst) == 30
+    })
+    .await;
+    running.stop().await;
+    println!(
+        "stalled sqs: the sink's error after {sink_error_after:?}, the source's after {source_error_after:?} (request_timeout_ms 1000, wait_time_s 1)"
+    );
+    // A call cut at its deadline may have landed anyway: duplicates are allowed, loss is not.
+    let mut got = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + b.patience();
+    while got.len() < 30 && std::time::Instant::now() < deadline {
+        for r in b.drain(&output, 1).await {
+            got.insert(String::from_utf8_lossy(&r.payload).into_owned());
+        }
+    }
+    let got: Vec<String> = got.into_iter().collect();
+    let expected: Vec<String> = (0..30).map(|i| format!("s-{i:02}")).collect();
+    assert_eq!(
+        got, expected,
+        "nothing lost (a call cut at its deadline may repeat)"
+    );
+    assert!(dead_q.drain().is_empty());
+    assert_eq!(b.depth(&input).await, 0);
+}
