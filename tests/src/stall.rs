@@ -90,3 +90,73 @@ async fn pump(
         }
     }
 }
+
+/// The stalled-peer scenario every connector's deadline test runs, with the pipeline `running`
+/// from `input` (its source through `to_source`) to `output` (its sink through `to_sink`):
+/// 10 messages flow; the sink's connection stalls while 10 more come, until an error naming
+/// `sink_error` is recorded; it passes again and they arrive; the source's connection stalls
+/// until an error naming `source_error` is recorded; 10 more come and it passes again. Then
+/// nothing may be missing from `output` (a call cut at its deadline may have landed anyway:
+/// duplicates are allowed) and `input` must be fully acknowledged. Returns how long each error
+/// took to come after its stall, for the caller to print beside its deadlines.
+pub async fn stall_the_sink_then_the_source<B: crate::conformance::Broker + ?Sized>(
+    b: &B,
+    (input, output): (&str, &str),
+    (to_source, to_sink): (&StallProxy, &StallProxy),
+    running: crate::Running,
+    stats: &sluice::engine::PipelineStats,
+    (source_error, sink_error): (&str, &str),
+) -> (std::time::Duration, std::time::Duration) {
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+    let acked = |n: u64| move || stats.acked.load(Ordering::SeqCst) >= n;
+    let errors_naming = |what: &str| stats.last_errors().iter().any(|e| e.message.contains(what));
+    let publish = |range: std::ops::Range<usize>| async move {
+        for i in range {
+            b.publish(input, format!("m-{i:02}").as_bytes(), &[]).await;
+        }
+    };
+    publish(0..10).await;
+    crate::wait_until("10 acked", b.patience(), acked(10)).await;
+
+    to_sink.set(Mode::Stall);
+    let stalled = Instant::now();
+    publish(10..20).await;
+    crate::wait_until("the sink's call failed", b.patience(), || {
+        errors_naming(sink_error)
+    })
+    .await;
+    let sink_after = stalled.elapsed();
+    to_sink.set(Mode::Pass);
+    crate::wait_until("20 acked", b.patience(), acked(20)).await;
+
+    to_source.set(Mode::Stall);
+    let stalled = Instant::now();
+    crate::wait_until("the source's call failed", b.patience(), || {
+        errors_naming(source_error)
+    })
+    .await;
+    let source_after = stalled.elapsed();
+    publish(20..30).await;
+    to_source.set(Mode::Pass);
+    // Until all 30 are out (acks alone could count a duplicate in place of one that is still
+    // on its way back: a receive the proxy held reached the broker late and took it).
+    let mut got = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + b.patience();
+    while got.len() < 30 && Instant::now() < deadline {
+        for r in b.drain(output, 1).await {
+            got.insert(String::from_utf8_lossy(&r.payload).into_owned());
+        }
+    }
+    // And until the input is empty: a copy whose first ack went with a receipt the late receive
+    // made stale comes round once more.
+    while b.depth(input).await > 0 && Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    running.stop().await;
+    let expected: std::collections::BTreeSet<String> =
+        (0..30).map(|i| format!("m-{i:02}")).collect();
+    assert_eq!(got, expected, "nothing lost");
+    assert_eq!(b.depth(input).await, 0, "the input fully acknowledged");
+    (source_after, sink_after)
+}

@@ -86,13 +86,17 @@ mod tests {
                 d.max_in_flight,
                 d.batch_size,
                 d.on_invalid,
-                d.rate_limit.is_none()
+                d.rate_limit.is_none(),
+                d.sink_timeout,
+                d.breaker_failures
             ),
             (
                 e.max_in_flight,
                 e.batch_size,
                 e.on_invalid,
-                e.rate_limit.is_none()
+                e.rate_limit.is_none(),
+                e.sink_timeout,
+                e.breaker_failures
             )
         );
         let (r, s) = (d.retry, e.retry);

@@ -4,5 +4,7 @@
 mod admin;
 mod cli;
 mod common;
+#[cfg(feature = "kafka")]
+mod kafka_crash;
 #[cfg(feature = "rabbitmq")]
 mod reload;

@@ -46,7 +46,7 @@ impl ConsumerContext for GroupContext {
         // Commit what is settled while the partitions are still ours, then forget them: what is
         // in flight now is redelivered to their next owner, and its settlement will be ignored.
         self.shared.store_moved(consumer);
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        if let Err(e) = off_the_workers(|| consumer.commit_consumer_state(CommitMode::Sync)) {
             tracing::debug!(pipeline = %self.shared.pipeline, error = %e, "kafka: commit on revocation");
         }
         let keys: Vec<PartitionKey> = revoked
@@ -67,5 +67,20 @@ impl ConsumerContext for GroupContext {
         if let Rebalance::Assign(assigned) = rebalance {
             tracing::info!(pipeline = %self.shared.pipeline, partitions = assigned.count(), "kafka: partitions assigned");
         }
+    }
+}
+
+/// Run `f`, which waits on the network, without holding up the tasks that share this thread:
+/// a rebalance callback runs inside a poll of the consumer, on a runtime worker, and a commit
+/// there would stall every task scheduled on it. On a multi-threaded runtime the worker hands
+/// its tasks to another thread first (`block_in_place`); elsewhere (a blocking-pool thread at
+/// `close`, a current-thread runtime) it runs as it is.
+fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }

@@ -600,7 +600,7 @@ async fn a_failing_sink_opens_the_breaker_and_the_nack_rate_stays_bounded() {
 /// again both reconnect and everything arrives, nothing lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_broker_fails_at_its_deadlines_and_nothing_is_lost() {
-    use sluice_tests::stall::{Mode, StallProxy};
+    use sluice_tests::stall::StallProxy;
     let b = RabbitMqBroker::default();
     let (input, output) = (
         b.fresh_queue("stall-in").await,
@@ -622,56 +622,17 @@ async fn a_stalled_broker_fails_at_its_deadlines_and_nothing_is_lost() {
     }));
     let (dead, dead_q) = memory_sink("stall-dead");
     let (p, stats) = test_pipeline(source, Vec::new(), sink, dead, fast_delivery(8, 4, 1_000));
-    let running = start(p);
-    let errors_naming = |what: &'static str| {
-        let stats = stats.clone();
-        move || stats.last_errors().iter().any(|e| e.message.contains(what))
-    };
-    for i in 0..10 {
-        b.publish(&input, format!("r-{i:02}").as_bytes(), &[]).await;
-    }
-    wait_for("10 acked", || stats.acked.load(Ordering::SeqCst) == 10).await;
-
-    to_sink.set(Mode::Stall);
-    let stalled = std::time::Instant::now();
-    for i in 10..20 {
-        b.publish(&input, format!("r-{i:02}").as_bytes(), &[]).await;
-    }
-    wait_for("the sink's batch failed", errors_naming("rabbitmq sink")).await;
-    let sink_error_after = stalled.elapsed();
-    to_sink.set(Mode::Pass);
-    wait_for("20 acked", || stats.acked.load(Ordering::SeqCst) == 20).await;
-
-    to_source.set(Mode::Stall);
-    let stalled = std::time::Instant::now();
-    wait_for(
-        "the source's connection failed",
-        errors_naming("rabbitmq source"),
+    let (source_after, sink_after) = sluice_tests::stall::stall_the_sink_then_the_source(
+        &b,
+        (&input, &output),
+        (&to_source, &to_sink),
+        start(p),
+        &stats,
+        ("rabbitmq source", "rabbitmq sink"),
     )
     .await;
-    let source_error_after = stalled.elapsed();
-    for i in 20..30 {
-        b.publish(&input, format!("r-{i:02}").as_bytes(), &[]).await;
-    }
-    to_source.set(Mode::Pass);
-    wait_for("30 acked", || stats.acked.load(Ordering::SeqCst) >= 30).await;
-    running.stop().await;
     println!(
-        "stalled rabbitmq: the sink's error after {sink_error_after:?} (confirm_timeout_ms 1000), the source's after {source_error_after:?} (heartbeat 1 s)"
-    );
-    let mut got = std::collections::BTreeSet::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while got.len() < 30 && std::time::Instant::now() < deadline {
-        for r in b.drain(&output, 1).await {
-            got.insert(String::from_utf8_lossy(&r.payload).into_owned());
-        }
-    }
-    let expected: std::collections::BTreeSet<String> =
-        (0..30).map(|i| format!("r-{i:02}")).collect();
-    assert_eq!(
-        got, expected,
-        "nothing lost (a batch cut at its deadline may repeat)"
+        "stalled rabbitmq: the sink's error after {sink_after:?} (confirm_timeout_ms 1000), the source's after {source_after:?} (heartbeat 1 s)"
     );
     assert!(dead_q.drain().is_empty());
-    assert_eq!(b.depth(&input).await, 0);
 }

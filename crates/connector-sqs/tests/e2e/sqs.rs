@@ -252,7 +252,7 @@ async fn queue_depth_is_reported_as_lag_and_falls_to_zero() {
 /// fully acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_server_fails_each_call_at_its_deadline_and_nothing_is_lost() {
-    use sluice_tests::stall::{Mode, StallProxy};
+    use sluice_tests::stall::StallProxy;
     let b = SqsBroker::default();
     let (input, output) = (
         b.fresh_queue("stall-in").await,
@@ -274,72 +274,17 @@ async fn a_stalled_server_fails_each_call_at_its_deadline_and_nothing_is_lost() 
         dead,
         fast_delivery(8, 4, 1_000),
     );
-    let running = start(p);
-    let errors_naming = |what: &'static str| {
-        let stats = stats.clone();
-        move || stats.last_errors().iter().any(|e| e.message.contains(what))
-    };
-    for i in 0..10 {
-        b.publish(&input, format!("s-{i:02}").as_bytes(), &[]).await;
-    }
-    wait_until("10 acked", b.patience(), || {
-        stats.acked.load(Ordering::SeqCst) == 10
-    })
-    .await;
-
-    to_sink.set(Mode::Stall);
-    let stalled = std::time::Instant::now();
-    for i in 10..20 {
-        b.publish(&input, format!("s-{i:02}").as_bytes(), &[]).await;
-    }
-    wait_until(
-        "the sink's call failed",
-        b.patience(),
-        errors_naming("sqs sink"),
+    let (source_after, sink_after) = sluice_tests::stall::stall_the_sink_then_the_source(
+        &b,
+        (&input, &output),
+        (&to_source, &to_sink),
+        start(p),
+        &stats,
+        ("sqs source", "sqs sink"),
     )
     .await;
-    let sink_error_after = stalled.elapsed();
-    to_sink.set(Mode::Pass);
-    wait_until("20 acked", b.patience(), || {
-        stats.acked.load(Ordering::SeqCst) == 20
-    })
-    .await;
-
-    to_source.set(Mode::Stall);
-    let stalled = std::time::Instant::now();
-    wait_until(
-        "the source's call failed",
-        b.patience(),
-        errors_naming("sqs source"),
-    )
-    .await;
-    let source_error_after = stalled.elapsed();
-    for i in 20..30 {
-        b.publish(&input, format!("s-{i:02}").as_bytes(), &[]).await;
-    }
-    to_source.set(Mode::Pass);
-    wait_until("30 acked", b.patience(), || {
-        stats.acked.load(Ordering::SeqCst) == 30
-    })
-    .await;
-    running.stop().await;
     println!(
-        "stalled sqs: the sink's error after {sink_error_after:?}, the source's after {source_error_after:?} (request_timeout_ms 1000, wait_time_s 1)"
-    );
-    // A call cut at its deadline may have landed anyway: duplicates are allowed, loss is not.
-    let mut got = std::collections::BTreeSet::new();
-    let deadline = std::time::Instant::now() + b.patience();
-    while got.len() < 30 && std::time::Instant::now() < deadline {
-        for r in b.drain(&output, 1).await {
-            got.insert(String::from_utf8_lossy(&r.payload).into_owned());
-        }
-    }
-    let got: Vec<String> = got.into_iter().collect();
-    let expected: Vec<String> = (0..30).map(|i| format!("s-{i:02}")).collect();
-    assert_eq!(
-        got, expected,
-        "nothing lost (a call cut at its deadline may repeat)"
+        "stalled sqs: the sink's error after {sink_after:?}, the source's after {source_after:?} (request_timeout_ms 1000, wait_time_s 1)"
     );
     assert!(dead_q.drain().is_empty());
-    assert_eq!(b.depth(&input).await, 0);
 }

@@ -129,7 +129,14 @@ impl Supervisor {
                 () = self.shutdown.cancelled() => break,
                 Some(ended) = self.ended_rx.recv() => self.ended(ended),
                 Some(request) = requests.recv() => {
-                    let report = self.reload(&request.scope, request.cause).await;
+                    // A reload (building plugins, draining replaced versions) never delays a
+                    // shutdown: SIGTERM cuts it short, and what it left running is drained below.
+                    let shutdown = self.shutdown.clone();
+                    let report = tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => break,
+                        report = self.reload(&request.scope, request.cause) => report,
+                    };
                     self.update_watch(&mut watcher);
                     if let Some(reply) = request.reply {
                         let _ = reply.send(report);
@@ -222,9 +229,12 @@ impl Supervisor {
 
     /// Drain and stop one pipeline, as a shutdown would.
     async fn stop(&mut self, name: &str) {
-        if let Some(r) = self.running.remove(name) {
+        if let Some(r) = self.running.get_mut(name) {
             r.stop.cancel();
-            let _ = r.task.await;
+            // Awaited in place: if a shutdown cuts this reload short, the pipeline is still in
+            // `running`, and the shutdown waits for its drain.
+            let _ = (&mut r.task).await;
+            self.running.remove(name);
             self.inventory.remove(name);
         }
     }
