@@ -185,7 +185,7 @@ pub async fn parallel_with_transient_failures<B: Broker + ?Sized>(b: &B) {
     let mut got = payloads(&b.drain(&output, n).await);
     got.sort();
     assert_eq!(got, sent, "each exactly once");
-    assert_eq!(stats.retries.load(Ordering::SeqCst), (n / 10) as u64);
+    assert_eq!(stats.retries.load(Ordering::SeqCst), n.div_ceil(10) as u64);
     assert_eq!(b.depth(&input).await, 0);
     assert_eq!(b.depth(&dead).await, 0);
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::Url;
-use azure_core::http::{ExponentialRetryOptions, RetryOptions, Transport};
+use azure_core::http::{RetryOptions, Transport};
 use azure_storage_queue::{QueueClient, QueueClientOptions};
 
 /// Azurite's well-known development account.
@@ -23,9 +23,10 @@ const SAS_RENEW_AFTER: Duration = Duration::from_secs(12 * 3600);
 /// The deadline of a call when none is given (`request_timeout_ms`'s default).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Client options with a deadline on every call, retries included: the SDK's own HTTP client
-/// waits 60 s per read and retries several times, so a service that accepts the connection and
-/// never answers would hold a call for minutes.
+/// Client options with a deadline on every call: the SDK's own HTTP client waits 60 s per read
+/// and retries several times, so a service that accepts the connection and never answers would
+/// hold a call for minutes. The SDK's retries are off (their clock starts only after the first
+/// attempt, so they would double the deadline): the pipeline retries a failed call itself.
 fn options_within(timeout: Duration) -> anyhow::Result<QueueClientOptions> {
     let http = reqwest::Client::builder()
         .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -35,12 +36,7 @@ fn options_within(timeout: Duration) -> anyhow::Result<QueueClientOptions> {
         .context("azure_queue: HTTP client")?;
     let mut options = QueueClientOptions::default();
     options.client_options.transport = Some(Transport::new(Arc::new(http)));
-    options.client_options.retry = RetryOptions::exponential(ExponentialRetryOptions {
-        max_total_elapsed: timeout
-            .try_into()
-            .unwrap_or(azure_core::time::Duration::seconds(30)),
-        ..ExponentialRetryOptions::default()
-    });
+    options.client_options.retry = RetryOptions::none();
     Ok(options)
 }
 

@@ -58,7 +58,7 @@ pub(crate) struct Probe {
 
 impl Drop for Probe {
     fn drop(&mut self) {
-        self.breaker.probe_settled();
+        self.breaker.probe_settled(Instant::now());
     }
 }
 
@@ -99,6 +99,10 @@ impl Breaker {
     /// A write to `sink` was confirmed (`ok`: a rejection is an answer too), or failed and will
     /// be retried or nacked.
     pub fn record(&self, sink: &str, ok: bool) {
+        self.record_at(sink, ok, Instant::now());
+    }
+
+    fn record_at(&self, sink: &str, ok: bool, now: Instant) {
         let mut state = self.state();
         let next = match &mut *state {
             State::Closed { failures } => {
@@ -120,7 +124,7 @@ impl Breaker {
                 self.stats.set_breaker_open(true);
                 State::Open {
                     sink: sink.to_owned(),
-                    until: Instant::now() + delay,
+                    until: now + delay,
                     trips: 1,
                 }
             }
@@ -139,7 +143,7 @@ impl Breaker {
                 let trips = trips.saturating_add(1);
                 State::Open {
                     sink: sink.to_owned(),
-                    until: Instant::now() + self.delay(trips),
+                    until: now + self.delay(trips),
                     trips,
                 }
             }
@@ -153,12 +157,12 @@ impl Breaker {
 
     /// The probe batch settled: if its writes did not decide (it wrote nothing to the sink
     /// that is down), the next probe goes after the usual delay.
-    fn probe_settled(&self) {
+    fn probe_settled(&self, now: Instant) {
         let mut state = self.state();
         if let State::Probing { sink, trips, .. } = &*state {
             *state = State::Open {
                 sink: sink.clone(),
-                until: Instant::now() + self.delay(*trips),
+                until: now + self.delay(*trips),
                 trips: *trips,
             };
             drop(state);
@@ -174,32 +178,38 @@ impl Breaker {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let until = {
-                let mut state = self.state();
-                let (sink, until, trips) = match &*state {
-                    State::Closed { .. } => return None,
-                    State::Open { sink, until, trips } | State::Probing { sink, until, trips } => {
-                        (sink.clone(), *until, *trips)
-                    }
-                };
-                if Instant::now() >= until {
-                    PipelineStats::add(&self.stats.breaker_probes, 1);
-                    *state = State::Probing {
-                        sink,
-                        until: Instant::now() + self.delay(trips) + self.probe_limit,
-                        trips,
-                    };
-                    return Some(Probe {
-                        breaker: self.clone(),
-                    });
-                }
-                until
+            let until = match self.try_admit(Instant::now()) {
+                Ok(probe) => return probe,
+                Err(until) => until,
             };
             tokio::select! {
                 () = tokio::time::sleep_until(until) => {}
                 () = &mut notified => {}
             }
         }
+    }
+
+    /// [`Breaker::admit`] at `now`, without waiting: `Err(until)` when no pull is allowed yet.
+    fn try_admit(self: &Arc<Self>, now: Instant) -> Result<Option<Probe>, Instant> {
+        let mut state = self.state();
+        let (sink, until, trips) = match &*state {
+            State::Closed { .. } => return Ok(None),
+            State::Open { sink, until, trips } | State::Probing { sink, until, trips } => {
+                (sink.clone(), *until, *trips)
+            }
+        };
+        if now < until {
+            return Err(until);
+        }
+        PipelineStats::add(&self.stats.breaker_probes, 1);
+        *state = State::Probing {
+            sink,
+            until: now + self.delay(trips) + self.probe_limit,
+            trips,
+        };
+        Ok(Some(Probe {
+            breaker: self.clone(),
+        }))
     }
 
     /// The pipeline stopped: nothing is being held back any more.
@@ -228,64 +238,74 @@ mod tests {
         ))
     }
 
-    /// Admitted at once: `Some(probe)` when a probe was let through, `None` while closed.
-    async fn admitted(b: &Arc<Breaker>) -> Option<Option<Probe>> {
-        tokio::time::timeout(Duration::from_millis(1), b.admit())
-            .await
-            .ok()
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn opens_per_sink_probes_one_batch_at_a_time_and_closes_on_that_sinks_success() {
+    /// The state machine on explicit instants (no clock, no sleeping).
+    #[test]
+    fn opens_per_sink_probes_one_batch_at_a_time_and_closes_on_that_sinks_success() {
         let b = breaker();
-        b.record("out", false);
-        b.record("out", false);
-        b.record("other", true);
+        let t0 = Instant::now();
+        b.record_at("out", false, t0);
+        b.record_at("out", false, t0);
+        b.record_at("other", true, t0);
         assert!(
-            matches!(admitted(&b).await, Some(None)),
+            matches!(b.try_admit(t0), Ok(None)),
             "closed below the threshold"
         );
-        b.record("out", true);
-        b.record("out", false);
-        b.record("out", false);
-        b.record("audit", false);
+        b.record_at("out", true, t0);
+        b.record_at("out", false, t0);
+        b.record_at("out", false, t0);
+        b.record_at("audit", false, t0);
         assert!(!b.stats.breaker_open(), "counts are per sink");
-        b.record("out", false);
+        b.record_at("out", false, t0);
         assert!(b.stats.breaker_open());
-        assert!(admitted(&b).await.is_none(), "open: no pull");
-        b.record("other", true);
+        assert_eq!(
+            b.try_admit(t0).err(),
+            Some(t0 + ms(100)),
+            "open: no pull for 100 ms"
+        );
+        b.record_at("other", true, t0);
         assert!(
-            admitted(&b).await.is_none(),
+            b.try_admit(t0).is_err(),
             "another sink's success does not close it"
         );
-        tokio::time::sleep(Duration::from_millis(110)).await;
-        let probe = admitted(&b)
-            .await
-            .expect("the probe is let through")
-            .expect("a probe");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let probe = b
+            .try_admit(t0 + ms(110))
+            .unwrap()
+            .expect("the probe is let through");
         assert!(
-            admitted(&b).await.is_none(),
+            b.try_admit(t0 + ms(600)).is_err(),
             "one probe at a time, until it settles"
         );
-        b.record("out", false);
+        b.record_at("out", false, t0 + ms(600));
         drop(probe);
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        assert!(
-            admitted(&b).await.is_none(),
+        assert_eq!(
+            b.try_admit(t0 + ms(600)).err(),
+            Some(t0 + ms(800)),
             "a failed probe doubles the wait (100 ms, then 200)"
         );
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        let probe = admitted(&b).await.flatten().expect("the second probe");
+        let probe = b
+            .try_admit(t0 + ms(810))
+            .unwrap()
+            .expect("the second probe");
+        b.probe_settled(t0 + ms(900));
         drop(probe);
-        assert!(
-            admitted(&b).await.is_none(),
+        assert_eq!(
+            b.try_admit(t0 + ms(900)).err(),
+            Some(t0 + ms(1100)),
             "a probe that wrote nothing waits the delay again"
         );
-        tokio::time::sleep(Duration::from_millis(210)).await;
-        let _probe = admitted(&b).await.flatten().expect("the third probe");
-        b.record("out", true);
-        assert!(matches!(admitted(&b).await, Some(None)), "closed again");
+        let _probe = b
+            .try_admit(t0 + ms(1100))
+            .unwrap()
+            .expect("the third probe");
+        b.record_at("out", true, t0 + ms(1150));
+        assert!(
+            matches!(b.try_admit(t0 + ms(1150)), Ok(None)),
+            "closed again"
+        );
         assert!(!b.stats.breaker_open());
         assert_eq!(PipelineStats::get(&b.stats.breaker_probes), 3);
     }

@@ -268,7 +268,7 @@ async fn a_stalled_service_fails_each_call_at_its_deadline_and_nothing_is_lost()
         (&to_source, &to_sink),
         start(p),
         &stats,
-        ("source: ", "azure_queue sink"),
+        ("azure_queue source", "azure_queue sink"),
     )
     .await;
     println!(

@@ -60,6 +60,13 @@ impl ConsumerContext for GroupContext {
         }
         drop(tracker);
         lock(&self.shared.redeliveries).retain(|(_, p)| !keys.contains(&p.key));
+        // A pause outlives a revocation in librdkafka: resumed here, while the partitions are
+        // still ours, so that one assigned back later is not left paused for good. The source
+        // pauses them again if nacked records still fill its window, and is woken to look.
+        if let Err(e) = consumer.resume(revoked) {
+            tracing::debug!(pipeline = %self.shared.pipeline, error = %e, "kafka: resume on revocation");
+        }
+        self.shared.redelivery_queued.notify_one();
         tracing::info!(pipeline = %self.shared.pipeline, partitions = keys.len(), "kafka: partitions revoked");
     }
 

@@ -66,8 +66,10 @@ pub fn serve(
             .run(reload_rx, (!no_watch).then_some(reload_tx))
             .await
     });
-    // Flush the last spans whatever the outcome (outside the runtime: it blocks).
-    drop(rt);
+    // Flush the last spans whatever the outcome (outside the runtime: it blocks). Blocking work
+    // still running (a plugin compile a reload started when SIGTERM cut it short) is not waited
+    // for: the pipelines have drained, and nothing else runs there.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
     if let Some(exporter) = exporter {
         exporter.shutdown();
     }

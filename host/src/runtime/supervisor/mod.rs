@@ -146,11 +146,19 @@ impl Supervisor {
         }
         drop(watcher);
         // Shutdown: every pipeline's token is a child of `shutdown`, so all are draining now.
-        for (_, r) in std::mem::take(&mut self.running) {
+        // Only the current versions' ends count; a replaced version that ended is not one.
+        let running = std::mem::take(&mut self.running);
+        let current: BTreeMap<String, u64> = running
+            .iter()
+            .map(|(name, r)| (name.clone(), r.generation))
+            .collect();
+        for (_, r) in running {
             r.stop.cancel();
             let _ = r.task.await;
             while let Ok(ended) = self.ended_rx.try_recv() {
-                self.record_end(ended);
+                if current.get(&ended.name) == Some(&ended.generation) {
+                    self.record_end(ended);
+                }
             }
         }
         match self.failure {
