@@ -28,6 +28,10 @@ pub enum Culprit {
     /// Return `outputs` outputs that all point at one list of `headers` headers: little guest
     /// memory, a great deal for the host to copy if it copied each.
     AliasedHeaders { outputs: u32, headers: u32 },
+    /// Block on a WASI monotonic-clock pollable that never fires (a duration of `u64::MAX`
+    /// nanoseconds): the component imports `wasi:clocks` and `wasi:io`, so its pipeline must
+    /// grant `clocks`.
+    Sleep,
 }
 
 /// How the component is put together, beyond the culprit.
@@ -43,6 +47,9 @@ pub struct Shape {
     pub malformed_packed: bool,
     /// A `version` custom section of this many bytes.
     pub version_bytes: usize,
+    /// Every good message first spins through a loop of this many turns (a slow but good
+    /// message).
+    pub good_spins: u32,
 }
 
 /// The WebAssembly text of a hostile component.
@@ -96,9 +103,39 @@ pub fn component_wat(culprit: &Culprit, shape: &Shape) -> String {
         String::new()
     };
     let log_text = log_text_of(culprit_text(culprit));
+    let sleeps = matches!(culprit, Culprit::Sleep);
+    // WASI's pollable resource comes from `wasi:io/poll`; the clock hands one out.
+    let wasi_imports = if sleeps {
+        r#"(import "wasi:io/poll@0.2.0" (instance $poll
+    (export "pollable" (type $pollable (sub resource)))
+    (export "[method]pollable.block" (func (param "self" (borrow $pollable))))
+  ))
+  (alias export $poll "pollable" (type $pollable))
+  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
+    (alias outer $C $pollable (type $outer-pollable))
+    (export "pollable" (type $p (eq $outer-pollable)))
+    (export "subscribe-duration" (func (param "when" u64) (result (own $p))))
+  ))"#
+    } else {
+        ""
+    };
+    let (wasi_lowered, wasi_core_imports, wasi_host_exports) = if sleeps {
+        (
+            r#"(core func $subscribe-lowered (canon lower (func $clock "subscribe-duration")))
+  (core func $block-lowered (canon lower (func $poll "[method]pollable.block")))"#,
+            r#"(import "host" "subscribe" (func $subscribe (param i64) (result i32)))
+    (import "host" "block" (func $block (param i32)))"#,
+            r#"(export "subscribe" (func $subscribe-lowered))
+      (export "block" (func $block-lowered))"#,
+        )
+    } else {
+        ("", "", "")
+    };
+    let good_spins = shape.good_spins;
     let culprit = culprit_wat(culprit);
     format!(
-        r#"(component
+        r#"(component $C
+  {wasi_imports}
   (import "sluice:plugin/log@0.1.0" (instance $log
     (type $level (enum "trace" "debug" "info" "warn" "error"))
     (export "level" (type $level-e (eq $level)))
@@ -133,6 +170,7 @@ pub fn component_wat(culprit: &Culprit, shape: &Shape) -> String {
   (core instance $mem (instantiate $Mem))
   (core func $log-lowered (canon lower (func $log "log") (memory (core memory $mem "memory"))))
   (core func $add-lowered (canon lower (func $counters "add") (memory (core memory $mem "memory"))))
+  {wasi_lowered}
   {extra}
   (core module $Main
     (import "mem" "memory" (memory 1))
@@ -140,6 +178,7 @@ pub fn component_wat(culprit: &Culprit, shape: &Shape) -> String {
     (import "mem" "reset" (func $reset))
     (import "host" "log" (func $log (param i32 i32 i32)))
     (import "host" "add" (func $add (param i32 i32 i64)))
+    {wasi_core_imports}
     (func $alloc (param $size i32) (result i32)
       (call $realloc (i32.const 0) (i32.const 0) (i32.const 8) (local.get $size)))
 
@@ -172,6 +211,11 @@ pub fn component_wat(culprit: &Culprit, shape: &Shape) -> String {
             (i32.gt_u (i32.load offset=24 (local.get $msg)) (i32.const 0))
             (i32.eq (i32.load8_u (i32.load offset=20 (local.get $msg))) (i32.const 33)))
         (then {culprit} (return)))
+      (local.set $k (i32.const {good_spins}))
+      (block $spun (loop $spin
+        (br_if $spun (i32.eqz (local.get $k)))
+        (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+        (br $spin)))
       (call $echo (local.get $msg) (local.get $res) (i32.const 0)))
 
     (func (export "handle") (param $msg i32) (result i32)
@@ -203,7 +247,8 @@ pub fn component_wat(culprit: &Culprit, shape: &Shape) -> String {
     (with "mem" (instance $mem))
     (with "host" (instance
       (export "log" (func $log-lowered))
-      (export "add" (func $add-lowered))))))
+      (export "add" (func $add-lowered))
+      {wasi_host_exports}))))
 
   (type $metadata (record
     (field "source" string) (field "topic" string) (field "partition" (option s32))
@@ -255,6 +300,7 @@ fn log_text_of(text: &str) -> String {
 fn culprit_wat(c: &Culprit) -> String {
     match c {
         Culprit::Loop => "(loop $spin (br $spin))".to_owned(),
+        Culprit::Sleep => "(call $block (call $subscribe (i64.const -1))) unreachable".to_owned(),
         Culprit::Trap => "unreachable".to_owned(),
         Culprit::FatalReason(n) => format!(
             "(local.set $p (call $alloc (i32.const {n})))

@@ -155,7 +155,8 @@ impl HandlerConfig {
 #[schemars(transform = sluice_core::schema::field_order::<Self>)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Wall-clock budget for one handler call, in milliseconds. Default: 1000.
+    /// Budget for one handler call, in milliseconds of the call's own time (guest code running,
+    /// and its waits on the host), not counting its waits for a thread. Default: 1000.
     #[schemars(range(min = 1, max = 3600000))]
     pub timeout_ms: u64,
     /// Memory cap per instance, in MiB: all its linear memories and tables together. Default: 64.

@@ -14,6 +14,7 @@
 
 mod bindings;
 mod cache;
+mod clock;
 pub mod componentize;
 mod convert;
 mod guard;

@@ -202,7 +202,7 @@ impl Reader {
         let n = self.u32()? as usize;
         let mut h = Vec::with_capacity(n.min(256));
         for _ in 0..n {
-            h.push((utf8(self.bytes()?)?, utf8(self.bytes()?)?));
+            h.push((utf8(self.bytes()?)?, utf8(self.bytes()?)?.into()));
         }
         Ok(h)
     }

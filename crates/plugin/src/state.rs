@@ -16,8 +16,8 @@ pub struct HostState {
     pub message_id: Option<String>,
     /// The last `panic: …` line the guest logged, to put in a trap's reason.
     pub last_panic: Option<String>,
-    /// When the current call runs past its timeout (checked at every epoch tick).
-    pub call_deadline: std::time::Instant,
+    /// The time the current call has used of its `timeout_ms` (checked at every epoch tick).
+    pub clock: Arc<crate::clock::CallClock>,
     /// What the handler's instances share: counters, the log rate, what the guards turned away.
     pub shared: Arc<Shared>,
     /// WASI as the pipeline grants it (`wasi.rs`); used only by components that import WASI.

@@ -10,9 +10,9 @@ use crate::{convert, guard};
 use sluice_core::message::Output;
 use sluice_core::transform::{ErrorClass, Failure, Outcome};
 
-use super::{CallResult, WasmHandler};
+use super::{CallResult, HandlerCore};
 
-impl WasmHandler {
+impl HandlerCore {
     /// Convert one canonical-ABI result and check it against the output limits.
     pub(super) fn outcome(&self, result: CallResult) -> Outcome {
         self.within_limits(match result {

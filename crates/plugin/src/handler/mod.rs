@@ -7,7 +7,7 @@ mod pool;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -17,6 +17,7 @@ use super::bindings::v0_1::{self, sluice::plugin::types as wit};
 use super::guard::{Counters, GuardCounts, GuardStats, LogRate};
 use super::state::{HostState, Shared};
 use super::{Plugin, convert, packed, wasi};
+use crate::clock::timed;
 use crate::settings::{BatchAbi, Grant};
 use sluice_core::message::Message;
 use sluice_core::transform::{Outcome, Transform};
@@ -78,7 +79,7 @@ impl Plugin {
             max_log_bytes: self.limits.max_log_bytes as usize,
             stats: GuardStats::default(),
         });
-        let handler = WasmHandler {
+        let handler = HandlerCore {
             grants: grants.to_vec(),
             packed: abi == BatchAbi::Auto && self.packed.is_some(),
             name: name.to_owned(),
@@ -98,7 +99,9 @@ impl Plugin {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(first);
-        Ok(handler)
+        Ok(WasmHandler {
+            core: Arc::new(handler),
+        })
     }
 }
 
@@ -113,6 +116,11 @@ type CallResult = Result<Vec<wit::Output>, wit::HandlerError>;
 
 /// A plugin bound to one pipeline: a pool of warm instances, reused across calls.
 pub struct WasmHandler {
+    /// Shared with the tasks that isolate a failed batch's culprits side by side.
+    core: Arc<HandlerCore>,
+}
+
+struct HandlerCore {
     name: String,
     pipeline: Arc<str>,
     plugin_name: Arc<str>,
@@ -132,28 +140,38 @@ pub struct WasmHandler {
 impl WasmHandler {
     /// The plugin's content hash.
     pub fn hash(&self) -> &str {
-        &self.plugin.hash
+        &self.core.plugin.hash
     }
 
     /// The version the component declares, if any.
     pub fn version(&self) -> Option<&str> {
-        self.plugin.version.as_deref()
+        self.core.plugin.version.as_deref()
     }
 
     /// Counters the handler added through `sluice:plugin/counters`.
     pub fn counters(&self) -> HashMap<String, u64> {
-        self.shared.counters.snapshot()
+        self.core.shared.counters.snapshot()
     }
 
     /// What the guards turned away (log lines over the rate, counters over the cap) and how
     /// many batches had to be isolated.
     pub fn guard_counts(&self) -> GuardCounts {
-        self.shared.stats.snapshot()
+        self.core.shared.stats.snapshot()
     }
 
-    /// Start the clock of a call: it may run `timeout`, yielding at every tick meanwhile.
+    /// Make sure `n` instances are warm (instantiated, `init` run), so that the first `n`
+    /// concurrent calls of a freshly loaded version do not pay for instantiation: a hot swap
+    /// prepares the new version this way before it goes in.
+    pub fn prewarm(&self, n: usize) -> anyhow::Result<()> {
+        self.core.prewarm(n)
+    }
+}
+
+impl HandlerCore {
+    /// Start the clock of a call: it may take `timeout` of its own time (`clock.rs`), yielding
+    /// at every tick meanwhile.
     fn arm(&self, store: &mut Store<HostState>) {
-        store.data_mut().call_deadline = Instant::now() + self.timeout;
+        store.data().clock.arm(self.timeout);
         store.set_epoch_deadline(1);
     }
 
@@ -191,11 +209,14 @@ impl WasmHandler {
             msgs.len(),
             (msgs.len() == 1).then(|| msgs[0].id.as_str()),
         );
+        let clock = inst.store.data().clock.clone();
         let exports = inst.bindings.sluice_plugin_message_handler();
         if let [one] = msgs {
-            Ok(vec![exports.call_handle(&mut inst.store, one).await?])
+            Ok(vec![
+                timed(&clock, exports.call_handle(&mut inst.store, one)).await?,
+            ])
         } else {
-            exports.call_handle_batch(&mut inst.store, msgs).await
+            timed(&clock, exports.call_handle_batch(&mut inst.store, msgs)).await
         }
     }
 
@@ -208,10 +229,13 @@ impl WasmHandler {
     ) -> wasmtime::Result<Vec<u8>> {
         self.prepare(inst, batch.len(), None);
         let encoded = packed::encode_batch(batch);
-        let (results,) = func
-            .typed::<(&[u8],), (Vec<u8>,)>(&inst.store)?
-            .call_async(&mut inst.store, (encoded.as_slice(),))
-            .await?;
+        let clock = inst.store.data().clock.clone();
+        let typed = func.typed::<(&[u8],), (Vec<u8>,)>(&inst.store)?;
+        let (results,) = timed(
+            &clock,
+            typed.call_async(&mut inst.store, (encoded.as_slice(),)),
+        )
+        .await?;
         Ok(results)
     }
 
@@ -236,12 +260,13 @@ impl WasmHandler {
     /// The messages of a batch whose call failed as a whole (a trap, a timeout, a wrong number
     /// of results, a malformed packed result), each run on its own so that only a culprit fails.
     ///
-    /// One at a time, in the batch's own task: calls sharing a task would share its thread, and
-    /// each one's wall-clock `timeout_ms` would then count the others' time (a slow but good
-    /// message could time out beside a looping one). Batches that fail at once isolate in
-    /// parallel, each in its own task. Worst case for one batch: `k` culprits that loop hold it
-    /// for `(k + 1) × timeout_ms`.
-    async fn isolate(&self, msgs: &[wit::Message], why: &str) -> Vec<Outcome> {
+    /// Up to `limits.instances` run at once, each in a task of its own (so on threads of their
+    /// own where the runtime has them free), in instances of their own; each call's timeout
+    /// counts only its own time (`clock.rs`), so calls sharing a thread do not make one another
+    /// time out. Worst case for one batch: `k` culprits that loop hold it for
+    /// `(1 + ⌈k / instances⌉) × timeout_ms` when the runtime has `instances` threads free (the
+    /// batch call, then the culprits side by side), and `(1 + k) × timeout_ms` on one thread.
+    async fn isolate(self: &Arc<Self>, msgs: Vec<wit::Message>, why: &str) -> Vec<Outcome> {
         self.shared
             .stats
             .batches_isolated
@@ -253,15 +278,60 @@ impl WasmHandler {
             messages = msgs.len(),
             "batch call failed ({why}); running its messages one at a time to find the culprit"
         );
-        let mut outcomes = Vec::with_capacity(msgs.len());
-        for m in msgs {
-            outcomes.push(self.process_one(m).await);
+        let side_by_side = self.parallel_calls().min(msgs.len());
+        if side_by_side <= 1 || tokio::runtime::Handle::try_current().is_err() {
+            let mut outcomes = Vec::with_capacity(msgs.len());
+            for m in &msgs {
+                outcomes.push(self.process_one(m).await);
+            }
+            return outcomes;
+        }
+        // Workers take the next message until none is left; dropping the set (the batch's task
+        // cancelled) aborts them.
+        let msgs = Arc::new(msgs);
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..side_by_side {
+            let (core, msgs, next) = (self.clone(), msgs.clone(), next.clone());
+            workers.spawn(async move {
+                let mut done = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(m) = msgs.get(i) else { break done };
+                    done.push((i, core.process_one(m).await));
+                }
+            });
+        }
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; msgs.len()];
+        while let Some(joined) = workers.join_next().await {
+            match joined {
+                Ok(done) => {
+                    for (i, outcome) in done {
+                        outcomes[i] = Some(outcome);
+                    }
+                }
+                // A panic in the host's own code: the same as if it had happened here.
+                Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+                Err(err) => {
+                    return vec![
+                        Outcome::Failed(cannot_instantiate(&anyhow::anyhow!(err)));
+                        msgs.len()
+                    ];
+                }
+            }
         }
         outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Outcome::Failed(cannot_instantiate(&anyhow::anyhow!("no result")))
+                })
+            })
+            .collect()
     }
 
     /// `limits.instances`, or the number of CPUs: how many instances the handler keeps warm.
-    pub(super) fn parallel_calls(&self) -> usize {
+    fn parallel_calls(&self) -> usize {
         parallel_calls(&self.plugin.limits)
     }
 }
@@ -281,10 +351,16 @@ type PackedFunc = wasmtime::component::Func;
 #[async_trait]
 impl Transform for WasmHandler {
     fn name(&self) -> &str {
-        &self.name
+        &self.core.name
     }
 
     async fn process(&self, batch: &[Message]) -> Vec<Outcome> {
+        self.core.process(batch).await
+    }
+}
+
+impl HandlerCore {
+    async fn process(self: &Arc<Self>, batch: &[Message]) -> Vec<Outcome> {
         let n = batch.len();
         let mut inst = match self.take_instance().await {
             Ok(i) => i,
@@ -312,7 +388,7 @@ impl Transform for WasmHandler {
                 }
             };
             let msgs: Vec<wit::Message> = batch.iter().map(convert::to_wit).collect();
-            return self.isolate(&msgs, &why).await;
+            return self.isolate(msgs, &why).await;
         }
         let msgs: Vec<wit::Message> = batch.iter().map(convert::to_wit).collect();
         match self.call(&mut inst, &msgs).await {
@@ -327,14 +403,14 @@ impl Transform for WasmHandler {
                     results.len()
                 );
                 drop(results);
-                self.isolate(&msgs, &why).await
+                self.isolate(msgs, &why).await
             }
             // A trapped instance is never reused.
             Err(err) if n == 1 => vec![Outcome::Failed(self.describe_trap(&err, &inst.store))],
             Err(err) => {
                 let why = failure::into_error(self.describe_trap(&err, &inst.store)).to_string();
                 drop(inst);
-                self.isolate(&msgs, &why).await
+                self.isolate(msgs, &why).await
             }
         }
     }

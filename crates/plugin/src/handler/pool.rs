@@ -12,9 +12,10 @@ use crate::state::HostState;
 use crate::wasi;
 
 use super::failure::into_error;
-use super::{Instance, WasmHandler};
+use super::{HandlerCore, Instance};
+use crate::clock::{CallClock, Tick, timed};
 
-impl WasmHandler {
+impl HandlerCore {
     /// [`WasmHandler::instantiate`] for callers that are not async (loading, a hot swap's
     /// prewarm), blocking the calling thread until guest code is done. The host's own imports
     /// and the WASI a handler may be granted (clocks, random, stdout/stderr as log lines) answer
@@ -31,7 +32,7 @@ impl WasmHandler {
             plugin: self.plugin_name.clone(),
             message_id: None,
             last_panic: None,
-            call_deadline: Instant::now(),
+            clock: std::sync::Arc::new(CallClock::new()),
             shared: self.shared.clone(),
             wasi: wasi::context(
                 &self.pipeline,
@@ -43,30 +44,35 @@ impl WasmHandler {
         };
         let mut store = Store::new(&self.plugin.engine, state);
         store.limiter(|s| &mut s.limiter);
-        // Called at every epoch tick while guest code runs: past the call's deadline it traps
-        // (`Trap::Interrupt`, reported as a timeout); before it, the call yields to the runtime.
+        // Called at every epoch tick while guest code runs: past the call's budget it traps
+        // (`Trap::Interrupt`, reported as a timeout); before it, the call yields to the runtime
+        // (`clock.rs`).
         store.epoch_deadline_callback(|store| {
-            if Instant::now() >= store.data().call_deadline {
-                return Err(Trap::Interrupt.into());
+            match store
+                .data()
+                .clock
+                .at_tick(Instant::now(), crate::EPOCH_TICK)
+            {
+                Tick::Over => Err(Trap::Interrupt.into()),
+                Tick::Yield => Ok(UpdateDeadline::Yield(1)),
+                Tick::Continue => Ok(UpdateDeadline::Continue(1)),
             }
-            Ok(UpdateDeadline::Yield(1))
         });
+        let clock = store.data().clock.clone();
         self.arm(&mut store);
-        let instance = self
-            .plugin
-            .pre
-            .instance_pre()
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| into_error(self.describe_trap(&e, &store)))?;
+        let instance = timed(
+            &clock,
+            self.plugin.pre.instance_pre().instantiate_async(&mut store),
+        )
+        .await
+        .map_err(|e| into_error(self.describe_trap(&e, &store)))?;
         let bindings = v0_1::Handler::new(&mut store, &instance)?;
         if let Some(init) = &self.plugin.init {
             let init = instance.get_typed_func::<(Vec<(String, String)>,), (Result<(), String>,)>(
                 &mut store, init,
             )?;
             self.arm(&mut store);
-            let (result,) = init
-                .call_async(&mut store, (self.config.clone(),))
+            let (result,) = timed(&clock, init.call_async(&mut store, (self.config.clone(),)))
                 .await
                 .map_err(|e| into_error(self.describe_trap(&e, &store)))?;
             result.map_err(|reason| {
@@ -92,10 +98,8 @@ impl WasmHandler {
         })
     }
 
-    /// Make sure `n` instances are warm (instantiated, `init` run), so that the first `n`
-    /// concurrent calls of a freshly loaded version do not pay for instantiation: a hot swap
-    /// prepares the new version this way before it goes in.
-    pub fn prewarm(&self, n: usize) -> anyhow::Result<()> {
+    /// See [`super::WasmHandler::prewarm`].
+    pub(super) fn prewarm(&self, n: usize) -> anyhow::Result<()> {
         let have = self.pool.lock().unwrap_or_else(|e| e.into_inner()).len();
         let mut fresh = Vec::new();
         for _ in have..n {

@@ -1,0 +1,218 @@
+//! A call's timeout, counted in the time the call itself takes: while guest code runs, and while
+//! it waits on the host (a WASI clock it sleeps on), but not while it waits for a thread after
+//! yielding at an epoch tick.
+//!
+//! Why not wall-clock time: calls that share a thread (several isolation calls in one task, or
+//! many tasks on a busy 2-core machine) would each count the others' time, so a slow but good
+//! message could time out beside a looping one. Counted this way, a call's `timeout_ms` is its
+//! own, whoever else runs; and calls can run side by side to find the culprits of a failed batch.
+//!
+//! The epoch callback ([`CallClock::at_tick`]) enforces the budget while guest code runs; the
+//! [`timed`] wrapper counts each poll of the call's future and, while the call waits on the host,
+//! arms a timer for what is left of the budget.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Mutex;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use wasmtime::Trap;
+
+/// What the epoch callback should do at a tick.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Tick {
+    /// The call used its budget: interrupt it.
+    Over,
+    /// The call has had its share of the thread: yield to the runtime.
+    Yield,
+    /// The call was resumed less than half a tick ago: run on. Every call resumed after a tick
+    /// finds its deadline already passed; yielding at once each time would leave the thread to
+    /// whichever call the runtime polls first after each tick.
+    Continue,
+}
+
+/// The time one call has used, shared by the store's epoch callback and the call's future.
+#[derive(Debug)]
+pub(crate) struct CallClock {
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    budget: Duration,
+    used: Duration,
+    /// When the current poll of the call's future began, if one is under way.
+    polled_since: Option<Instant>,
+    /// When the call last returned `Pending` without yielding: it waits on the host since.
+    waiting_since: Option<Instant>,
+    /// The current poll yielded at an epoch tick (so its `Pending` is a wait for a thread).
+    yielded: bool,
+}
+
+impl CallClock {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: Mutex::new(State {
+                budget: Duration::ZERO,
+                used: Duration::ZERO,
+                polled_since: None,
+                waiting_since: None,
+                yielded: false,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Start a call that may take `budget`.
+    pub(crate) fn arm(&self, budget: Duration) {
+        let mut s = self.state();
+        s.budget = budget;
+        s.used = Duration::ZERO;
+        s.polled_since = None;
+        s.waiting_since = None;
+        s.yielded = false;
+    }
+
+    /// Called at an epoch tick while guest code runs (inside a poll).
+    pub(crate) fn at_tick(&self, now: Instant, tick: Duration) -> Tick {
+        let mut s = self.state();
+        // Outside a poll (`instantiate_now` drives the call with no `timed` around it), the time
+        // since the call began counts: the clock was armed as the poll began.
+        let since = s.polled_since.get_or_insert(now);
+        let this_poll = now.saturating_duration_since(*since);
+        if s.used + this_poll >= s.budget {
+            Tick::Over
+        } else if this_poll < tick / 2 {
+            Tick::Continue
+        } else {
+            s.yielded = true;
+            Tick::Yield
+        }
+    }
+
+    /// A poll begins: a wait on the host since the last one counts.
+    fn poll_begins(&self, now: Instant) -> Result<(), Trap> {
+        let mut s = self.state();
+        if let Some(since) = s.waiting_since.take() {
+            s.used += now.saturating_duration_since(since);
+        }
+        if s.used >= s.budget {
+            return Err(Trap::Interrupt);
+        }
+        s.polled_since = Some(now);
+        s.yielded = false;
+        Ok(())
+    }
+
+    /// A poll ended; `pending` if the call is not done. Returns how much of the budget is left
+    /// when the call now waits on the host (it did not yield for a thread).
+    fn poll_ends(&self, now: Instant, pending: bool) -> Option<Duration> {
+        let mut s = self.state();
+        if let Some(since) = s.polled_since.take() {
+            s.used += now.saturating_duration_since(since);
+        }
+        if !pending || s.yielded {
+            return None;
+        }
+        s.waiting_since = Some(now);
+        Some(s.budget.saturating_sub(s.used))
+    }
+}
+
+/// Drive `call` (one call into the guest, its clock armed) so that its time is counted by
+/// `clock`: a call that waits on the host past its budget ends with [`Trap::Interrupt`], as one
+/// that runs past it does at the next epoch tick. The call's future is then dropped, which
+/// cancels the guest; the instance must not be used again.
+pub(crate) async fn timed<T>(
+    clock: &CallClock,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    let mut call = pin!(call);
+    let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if let Err(trap) = clock.poll_begins(Instant::now()) {
+            return Poll::Ready(Err(trap.into()));
+        }
+        let polled = call.as_mut().poll(cx);
+        let waiting = clock.poll_ends(Instant::now(), polled.is_pending());
+        if polled.is_ready() {
+            return polled;
+        }
+        if let Some(left) = waiting {
+            // Waiting on the host: wake up when the budget is spent, to end the call then.
+            let deadline = tokio::time::Instant::now() + left;
+            match &mut timer {
+                Some(sleep) => sleep.as_mut().reset(deadline),
+                None => {
+                    timer = Some(Box::pin(
+                        wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| {
+                            tokio::time::sleep_until(deadline)
+                        }),
+                    ));
+                }
+            }
+            if let Some(sleep) = &mut timer
+                && sleep.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Err(Trap::Interrupt.into()));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TICK: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn time_spent_waiting_for_a_thread_after_a_yield_is_not_counted() {
+        let clock = CallClock::new();
+        clock.arm(Duration::from_millis(10));
+        let t0 = Instant::now();
+        clock.poll_begins(t0).unwrap();
+        assert_eq!(clock.at_tick(t0 + 2 * TICK, TICK), Tick::Yield);
+        assert_eq!(clock.poll_ends(t0 + 2 * TICK, true), None, "a yield");
+        // A second later (other calls had the thread), the call resumes with 8 ms left.
+        let t1 = t0 + Duration::from_secs(1);
+        clock.poll_begins(t1).unwrap();
+        assert_eq!(clock.at_tick(t1, TICK), Tick::Continue, "just resumed");
+        assert_eq!(clock.at_tick(t1 + 7 * TICK, TICK), Tick::Yield);
+        assert_eq!(clock.at_tick(t1 + 8 * TICK, TICK), Tick::Over);
+    }
+
+    #[test]
+    fn time_spent_waiting_on_the_host_is_counted() {
+        let clock = CallClock::new();
+        clock.arm(Duration::from_millis(10));
+        let t0 = Instant::now();
+        clock.poll_begins(t0).unwrap();
+        assert_eq!(
+            clock.poll_ends(t0 + 3 * TICK, true),
+            Some(Duration::from_millis(7)),
+            "pending without a yield: a wait on the host, with 7 ms left"
+        );
+        assert!(clock.poll_begins(t0 + 5 * TICK).is_ok());
+        assert_eq!(clock.poll_ends(t0 + 5 * TICK, true), Some(5 * TICK));
+        assert!(
+            matches!(clock.poll_begins(t0 + 20 * TICK), Err(Trap::Interrupt)),
+            "woken after the budget"
+        );
+    }
+
+    #[test]
+    fn a_call_outside_a_poll_counts_from_its_first_tick() {
+        let clock = CallClock::new();
+        clock.arm(Duration::from_millis(10));
+        let t0 = Instant::now();
+        assert_eq!(clock.at_tick(t0, TICK), Tick::Continue);
+        assert_eq!(clock.at_tick(t0 + 11 * TICK, TICK), Tick::Over);
+    }
+}
