@@ -453,6 +453,7 @@ macro_rules! refusal_tests {
 /// `while_blocked` (40, or 50 where the broker counts messages in flight too); once the sink
 /// opens, all are acked and the lag falls to 0. The depth is read every 5 s.
 pub async fn depth_is_reported_as_lag<B: Broker + ?Sized>(b: &B, while_blocked: u64) {
+    let started_ms = sluice::message::now_ms();
     let (input, output, dead) = (
         b.fresh_queue("depth-in").await,
         b.fresh_queue("depth-out").await,
@@ -482,6 +483,12 @@ pub async fn depth_is_reported_as_lag<B: Broker + ?Sized>(b: &B, while_blocked: 
     })
     .await;
     wait_until("the depth back to 0", patience, || stats.lag() == Some(0)).await;
+    // The reading says when it was taken: during this test.
+    let (_, read_ms) = stats.lag_read().expect("a reading");
+    assert!(
+        (started_ms..=sluice::message::now_ms()).contains(&read_ms),
+        "lag read at {read_ms}, the test ran from {started_ms}"
+    );
     running.stop().await;
 }
 

@@ -130,6 +130,27 @@ impl KafkaBroker {
         self.produce(record, headers).await;
     }
 
+    /// Produce with header values given as bytes (or null), to partition 0.
+    pub async fn publish_raw_headers(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        headers: &[(&str, Option<&[u8]>)],
+    ) {
+        let owned = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+            h.insert(Header { key: k, value: *v })
+        });
+        let record = FutureRecord::<[u8], [u8]>::to(topic)
+            .payload(payload)
+            .partition(0)
+            .headers(owned);
+        self.producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produce");
+    }
+
     async fn produce(&self, mut record: FutureRecord<'_, [u8], [u8]>, headers: &[(&str, &str)]) {
         if !headers.is_empty() {
             record = record.headers(own_headers(headers));

@@ -87,7 +87,7 @@ pub fn decode(text: &str, encoding: Encoding, envelope: bool) -> Result<Decoded,
         headers: e
             .headers
             .into_iter()
-            .map(|(n, v)| (ByteString::from(n), ByteString::from(v)))
+            .map(|(n, v)| (ByteString::from(n), v.into()))
             .collect(),
     })
 }

@@ -52,9 +52,10 @@ fn headers(out: &Output) -> Option<OwnedHeaders> {
         out.headers.iter().fold(
             OwnedHeaders::new_with_capacity(out.headers.len()),
             |h, (name, value)| {
+                // The bytes a Kafka source read (or null), else the text.
                 h.insert(Header {
                     key: name,
-                    value: Some(&value.as_bytes()[..]),
+                    value: value.bytes(),
                 })
             },
         )

@@ -1,11 +1,19 @@
 //! AMQP header tables ↔ Sluice headers.
+//!
+//! Every value keeps its AMQP form beside its text ([`Native::Typed`] holding the `AMQPValue`),
+//! except a long string that is UTF-8, whose text is all of it: a RabbitMQ sink writes back a
+//! header that still has the text it came with exactly as it came (type, width, nested tables
+//! and arrays such as `x-death`), so a message RabbitMQ dead-letters again keeps its history.
+
+use std::fmt::Write as _;
 
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
-use sluice_core::message::Headers;
+use sluice_core::message::{HeaderValue, Headers, Native};
 
-/// AMQP header values as strings: text as is, numbers and booleans printed, binary as lossy
-/// UTF-8; nested tables and arrays in their debug form.
+/// AMQP header values as Sluice headers: text for handlers and text sinks (numbers and booleans
+/// printed, byte strings as lossy UTF-8, tables and arrays as JSON, decimals as decimals), with
+/// the AMQP value itself kept beside the text.
 pub fn from_table(table: Option<&FieldTable>) -> Headers {
     let Some(table) = table else {
         return Vec::new();
@@ -14,37 +22,121 @@ pub fn from_table(table: Option<&FieldTable>) -> Headers {
         .inner()
         .iter()
         .map(|(name, value)| {
-            let text = match value {
-                AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-                AMQPValue::ShortString(s) => s.as_str().to_owned(),
-                AMQPValue::Boolean(b) => b.to_string(),
-                AMQPValue::ShortShortInt(v) => v.to_string(),
-                AMQPValue::ShortShortUInt(v) => v.to_string(),
-                AMQPValue::ShortInt(v) => v.to_string(),
-                AMQPValue::ShortUInt(v) => v.to_string(),
-                AMQPValue::LongInt(v) => v.to_string(),
-                AMQPValue::LongUInt(v) => v.to_string(),
-                AMQPValue::LongLongInt(v) => v.to_string(),
-                AMQPValue::Float(v) => v.to_string(),
-                AMQPValue::Double(v) => v.to_string(),
-                AMQPValue::Timestamp(v) => v.to_string(),
-                AMQPValue::ByteArray(b) => String::from_utf8_lossy(b.as_slice()).into_owned(),
-                AMQPValue::Void => String::new(),
-                other => format!("{other:?}"),
+            let value = match value {
+                AMQPValue::LongString(s) if std::str::from_utf8(s.as_bytes()).is_ok() => {
+                    HeaderValue::from(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                }
+                other => HeaderValue::with_native(text(other), Native::typed(other.clone())),
             };
-            (name.as_str().into(), text.into())
+            (name.as_str().into(), value)
         })
         .collect()
 }
 
-/// Sluice headers as an AMQP table of long strings.
+/// The text of an AMQP value.
+fn text(value: &AMQPValue) -> String {
+    let mut out = String::new();
+    write_text(&mut out, value, false);
+    out
+}
+
+/// `value` as text; inside a table or array (`nested`), strings are JSON strings.
+fn write_text(out: &mut String, value: &AMQPValue, nested: bool) {
+    let string = |out: &mut String, s: &str| {
+        if nested {
+            let _ = write!(out, "{}", serde_json::Value::from(s));
+        } else {
+            out.push_str(s);
+        }
+    };
+    let _ = match value {
+        AMQPValue::LongString(s) => {
+            string(out, &String::from_utf8_lossy(s.as_bytes()));
+            Ok(())
+        }
+        AMQPValue::ShortString(s) => {
+            string(out, s.as_str());
+            Ok(())
+        }
+        AMQPValue::ByteArray(b) => {
+            string(out, &String::from_utf8_lossy(b.as_slice()));
+            Ok(())
+        }
+        AMQPValue::Boolean(b) => write!(out, "{b}"),
+        AMQPValue::ShortShortInt(v) => write!(out, "{v}"),
+        AMQPValue::ShortShortUInt(v) => write!(out, "{v}"),
+        AMQPValue::ShortInt(v) => write!(out, "{v}"),
+        AMQPValue::ShortUInt(v) => write!(out, "{v}"),
+        AMQPValue::LongInt(v) => write!(out, "{v}"),
+        AMQPValue::LongUInt(v) => write!(out, "{v}"),
+        AMQPValue::LongLongInt(v) => write!(out, "{v}"),
+        AMQPValue::Float(v) => write!(out, "{v}"),
+        AMQPValue::Double(v) => write!(out, "{v}"),
+        AMQPValue::Timestamp(v) => write!(out, "{v}"),
+        AMQPValue::DecimalValue(d) => {
+            out.push_str(&decimal(d.value, d.scale));
+            Ok(())
+        }
+        AMQPValue::Void => {
+            if nested {
+                out.push_str("null");
+            }
+            Ok(())
+        }
+        AMQPValue::FieldArray(items) => {
+            out.push('[');
+            for (i, item) in items.as_slice().iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_text(out, item, true);
+            }
+            out.push(']');
+            Ok(())
+        }
+        AMQPValue::FieldTable(table) => {
+            out.push('{');
+            for (i, (name, item)) in table.inner().iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{}:", serde_json::Value::from(name.as_str()));
+                write_text(out, item, true);
+            }
+            out.push('}');
+            Ok(())
+        }
+    };
+}
+
+/// An AMQP decimal (`value` × 10^-`scale`) as decimal text.
+fn decimal(value: u32, scale: u8) -> String {
+    let digits = value.to_string();
+    let scale = usize::from(scale);
+    if scale == 0 {
+        return digits;
+    }
+    let digits = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = digits.split_at(digits.len() - scale);
+    format!("{int}.{frac}")
+}
+
+/// Sluice headers as an AMQP table: a value that still has its AMQP form is written as it came;
+/// bytes from another source (Kafka) as a long string of those bytes; a null as void; text as a
+/// long string.
 pub fn to_table(headers: &Headers) -> FieldTable {
     let mut table = FieldTable::default();
     for (name, value) in headers {
-        table.insert(
-            ShortString::from(&**name),
-            AMQPValue::LongString(LongString::from(value.as_bytes().to_vec())),
-        );
+        let amqp = match value.native() {
+            Some(native) if native.downcast_ref::<AMQPValue>().is_some() => native
+                .downcast_ref::<AMQPValue>()
+                .cloned()
+                .unwrap_or(AMQPValue::Void),
+            Some(Native::Bytes(b)) => AMQPValue::LongString(LongString::from(b.to_vec())),
+            Some(Native::Null) => AMQPValue::Void,
+            _ => AMQPValue::LongString(LongString::from(value.as_bytes().to_vec())),
+        };
+        table.insert(ShortString::from(&**name), amqp);
     }
     table
 }
@@ -61,4 +153,115 @@ pub fn redeliveries(table: Option<&FieldTable>, redelivered: bool) -> u32 {
             _ => None,
         });
     counted.unwrap_or(u32::from(redelivered))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::types::{ByteArray, DecimalValue, FieldArray};
+
+    fn every_type() -> FieldTable {
+        let mut inner = FieldTable::default();
+        inner.insert("inner".into(), AMQPValue::LongString("x\"y".into()));
+        let mut t = FieldTable::default();
+        t.insert("bool".into(), AMQPValue::Boolean(true));
+        t.insert("i8".into(), AMQPValue::ShortShortInt(-8));
+        t.insert("u8".into(), AMQPValue::ShortShortUInt(8));
+        t.insert("i16".into(), AMQPValue::ShortInt(-16));
+        t.insert("u16".into(), AMQPValue::ShortUInt(16));
+        t.insert("i32".into(), AMQPValue::LongInt(-32));
+        t.insert("u32".into(), AMQPValue::LongUInt(32));
+        t.insert("i64".into(), AMQPValue::LongLongInt(-64));
+        t.insert("f32".into(), AMQPValue::Float(1.5));
+        t.insert("f64".into(), AMQPValue::Double(2.25));
+        t.insert(
+            "decimal".into(),
+            AMQPValue::DecimalValue(DecimalValue {
+                scale: 3,
+                value: 12,
+            }),
+        );
+        t.insert("short".into(), AMQPValue::ShortString("s".into()));
+        t.insert("text".into(), AMQPValue::LongString("plain".into()));
+        t.insert(
+            "binary".into(),
+            AMQPValue::LongString(LongString::from(vec![0xff, 0, 1])),
+        );
+        t.insert(
+            "array".into(),
+            AMQPValue::FieldArray(FieldArray::from(vec![
+                AMQPValue::LongInt(1),
+                AMQPValue::LongString("two".into()),
+            ])),
+        );
+        t.insert("timestamp".into(), AMQPValue::Timestamp(1_700_000_000));
+        t.insert("table".into(), AMQPValue::FieldTable(inner));
+        t.insert(
+            "bytes".into(),
+            AMQPValue::ByteArray(ByteArray::from(vec![1_u8, 2, 3])),
+        );
+        t.insert("void".into(), AMQPValue::Void);
+        t
+    }
+
+    #[test]
+    fn every_amqp_type_comes_back_as_it_came() {
+        let table = every_type();
+        let headers = from_table(Some(&table));
+        assert_eq!(to_table(&headers), table);
+    }
+
+    #[test]
+    fn values_read_as_text_a_person_can_use() {
+        let headers = from_table(Some(&every_type()));
+        let text = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.to_string())
+                .unwrap()
+        };
+        assert_eq!(text("bool"), "true");
+        assert_eq!(text("i8"), "-8");
+        assert_eq!(text("decimal"), "0.012");
+        assert_eq!(text("array"), r#"[1,"two"]"#);
+        assert_eq!(text("table"), r#"{"inner":"x\"y"}"#);
+        assert_eq!(text("text"), "plain");
+        assert_eq!(text("void"), "");
+        let plain = headers.iter().find(|(n, _)| n == "text").unwrap();
+        assert!(plain.1.native().is_none(), "UTF-8 text needs no AMQP form");
+    }
+
+    #[test]
+    fn a_changed_value_is_written_as_text_and_kafka_bytes_as_they_were() {
+        let mut headers = from_table(Some(&every_type()));
+        for (name, value) in &mut headers {
+            if name == "i16" {
+                *value = "changed".into();
+            }
+        }
+        headers.push((
+            "kafka".into(),
+            HeaderValue::with_native(
+                "\u{fffd}",
+                Native::Bytes(bytes::Bytes::from_static(b"\xfe")),
+            ),
+        ));
+        let table = to_table(&headers);
+        assert_eq!(
+            table.inner().get("i16"),
+            Some(&AMQPValue::LongString("changed".into()))
+        );
+        assert_eq!(
+            table.inner().get("kafka"),
+            Some(&AMQPValue::LongString(LongString::from(vec![0xfe])))
+        );
+    }
+
+    #[test]
+    fn decimals_read_as_decimals() {
+        assert_eq!(decimal(12345, 2), "123.45");
+        assert_eq!(decimal(5, 3), "0.005");
+        assert_eq!(decimal(7, 0), "7");
+    }
 }

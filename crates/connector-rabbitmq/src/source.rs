@@ -415,7 +415,7 @@ async fn watch_depth(channel: Channel, queue: String, interval: Duration, depth:
             .queue_declare(queue.as_str().into(), options, FieldTable::default())
             .await
         {
-            Ok(q) => depth.store(i64::from(q.message_count()), Ordering::Relaxed),
+            Ok(q) => depth.record(i64::from(q.message_count())),
             Err(err) => {
                 tracing::debug!(queue = %queue, error = %err, "queue depth watcher stopped");
                 return;

@@ -64,7 +64,7 @@ pub fn from_attributes(attributes: Option<&HashMap<String, MessageAttributeValue
         headers.extend(
             pairs
                 .into_iter()
-                .map(|(n, v)| (ByteString::from(n), ByteString::from(v))),
+                .map(|(n, v)| (ByteString::from(n), v.into())),
         );
     }
     let mut rest: Vec<(&String, &MessageAttributeValue)> =
@@ -76,7 +76,7 @@ pub fn from_attributes(attributes: Option<&HashMap<String, MessageAttributeValue
             (None, Some(b)) => base64::engine::general_purpose::STANDARD.encode(b.as_ref()),
             (None, None) => String::new(),
         };
-        headers.push((ByteString::from(name.as_str()), ByteString::from(text)));
+        headers.push((ByteString::from(name.as_str()), text.into()));
     }
     headers
 }
@@ -99,7 +99,7 @@ mod tests {
         assert_eq!(attrs.len(), 2);
         assert_eq!(attrs["a"].string_value(), Some("1"));
         let mut back = from_attributes(Some(&attrs));
-        back.sort();
+        back.sort_by(|a, b| (&a.0, &*a.1).cmp(&(&b.0, &*b.1)));
         assert_eq!(back, headers);
     }
 

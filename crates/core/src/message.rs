@@ -9,10 +9,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 pub use bytestring::ByteString;
 
-/// Header (name, value) pairs in broker order; names may repeat. Names and values are
+mod header;
+
+pub use header::{HeaderValue, Native, restore_natives};
+
+/// Header (name, value) pairs in broker order; names may repeat. Names and values' text are
 /// `Bytes`-backed strings, so headers read from a buffer (a broker frame, a handler's packed
-/// result) are slices of it rather than copies.
-pub type Headers = Vec<(ByteString, ByteString)>;
+/// result) are slices of it rather than copies. A value keeps its source's own form beside its
+/// text where the text is not all of it ([`HeaderValue`]).
+pub type Headers = Vec<(ByteString, HeaderValue)>;
 
 /// A message received from a source.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -42,7 +42,7 @@ pub fn dead_letter_output(
     }
     if let Some(plugin) = &failure.plugin {
         // The version that failed it (after any labels the message carried in).
-        h.push((headers::PLUGIN.into(), plugin.clone()));
+        h.push((headers::PLUGIN.into(), plugin.clone().into()));
     }
     h.push((headers::SOURCE.into(), msg.meta.source.to_string().into()));
     h.push((headers::TOPIC.into(), msg.meta.topic.to_string().into()));

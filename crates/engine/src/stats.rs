@@ -230,8 +230,12 @@ impl PipelineStats {
 
     /// The source's consumer lag, if it reports one and knows it yet.
     pub fn lag(&self) -> Option<u64> {
-        let lag = self.consumer_lag.get()?.load(Ordering::Relaxed);
-        u64::try_from(lag).ok()
+        self.lag_read().map(|(lag, _)| lag)
+    }
+
+    /// The source's consumer lag and when it was read (ms since the Unix epoch).
+    pub fn lag_read(&self) -> Option<(u64, i64)> {
+        self.consumer_lag.get()?.last()
     }
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {

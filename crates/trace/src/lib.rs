@@ -66,7 +66,7 @@ impl Injector for HeaderWriter<'_> {
         // An empty `tracestate` says nothing, and some brokers refuse empty values (SQS).
         if !value.is_empty() {
             self.0
-                .push((ByteString::from(key), ByteString::from(value)));
+                .push((ByteString::from(key), ByteString::from(value).into()));
         }
     }
 }

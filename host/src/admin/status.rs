@@ -25,6 +25,9 @@ pub struct PipelineStatus {
     pub in_flight: u64,
     /// Messages waiting in the broker, where the broker reports it.
     pub lag: Option<u64>,
+    /// How old `lag` is, in ms: it is read every `lag_interval_ms` of the source.
+    #[serde(default)]
+    pub lag_age_ms: Option<u64>,
     /// Sink writes kept failing: the pipeline pulls only probes until one is confirmed.
     #[serde(default)]
     pub sink_breaker_open: bool,
@@ -95,6 +98,9 @@ impl PipelineStatus {
                 .collect(),
             in_flight: get(&s.in_flight),
             lag: s.lag(),
+            lag_age_ms: s.lag_read().map(|(_, read_ms)| {
+                u64::try_from(sluice_core::message::now_ms() - read_ms).unwrap_or(0)
+            }),
             sink_breaker_open: s.breaker_open(),
             totals: Totals {
                 received: get(&s.received),

@@ -162,7 +162,7 @@ fn tag(headers: &mut crate::message::Headers, name: &str, label: &ByteString) {
             || !(v.strip_prefix(name))
                 .is_some_and(|rest| rest.starts_with('@') || rest.starts_with(' '))
     });
-    headers.push((ByteString::from_static(PLUGIN_HEADER), label.clone()));
+    headers.push((ByteString::from_static(PLUGIN_HEADER), label.clone().into()));
 }
 
 #[cfg(test)]
@@ -172,15 +172,12 @@ mod tests {
     #[test]
     fn a_label_replaces_only_its_own_handlers_earlier_label() {
         let mut headers = vec![
+            (ByteString::from(PLUGIN_HEADER), "enrich sha256:old".into()),
             (
                 ByteString::from(PLUGIN_HEADER),
-                ByteString::from("enrich sha256:old"),
+                "enricher sha256:other".into(),
             ),
-            (
-                ByteString::from(PLUGIN_HEADER),
-                ByteString::from("enricher sha256:other"),
-            ),
-            (ByteString::from("keep"), ByteString::from("me")),
+            (ByteString::from("keep"), "me".into()),
         ];
         tag(
             &mut headers,

@@ -258,6 +258,20 @@ pub fn render(inventory: &Inventory) -> String {
         }
     }
     out.family(
+        "sluice_consumer_lag_read_timestamp_seconds",
+        "gauge",
+        "When sluice_consumer_lag was last read from the broker (Unix time): it is read every lag_interval_ms of the source.",
+    );
+    for p in pipelines {
+        if let Some((_, read_ms)) = p.stats.lag_read() {
+            out.sample(
+                "",
+                &[("pipeline", &p.name), ("source", &p.source)],
+                read_ms as f64 / 1000.0,
+            );
+        }
+    }
+    out.family(
         "sluice_pipeline_up",
         "gauge",
         "1 while the pipeline runs (or is paused).",

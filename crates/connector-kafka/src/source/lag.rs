@@ -2,7 +2,6 @@
 //! on an interval into the lag gauge.
 
 use std::sync::Weak;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rdkafka::Offset;
@@ -22,7 +21,7 @@ pub(super) async fn watch_lag(consumer: Weak<Consumer>, gauge: LagGauge, interva
         let Some(c) = consumer.upgrade() else { return };
         let lag = tokio::task::spawn_blocking(move || measure_lag(&c)).await;
         match lag {
-            Ok(Ok(lag)) => gauge.store(lag, Ordering::Relaxed),
+            Ok(Ok(lag)) => gauge.record(lag),
             Ok(Err(e)) => tracing::debug!(error = %e, "kafka: cannot read consumer lag"),
             Err(_) => return,
         }

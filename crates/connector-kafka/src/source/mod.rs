@@ -6,7 +6,6 @@ mod group;
 mod lag;
 mod receipt;
 
-use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ use crate::offsets::PartitionKey;
 use crate::{Assignment, KafkaSourceConfig, StartFrom};
 use sluice_core::ack::AckToken;
 use sluice_core::connector::{BuildContext, Delivery, LagGauge, Source};
-use sluice_core::message::{ByteString, Message, Metadata};
+use sluice_core::message::{ByteString, HeaderValue, Message, Metadata, Native};
 
 pub use group::GroupContext;
 use lag::watch_lag;
@@ -96,7 +95,7 @@ impl KafkaSource {
             redeliveries: Mutex::default(),
             redelivery_queued: Notify::new(),
             consumer: OnceLock::new(),
-            lag: Arc::new(AtomicI64::new(-1)),
+            lag: sluice_core::connector::unknown_lag(),
         });
         Ok(KafkaSource {
             cfg,
@@ -169,13 +168,7 @@ impl KafkaSource {
             .headers()
             .map(|hs| {
                 hs.iter()
-                    .map(|h| {
-                        let value = String::from_utf8_lossy(h.value.unwrap_or_default());
-                        (
-                            ByteString::from(h.key),
-                            ByteString::from(value.into_owned()),
-                        )
-                    })
+                    .map(|h| (ByteString::from(h.key), header_value(h.value)))
                     .collect()
             })
             .unwrap_or_default();
@@ -323,6 +316,22 @@ impl Source for KafkaSource {
 
     fn lag_gauge(&self) -> Option<LagGauge> {
         (self.cfg.lag_interval_ms > 0).then(|| self.shared.lag.clone())
+    }
+}
+
+/// A Kafka header value: UTF-8 as text; other bytes as lossy text with the bytes kept beside
+/// it, and a null value as empty text marked null, so that a Kafka sink writes either back
+/// exactly.
+fn header_value(value: Option<&[u8]>) -> HeaderValue {
+    match value {
+        None => HeaderValue::with_native("", Native::Null),
+        Some(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => HeaderValue::from(text),
+            Err(_) => HeaderValue::with_native(
+                String::from_utf8_lossy(bytes).into_owned(),
+                Native::Bytes(Bytes::copy_from_slice(bytes)),
+            ),
+        },
     }
 }
 

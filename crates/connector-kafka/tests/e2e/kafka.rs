@@ -113,6 +113,70 @@ async fn keys_repeated_headers_and_timestamps_survive_a_wasm_round_trip() {
     assert_eq!(b.depth(&input).await, 0, "offsets committed");
 }
 
+/// Header values that are not UTF-8, and a null value, come out byte for byte: on the output a
+/// handler returned with its headers unchanged, and on the dead-letter copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_and_null_header_values_survive_a_pipeline_byte_for_byte() {
+    let b = KafkaBroker::default();
+    let (input, output, dead) = (
+        b.fresh_queue("bin-in").await,
+        b.fresh_queue("bin-out").await,
+        b.fresh_queue("bin-dead").await,
+    );
+    let sent: Vec<(&str, Option<&[u8]>)> = vec![
+        ("binary", Some(&[0xff, 0x00, 0xfe, 0x80][..])),
+        ("null", None),
+        ("empty", Some(&b""[..])),
+        ("text", Some(&b"plain"[..])),
+        ("binary", Some(&[0xc3][..])),
+    ];
+    for payload in [&b"fine"[..], b"fatal"] {
+        b.publish_raw_headers(&input, payload, &sent).await;
+    }
+    let chain = vec![wasm_handler("faulty", Limits::default(), &[]) as Arc<dyn Transform>];
+    let (p, stats) = test_pipeline(
+        b.source(&input, 16),
+        chain,
+        b.sink(&output),
+        b.sink(&dead),
+        fast_delivery(16, 8, 3),
+    );
+    let running = start(p);
+    wait_for("2 settled", || stats.settled.load(Ordering::SeqCst) == 2).await;
+    running.stop().await;
+
+    let headers = |m: &rdkafka::message::OwnedMessage| -> Vec<(String, Option<Vec<u8>>)> {
+        m.headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let expected: Vec<(String, Option<Vec<u8>>)> = sent
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.map(<[u8]>::to_vec)))
+        .collect();
+    let out = b.read_all(&output, 1).await;
+    assert_eq!(out.len(), 1);
+    assert_eq!(headers(&out[0]), expected, "the output's headers");
+    let dlq = b.read_all(&dead, 1).await;
+    assert_eq!(dlq.len(), 1);
+    let dead_headers = headers(&dlq[0]);
+    assert_eq!(
+        &dead_headers[..expected.len()],
+        &expected[..],
+        "the dead-letter copy's own headers"
+    );
+    assert!(
+        dead_headers
+            .iter()
+            .any(|(k, v)| k == "x-sluice-error-class" && v.as_deref() == Some(&b"fatal"[..])),
+        "{dead_headers:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_contiguous_prefix_of_settled_offsets_is_committed() {
     let b = KafkaBroker::default();

@@ -636,3 +636,192 @@ async fn a_stalled_broker_fails_at_its_deadlines_and_nothing_is_lost() {
     );
     assert!(dead_q.drain().is_empty());
 }
+
+/// Every AMQP field type, and an `x-death` history RabbitMQ wrote, come out of a pipeline as
+/// they went in: on the output a handler returned with its headers unchanged, and on the
+/// dead-letter copy. RabbitMQ then dead-letters the output again and its `x-death` grows to two
+/// entries (the history was kept, not flattened to text).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_amqp_header_type_and_x_death_survive_a_pipeline_byte_for_byte() {
+    use lapin::BasicProperties;
+    use lapin::options::{
+        BasicGetOptions, BasicPublishOptions, BasicRejectOptions, QueueDeclareOptions,
+    };
+    use lapin::types::{AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable, LongString};
+
+    let b = RabbitMqBroker::default();
+    let n = unique_queue("typed");
+    let (parked, input, output, again, dlq) = (
+        format!("{n}-parked"),
+        format!("{n}-in"),
+        format!("{n}-out"),
+        format!("{n}-again"),
+        b.fresh_queue("typed-dlq").await,
+    );
+    let ch = b.channel().await;
+    let declare = |name: &str, dead_letter_to: Option<&str>| {
+        let mut args = FieldTable::default();
+        if let Some(to) = dead_letter_to {
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString("".into()),
+            );
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                AMQPValue::LongString(to.into()),
+            );
+        }
+        ch.queue_declare(name.into(), QueueDeclareOptions::default(), args)
+    };
+    declare(&input, None).await.unwrap();
+    declare(&again, None).await.unwrap();
+    declare(&parked, Some(&input)).await.unwrap();
+    declare(&output, Some(&again)).await.unwrap();
+
+    let mut inner = FieldTable::default();
+    inner.insert("inner".into(), AMQPValue::LongString("x".into()));
+    let mut sent = FieldTable::default();
+    for (name, value) in [
+        ("bool", AMQPValue::Boolean(true)),
+        ("i8", AMQPValue::ShortShortInt(-8)),
+        ("u8", AMQPValue::ShortShortUInt(8)),
+        ("i16", AMQPValue::ShortInt(-16)),
+        ("u16", AMQPValue::ShortUInt(16)),
+        ("i32", AMQPValue::LongInt(-32)),
+        ("u32", AMQPValue::LongUInt(32)),
+        ("i64", AMQPValue::LongLongInt(-64)),
+        ("f32", AMQPValue::Float(1.5)),
+        ("f64", AMQPValue::Double(2.25)),
+        (
+            "decimal",
+            AMQPValue::DecimalValue(DecimalValue {
+                scale: 2,
+                value: 12345,
+            }),
+        ),
+        ("text", AMQPValue::LongString("plain".into())),
+        (
+            "binary",
+            AMQPValue::LongString(LongString::from(vec![0xff, 0x00, 0xfe])),
+        ),
+        (
+            "array",
+            AMQPValue::FieldArray(FieldArray::from(vec![
+                AMQPValue::LongInt(1),
+                AMQPValue::Boolean(false),
+            ])),
+        ),
+        ("timestamp", AMQPValue::Timestamp(1_700_000_000)),
+        ("table", AMQPValue::FieldTable(inner)),
+        (
+            "bytes",
+            AMQPValue::ByteArray(ByteArray::from(vec![1_u8, 2, 3])),
+        ),
+        ("void", AMQPValue::Void),
+    ] {
+        sent.insert(name.into(), value);
+    }
+    // Parked with a TTL of 0: RabbitMQ dead-letters both into the input queue at once, adding
+    // its `x-death` history.
+    for payload in [&b"fine"[..], b"fatal"] {
+        ch.basic_publish(
+            "".into(),
+            parked.as_str().into(),
+            BasicPublishOptions::default(),
+            payload,
+            BasicProperties::default()
+                .with_headers(sent.clone())
+                .with_expiration("0".into()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    let get = |queue: String| async move {
+        let start = std::time::Instant::now();
+        loop {
+            let got = ch
+                .basic_get(queue.as_str().into(), BasicGetOptions::default())
+                .await
+                .unwrap();
+            if let Some(m) = got {
+                return m.delivery;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "nothing in {queue}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    while b.depth(&input).await < 2 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let chain = vec![wasm_handler("faulty", Limits::default(), &[]) as Arc<dyn Transform>];
+    // The output queue is declared above with its dead-letter arguments: the sink only publishes.
+    let sink = rabbitmq_sink(serde_json::json!({ "exchange": "", "routing_key": output }));
+    let (p, stats) = pipeline(b.source(&input, 64), chain, sink, b.sink(&dlq), 3);
+    let running = start(p);
+    wait_for("2 settled", || stats.settled.load(Ordering::SeqCst) == 2).await;
+    running.stop().await;
+
+    let headers = |d: &lapin::message::Delivery| d.properties.headers().clone().unwrap_or_default();
+    let out = get(output.clone()).await;
+    let dead = get(dlq.clone()).await;
+    let (out_h, dead_h) = (headers(&out), headers(&dead));
+    let x_death = out_h
+        .inner()
+        .get("x-death")
+        .cloned()
+        .expect("x-death on the output");
+    for (name, value) in sent.inner() {
+        assert_eq!(out_h.inner().get(name), Some(value), "output header {name}");
+        assert_eq!(
+            dead_h.inner().get(name),
+            Some(value),
+            "dead-letter header {name}"
+        );
+    }
+    assert_eq!(
+        dead_h.inner().get("x-death"),
+        Some(&x_death),
+        "x-death on the dead-letter copy"
+    );
+    assert_eq!(
+        dead_h.inner().get(dl::ERROR_CLASS),
+        Some(&AMQPValue::LongString("fatal".into()))
+    );
+
+    // RabbitMQ dead-letters the output once more: its history now has both hops.
+    ch.basic_reject(out.delivery_tag, BasicRejectOptions { requeue: false })
+        .await
+        .unwrap();
+    let twice = get(again.clone()).await;
+    let deaths = match headers(&twice).inner().get("x-death") {
+        Some(AMQPValue::FieldArray(a)) => a.as_slice().to_vec(),
+        other => panic!("x-death is not an array: {other:?}"),
+    };
+    let queues: Vec<String> = deaths
+        .iter()
+        .filter_map(|d| match d {
+            AMQPValue::FieldTable(t) => match t.inner().get("queue") {
+                Some(AMQPValue::LongString(q)) => {
+                    Some(String::from_utf8_lossy(q.as_bytes()).into_owned())
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert!(
+        queues.contains(&parked) && queues.contains(&output),
+        "both hops in x-death: {queues:?}"
+    );
+    for queue in [&parked, &input, &output, &again] {
+        ch.queue_delete(queue.as_str().into(), Default::default())
+            .await
+            .ok();
+    }
+}

@@ -73,7 +73,32 @@ pub trait Source: Send {
 pub type ConnectedFlag = Arc<std::sync::atomic::AtomicBool>;
 
 /// A gauge a source updates from its own callbacks and the engine reads.
-pub type LagGauge = Arc<AtomicI64>;
+pub type LagGauge = Arc<Lag>;
+
+/// Messages waiting in the broker, as last read, and when: a queue's depth or a consumer
+/// group's lag is read every `lag_interval_ms`, so what `/pipelines` and `/metrics` show is as
+/// old as its read time says.
+#[derive(Debug)]
+pub struct Lag {
+    value: AtomicI64,
+    read_ms: AtomicI64,
+}
+
+impl Lag {
+    /// Record a reading of `n` messages, taken now.
+    pub fn record(&self, n: i64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.value.store(n, Relaxed);
+        self.read_ms.store(crate::message::now_ms(), Relaxed);
+    }
+
+    /// The last reading and when it was taken (ms since the Unix epoch); `None` before the first.
+    pub fn last(&self) -> Option<(u64, i64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let value = u64::try_from(self.value.load(Relaxed)).ok()?;
+        Some((value, self.read_ms.load(Relaxed)))
+    }
+}
 
 /// How often a queue broker's depth is read for the lag gauge (RabbitMQ, SQS, Azure) unless the
 /// source's `lag_interval_ms` says otherwise.
@@ -90,7 +115,7 @@ pub fn default_lag_interval_ms() -> u64 {
 pub async fn watch_depth<F, Fut>(
     queue: String,
     interval: std::time::Duration,
-    depth: std::sync::Weak<AtomicI64>,
+    depth: std::sync::Weak<Lag>,
     mut read: F,
 ) where
     F: FnMut() -> Fut,
@@ -98,7 +123,7 @@ pub async fn watch_depth<F, Fut>(
 {
     while let Some(gauge) = depth.upgrade() {
         match read().await {
-            Ok(Some(n)) => gauge.store(n, std::sync::atomic::Ordering::Relaxed),
+            Ok(Some(n)) => gauge.record(n),
             Ok(None) => tracing::debug!(queue = %queue, "the broker gave no queue depth"),
             Err(e) => {
                 tracing::debug!(queue = %queue, error = %format!("{e:#}"), "cannot read the queue depth")
@@ -109,9 +134,12 @@ pub async fn watch_depth<F, Fut>(
     }
 }
 
-/// A new lag gauge, -1 (unknown) until the source reads the depth.
+/// A new lag gauge, unknown until the source reads the depth.
 pub fn unknown_lag() -> LagGauge {
-    Arc::new(AtomicI64::new(-1))
+    Arc::new(Lag {
+        value: AtomicI64::new(-1),
+        read_ms: AtomicI64::new(0),
+    })
 }
 
 /// A destination that confirms what it accepted.

@@ -11,7 +11,7 @@ use opentelemetry::trace::SpanKind;
 use opentelemetry::{Context, KeyValue};
 
 use crate::stats::{HandlerStats, PipelineStats};
-use sluice_core::message::{Message, Output};
+use sluice_core::message::{Message, Output, restore_natives};
 use sluice_core::transform::{ErrorClass, Failure, Outcome, Transform};
 use sluice_trace::{self as trace};
 
@@ -69,12 +69,15 @@ pub(super) async fn run_chain(
                         // Event time travels with the message unless the handler set one.
                         acc.extend(outputs.into_iter().map(|mut o| {
                             o.timestamp_ms = o.timestamp_ms.or(input.meta.timestamp_ms);
+                            restore_natives(&input.headers, &mut o.headers);
                             o
                         }));
                     }
                 }
                 Outcome::Outputs(outputs) => {
-                    for o in outputs {
+                    for mut o in outputs {
+                        // Headers passed through unchanged keep their source form.
+                        restore_natives(&input.headers, &mut o.headers);
                         next.0.push(origin);
                         next.1.push(Message {
                             id: input.id.clone(),
