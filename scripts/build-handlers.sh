@@ -12,7 +12,8 @@
 # plugins/zig-enrich) in the venv; for C (plugins/c-enrich), Debian's clang, lld, wasi-libc and
 # jsmn with apt-get.
 # A handler whose component is newer than its sources (and this script) is not rebuilt;
-# SLUICE_REBUILD=1 rebuilds all. Arguments pick handlers: `build-handlers.sh python ts`.
+# SLUICE_REBUILD=1 rebuilds all. Arguments pick handlers: `build-handlers.sh python ts`;
+# `build-handlers.sh tools` installs the toolchains and builds nothing.
 #
 # None of the components imports WASI: componentize-py's --stub-wasi replaces Python's WASI
 # imports with traps, and componentize-js drops its WASI features with -d. The C and Zig
@@ -343,9 +344,16 @@ langs=("$@")
 for lang in "${langs[@]}"; do
   case "$lang" in
     python | js | ts | c | zig | go) "build_$lang" ;;
+    # The toolchains alone, nothing built (scripts/test.sh installs them beside its first build).
+    tools)
+      install_python_tools
+      install_node_tools
+      install_zig
+      install_c_tools
+      ;;
     assemblyscript) build_as ;;
     *)
-      echo "unknown handler language: $lang (expected python, js, ts, assemblyscript, c, zig or go)" >&2
+      echo "unknown handler language: $lang (expected python, js, ts, assemblyscript, c, zig, go or tools)" >&2
       exit 2
       ;;
   esac

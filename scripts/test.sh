@@ -7,24 +7,52 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 started=$(date +%s)
+# Each step's time, so that a slower CI run shows where the time went.
+step_started=$started
+step_name=""
+step() {
+  local now
+  now=$(date +%s)
+  [ -z "$step_name" ] || echo "== $step_name took $((now - step_started))s"
+  step_name=$1
+  step_started=$now
+  echo "== $1"
+}
+# Starting the brokers and installing tools (browser, schema validator, the handlers'
+# toolchains) mostly waits on the network and on processes starting: it runs beside the first
+# build, which keeps both cores busy. One after another, since two apt-get runs would collide.
+prepared=$(mktemp)
+(scripts/brokers.sh && scripts/browser-tools.sh && scripts/schema-tools.sh &&
+  scripts/build-handlers.sh tools) >"$prepared" 2>&1 &
+preparing=$!
+step "setup (WebAssembly targets, example plugins; brokers and tools beside it)"
 scripts/setup.sh
+step "brokers and tools (started beside the setup)"
+if ! wait "$preparing"; then
+  cat "$prepared"
+  echo "starting the brokers or installing tools failed (above)" >&2
+  exit 1
+fi
+cat "$prepared"
+rm -f "$prepared"
+step "guest-language handlers"
 scripts/build-handlers.sh
-scripts/brokers.sh
-scripts/browser-tools.sh
-scripts/schema-tools.sh
-echo "== rustfmt"
+step "rustfmt"
 cargo fmt --all --check
-echo "== clippy"
+step "clippy"
 cargo clippy --quiet --workspace --all-targets --exclude uppercase --exclude json-enrich --exclude faulty \
   --exclude wrong-world --exclude needs-wasi -- -D warnings
-echo "== tests (cargo-nextest: every test in its own process; .config/nextest.toml runs broker restarts alone)"
+step "tests (cargo-nextest: every test in its own process; .config/nextest.toml runs broker restarts alone)"
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo nextest run --workspace --exclude uppercase --exclude json-enrich --exclude faulty --exclude wrong-world \
-  --exclude needs-wasi 2>&1 | tee "$log"
+workspace=(--workspace --exclude uppercase --exclude json-enrich --exclude faulty --exclude wrong-world
+  --exclude needs-wasi)
+cargo nextest run --no-run "${workspace[@]}"
+step "tests: running"
+cargo nextest run "${workspace[@]}" 2>&1 | tee "$log"
 
-echo "== a RabbitMQ-only host (--no-default-features --features rabbitmq): no other broker client linked, its own tests pass"
+step "a RabbitMQ-only host (--no-default-features --features rabbitmq): no other broker client linked, its own tests pass"
 if cargo tree -q -p sluice --no-default-features --features rabbitmq -e normal --prefix none |
   grep -E '^(rdkafka|aws-sdk-sqs|azure_storage_queue|azure_identity|zeromq) '; then
   echo "a RabbitMQ-only host links another broker family's client (above)" >&2
@@ -33,9 +61,12 @@ fi
 echo "(not run again here, loudly: cli::sluice_new_projects_build_and_pass_their_own_tests and"
 echo " cli::sluice_test_runs_pipeline_unit_tests_and_shows_a_diff build handlers in seven languages and"
 echo " use no broker; they ran above in the default build, and take minutes)"
+cargo nextest run --no-run -p sluice --no-default-features --features rabbitmq
+step "RabbitMQ-only tests: running"
 cargo nextest run -p sluice --no-default-features --features rabbitmq \
   -E 'not test(/^cli::sluice_(new_projects_build|test_runs_pipeline_unit_tests)/)' 2>&1 | tee -a "$log"
 
+step "done"
 echo "== all checks passed in $(( $(date +%s) - started ))s"
 # One plain closing line for the whole run, from nextest's summaries (one per run above).
 sed -nE 's/^ *Summary .* [0-9]+ tests? run: ([0-9]+) passed(.*)$/\1 passed\2/p' "$log" |
