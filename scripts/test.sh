@@ -26,7 +26,12 @@ prepared=$(mktemp)
   scripts/build-handlers.sh tools) >"$prepared" 2>&1 &
 preparing=$!
 step "setup (WebAssembly targets, example plugins; brokers and tools beside it)"
-scripts/setup.sh
+if ! scripts/setup.sh; then
+  kill "$preparing" 2>/dev/null || true
+  echo "setup failed (above); what ran beside it:" >&2
+  cat "$prepared" >&2
+  exit 1
+fi
 step "brokers and tools (started beside the setup)"
 if ! wait "$preparing"; then
   cat "$prepared"

@@ -11,6 +11,12 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
 use sluice_core::message::{HeaderValue, Headers, Native};
 
+/// Headers RabbitMQ acts on when a message is published or delivered, rather than facts about
+/// the message: written back typed, a republished message would start with the delivery count of
+/// the queue it left (its attempts miscounted by a source reading it again) or be copied to the
+/// queues its `CC`/`BCC` name once more. They keep their text only.
+const BROKER_STATE: &[&str] = &["x-delivery-count", "CC", "BCC"];
+
 /// AMQP header values as Sluice headers: text for handlers and text sinks (numbers and booleans
 /// printed, byte strings as lossy UTF-8, tables and arrays as JSON, decimals as decimals), with
 /// the AMQP value itself kept beside the text.
@@ -26,6 +32,7 @@ pub fn from_table(table: Option<&FieldTable>) -> Headers {
                 AMQPValue::LongString(s) if std::str::from_utf8(s.as_bytes()).is_ok() => {
                     HeaderValue::from(String::from_utf8_lossy(s.as_bytes()).into_owned())
                 }
+                other if BROKER_STATE.contains(&name.as_str()) => HeaderValue::from(text(other)),
                 other => HeaderValue::with_native(text(other), Native::typed(other.clone())),
             };
             (name.as_str().into(), value)
@@ -70,8 +77,8 @@ fn write_text(out: &mut String, value: &AMQPValue, nested: bool) {
         AMQPValue::LongInt(v) => write!(out, "{v}"),
         AMQPValue::LongUInt(v) => write!(out, "{v}"),
         AMQPValue::LongLongInt(v) => write!(out, "{v}"),
-        AMQPValue::Float(v) => write!(out, "{v}"),
-        AMQPValue::Double(v) => write!(out, "{v}"),
+        AMQPValue::Float(v) => float(out, v, v.is_finite(), nested),
+        AMQPValue::Double(v) => float(out, v, v.is_finite(), nested),
         AMQPValue::Timestamp(v) => write!(out, "{v}"),
         AMQPValue::DecimalValue(d) => {
             out.push_str(&decimal(d.value, d.scale));
@@ -109,16 +116,33 @@ fn write_text(out: &mut String, value: &AMQPValue, nested: bool) {
     };
 }
 
-/// An AMQP decimal (`value` × 10^-`scale`) as decimal text.
+/// A float; inside a table or array one that JSON cannot hold (NaN, infinities) is a string.
+fn float(
+    out: &mut String,
+    v: impl std::fmt::Display,
+    finite: bool,
+    nested: bool,
+) -> std::fmt::Result {
+    if nested && !finite {
+        write!(out, "\"{v}\"")
+    } else {
+        write!(out, "{v}")
+    }
+}
+
+/// An AMQP decimal (`value` × 10^-`scale`) as decimal text. The value is signed on the wire
+/// (RabbitMQ and its clients send it so), though lapin types it unsigned.
 fn decimal(value: u32, scale: u8) -> String {
-    let digits = value.to_string();
+    let value = value.cast_signed();
+    let sign = if value < 0 { "-" } else { "" };
+    let digits = value.unsigned_abs().to_string();
     let scale = usize::from(scale);
     if scale == 0 {
-        return digits;
+        return format!("{sign}{digits}");
     }
     let digits = format!("{digits:0>width$}", width = scale + 1);
     let (int, frac) = digits.split_at(digits.len() - scale);
-    format!("{int}.{frac}")
+    format!("{sign}{int}.{frac}")
 }
 
 /// Sluice headers as an AMQP table: a value that still has its AMQP form is written as it came;
@@ -263,5 +287,35 @@ mod tests {
         assert_eq!(decimal(12345, 2), "123.45");
         assert_eq!(decimal(5, 3), "0.005");
         assert_eq!(decimal(7, 0), "7");
+        assert_eq!(decimal((-15_i32).cast_unsigned(), 1), "-1.5");
+    }
+
+    #[test]
+    fn delivery_state_keeps_its_text_only() {
+        let mut t = FieldTable::default();
+        t.insert("x-delivery-count".into(), AMQPValue::LongLongInt(3));
+        t.insert(
+            "CC".into(),
+            AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::LongString("q".into())])),
+        );
+        let table = to_table(&from_table(Some(&t)));
+        assert_eq!(
+            table.inner().get("x-delivery-count"),
+            Some(&AMQPValue::LongString("3".into()))
+        );
+        assert_eq!(
+            table.inner().get("CC"),
+            Some(&AMQPValue::LongString(r#"["q"]"#.into()))
+        );
+    }
+
+    #[test]
+    fn floats_json_cannot_hold_are_strings_inside_tables() {
+        let mut inner = FieldTable::default();
+        inner.insert("nan".into(), AMQPValue::Double(f64::NAN));
+        let mut t = FieldTable::default();
+        t.insert("t".into(), AMQPValue::FieldTable(inner));
+        let headers = from_table(Some(&t));
+        assert_eq!(headers[0].1.to_string(), r#"{"nan":"NaN"}"#);
     }
 }

@@ -13,8 +13,8 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Mutex;
-use std::task::Poll;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use wasmtime::Trap;
@@ -94,11 +94,15 @@ impl CallClock {
         }
     }
 
-    /// A poll begins: a wait on the host since the last one counts.
-    fn poll_begins(&self, now: Instant) -> Result<(), Trap> {
+    /// A poll begins: a wait on the host since the last poll counts, up to when the host woke
+    /// the call (`woken_at`; after that it waited for a thread), or up to now.
+    fn poll_begins(&self, now: Instant, woken_at: Option<Instant>) -> Result<(), Trap> {
         let mut s = self.state();
         if let Some(since) = s.waiting_since.take() {
-            s.used += now.saturating_duration_since(since);
+            s.used += woken_at
+                .unwrap_or(now)
+                .min(now)
+                .saturating_duration_since(since);
         }
         if s.used >= s.budget {
             return Err(Trap::Interrupt);
@@ -108,14 +112,15 @@ impl CallClock {
         Ok(())
     }
 
-    /// A poll ended; `pending` if the call is not done. Returns how much of the budget is left
-    /// when the call now waits on the host (it did not yield for a thread).
-    fn poll_ends(&self, now: Instant, pending: bool) -> Option<Duration> {
+    /// A poll ended; `pending` if the call is not done, `ready_again` if it was woken during the
+    /// poll (it yielded: it waits for a thread, not for the host). Returns how much of the budget
+    /// is left when the call now waits on the host.
+    fn poll_ends(&self, now: Instant, pending: bool, ready_again: bool) -> Option<Duration> {
         let mut s = self.state();
         if let Some(since) = s.polled_since.take() {
             s.used += now.saturating_duration_since(since);
         }
-        if !pending || s.yielded {
+        if !pending || s.yielded || ready_again {
             return None;
         }
         s.waiting_since = Some(now);
@@ -133,12 +138,16 @@ pub(crate) async fn timed<T>(
 ) -> wasmtime::Result<T> {
     let mut call = pin!(call);
     let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    let wakes = Arc::new(WakeTime::default());
+    let waker = Waker::from(wakes.clone());
     std::future::poll_fn(|cx| {
-        if let Err(trap) = clock.poll_begins(Instant::now()) {
+        if let Err(trap) = clock.poll_begins(Instant::now(), wakes.take()) {
             return Poll::Ready(Err(trap.into()));
         }
-        let polled = call.as_mut().poll(cx);
-        let waiting = clock.poll_ends(Instant::now(), polled.is_pending());
+        wakes.forward_to(cx.waker());
+        let polled = call.as_mut().poll(&mut Context::from_waker(&waker));
+        let ready_again = wakes.take().is_some();
+        let waiting = clock.poll_ends(Instant::now(), polled.is_pending(), ready_again);
         if polled.is_ready() {
             return polled;
         }
@@ -166,6 +175,48 @@ pub(crate) async fn timed<T>(
     .await
 }
 
+/// The call's waker: it notes when the call was first woken since it was last polled, and
+/// passes the wake on to the task.
+#[derive(Default)]
+struct WakeTime {
+    woken_at: Mutex<Option<Instant>>,
+    task: Mutex<Option<Waker>>,
+}
+
+impl WakeTime {
+    /// When the call was woken since the last `take`, if it was.
+    fn take(&self) -> Option<Instant> {
+        self.woken_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    fn forward_to(&self, task: &Waker) {
+        let mut current = self.task.lock().unwrap_or_else(|e| e.into_inner());
+        if !current.as_ref().is_some_and(|w| w.will_wake(task)) {
+            *current = Some(task.clone());
+        }
+    }
+}
+
+impl Wake for WakeTime {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(Instant::now);
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,12 +228,12 @@ mod tests {
         let clock = CallClock::new();
         clock.arm(Duration::from_millis(10));
         let t0 = Instant::now();
-        clock.poll_begins(t0).unwrap();
+        clock.poll_begins(t0, None).unwrap();
         assert_eq!(clock.at_tick(t0 + 2 * TICK, TICK), Tick::Yield);
-        assert_eq!(clock.poll_ends(t0 + 2 * TICK, true), None, "a yield");
+        assert_eq!(clock.poll_ends(t0 + 2 * TICK, true, true), None, "a yield");
         // A second later (other calls had the thread), the call resumes with 8 ms left.
         let t1 = t0 + Duration::from_secs(1);
-        clock.poll_begins(t1).unwrap();
+        clock.poll_begins(t1, None).unwrap();
         assert_eq!(clock.at_tick(t1, TICK), Tick::Continue, "just resumed");
         assert_eq!(clock.at_tick(t1 + 7 * TICK, TICK), Tick::Yield);
         assert_eq!(clock.at_tick(t1 + 8 * TICK, TICK), Tick::Over);
@@ -193,17 +244,25 @@ mod tests {
         let clock = CallClock::new();
         clock.arm(Duration::from_millis(10));
         let t0 = Instant::now();
-        clock.poll_begins(t0).unwrap();
+        clock.poll_begins(t0, None).unwrap();
         assert_eq!(
-            clock.poll_ends(t0 + 3 * TICK, true),
+            clock.poll_ends(t0 + 3 * TICK, true, false),
             Some(Duration::from_millis(7)),
             "pending without a yield: a wait on the host, with 7 ms left"
         );
-        assert!(clock.poll_begins(t0 + 5 * TICK).is_ok());
-        assert_eq!(clock.poll_ends(t0 + 5 * TICK, true), Some(5 * TICK));
+        // The host answered at +4 ms; the call got its thread back at +50 ms: 1 ms counted.
         assert!(
-            matches!(clock.poll_begins(t0 + 20 * TICK), Err(Trap::Interrupt)),
-            "woken after the budget"
+            clock
+                .poll_begins(t0 + 50 * TICK, Some(t0 + 4 * TICK))
+                .is_ok()
+        );
+        assert_eq!(clock.poll_ends(t0 + 50 * TICK, true, false), Some(6 * TICK));
+        assert!(
+            matches!(
+                clock.poll_begins(t0 + 70 * TICK, None),
+                Err(Trap::Interrupt)
+            ),
+            "not woken by the host within the budget"
         );
     }
 

@@ -87,15 +87,16 @@ pub struct Lag {
 impl Lag {
     /// Record a reading of `n` messages, taken now.
     pub fn record(&self, n: i64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.value.store(n, Relaxed);
+        use std::sync::atomic::Ordering::{Relaxed, Release};
+        // The time first: whoever sees the value sees a time at least as recent.
         self.read_ms.store(crate::message::now_ms(), Relaxed);
+        self.value.store(n, Release);
     }
 
     /// The last reading and when it was taken (ms since the Unix epoch); `None` before the first.
     pub fn last(&self) -> Option<(u64, i64)> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let value = u64::try_from(self.value.load(Relaxed)).ok()?;
+        use std::sync::atomic::Ordering::{Acquire, Relaxed};
+        let value = u64::try_from(self.value.load(Acquire)).ok()?;
         Some((value, self.read_ms.load(Relaxed)))
     }
 }

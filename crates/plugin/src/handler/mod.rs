@@ -87,6 +87,7 @@ impl Plugin {
             plugin_name: name.into(),
             config,
             timeout: Duration::from_millis(self.limits.timeout_ms),
+            isolation_slots: Arc::new(tokio::sync::Semaphore::new(parallel_calls(&self.limits))),
             plugin: self,
             pool: Mutex::new(Vec::new()),
             shared,
@@ -131,6 +132,10 @@ struct HandlerCore {
     packed: bool,
     plugin: Plugin,
     pool: Mutex<Vec<Instance>>,
+    /// `limits.instances` permits, one per isolation call under way, across every batch of the
+    /// handler: however many batches fail at once, their re-runs hold at most that many
+    /// instances besides the pipeline's own calls.
+    isolation_slots: Arc<tokio::sync::Semaphore>,
     /// Counters, log rate and guard statistics, shared by every instance.
     shared: Arc<Shared>,
     /// The WASI capabilities each instance gets.
@@ -260,8 +265,9 @@ impl HandlerCore {
     /// The messages of a batch whose call failed as a whole (a trap, a timeout, a wrong number
     /// of results, a malformed packed result), each run on its own so that only a culprit fails.
     ///
-    /// Up to `limits.instances` run at once, each in a task of its own (so on threads of their
-    /// own where the runtime has them free), in instances of their own; each call's timeout
+    /// Up to `limits.instances` run at once (across every batch of the handler that is being
+    /// isolated), each in a task of its own (so on threads of their own where the runtime has
+    /// them free), in instances of their own; each call's timeout
     /// counts only its own time (`clock.rs`), so calls sharing a thread do not make one another
     /// time out. Worst case for one batch: `k` culprits that loop hold it for
     /// `(1 + ⌈k / instances⌉) × timeout_ms` when the runtime has `instances` threads free (the
@@ -296,6 +302,10 @@ impl HandlerCore {
             workers.spawn(async move {
                 let mut done = Vec::new();
                 loop {
+                    // The semaphore is never closed.
+                    let Ok(_slot) = core.isolation_slots.clone().acquire_owned().await else {
+                        break done;
+                    };
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(m) = msgs.get(i) else { break done };
                     done.push((i, core.process_one(m).await));
