@@ -36,16 +36,22 @@ fn engine_hash(engine: &Engine) -> u64 {
     h.finish()
 }
 
-/// Compile `bytes` for `engine`, through the cache in `dir` when there is one. Returns the
-/// component and whether it came from the cache.
+/// Compile `bytes` (the plugin at `plugin`) for `engine`, through the cache in `dir` when there is
+/// one. Returns the component and whether it came from the cache. A compile is logged before it
+/// starts and when it is done: a large one (Python, JavaScript) takes tens of seconds, which a
+/// person watching the log should not mistake for a hang.
 pub fn compile(
     engine: &Engine,
     bytes: &[u8],
     hash: &str,
     dir: Option<&Path>,
+    plugin: &Path,
 ) -> anyhow::Result<(Component, bool)> {
     let Some(dir) = dir else {
-        return Ok((Component::new(engine, bytes)?, false));
+        return Ok((
+            logged_compile(plugin, bytes, || Component::new(engine, bytes))?,
+            false,
+        ));
     };
     private_dir(dir)?;
     let path = dir.join(format!("{hash}-{:016x}.cwasm", engine_hash(engine)));
@@ -64,7 +70,7 @@ pub fn compile(
             }
         }
     }
-    let compiled = engine.precompile_component(bytes)?;
+    let compiled = logged_compile(plugin, bytes, || engine.precompile_component(bytes))?;
     if let Err(err) = store(dir, &path, &compiled) {
         tracing::warn!(dir = %dir.display(), error = %format!("{err:#}"), "cannot write the compile cache; continuing without it");
     }
@@ -72,6 +78,18 @@ pub fn compile(
     #[allow(unsafe_code)]
     let component = unsafe { Component::deserialize(engine, &compiled)? };
     Ok((component, false))
+}
+
+fn logged_compile<T>(
+    path: &Path,
+    bytes: &[u8],
+    compile: impl FnOnce() -> wasmtime::Result<T>,
+) -> wasmtime::Result<T> {
+    let started = std::time::Instant::now();
+    tracing::info!(plugin = %path.display(), bytes = bytes.len(), "compiling plugin (first load of this version; cached afterwards)");
+    let compiled = compile()?;
+    tracing::info!(plugin = %path.display(), ms = started.elapsed().as_millis() as u64, "plugin compiled");
+    Ok(compiled)
 }
 
 /// Make sure `dir` is the host's own: created `0700` when missing; refused when another user owns
@@ -145,7 +163,14 @@ mod tests {
         let err = private_dir(&dir).unwrap_err().to_string();
         assert!(err.contains("may be written by others (mode 777)"), "{err}");
         let engine = Engine::default();
-        let refused = compile(&engine, b"\0asm\x0d\0\x01\0", "h", Some(&dir)).unwrap_err();
+        let refused = compile(
+            &engine,
+            b"\0asm\x0d\0\x01\0",
+            "h",
+            Some(&dir),
+            Path::new("p.wasm"),
+        )
+        .unwrap_err();
         assert!(
             format!("{refused:#}").contains("may be written by others"),
             "nothing is loaded from a cache others may write: {refused:#}"

@@ -109,7 +109,7 @@ impl PluginHost {
         let engine = self.engine(limits.stack_kb)?;
         let started = Instant::now();
         let (component, from_cache) =
-            cache::compile(&engine, bytes, &hash, self.inner.cache_dir.as_deref())
+            cache::compile(&engine, bytes, &hash, self.inner.cache_dir.as_deref(), path)
                 .context("does not compile")?;
         let compile_time = started.elapsed();
         check_resources(&component, limits)?;
@@ -175,9 +175,14 @@ impl PluginHost {
         check_is_component(&bytes).with_context(|| format!("plugin {}", path.display()))?;
         let engine = self.engine(Limits::default().stack_kb)?;
         let hash = content_hash(&bytes);
-        let (component, _) =
-            cache::compile(&engine, &bytes, &hash, self.inner.cache_dir.as_deref())
-                .with_context(|| format!("plugin {}: does not compile", path.display()))?;
+        let (component, _) = cache::compile(
+            &engine,
+            &bytes,
+            &hash,
+            self.inner.cache_dir.as_deref(),
+            path,
+        )
+        .with_context(|| format!("plugin {}: does not compile", path.display()))?;
         let conformance = self
             .load_bytes(path, &bytes, &Limits::default())
             .err()

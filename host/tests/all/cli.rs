@@ -710,3 +710,93 @@ fn sluice_new_projects_build_and_pass_their_own_tests() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
 }
+
+/// SIGTERM while a reload is compiling a large plugin (a Python handler, seconds to compile on a
+/// fresh cache): the host drains what runs and exits without waiting for the reload, which is
+/// cut short (the pipeline it was starting never starts).
+#[test]
+fn sigterm_during_a_reload_does_not_wait_for_it() {
+    let python = repo().join("plugins/dist/python-crash.wasm");
+    assert!(python.is_file(), "run scripts/build-handlers.sh first");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("steady.yaml"),
+        "name: steady\nsource: { type: generate, rate_per_second: 200, payload: fixed, size: 16 }\nsinks: { out: { type: stdout } }\ndead_letter: { type: drop }\n",
+    )
+    .unwrap();
+    let mut child = sluice()
+        .arg("run")
+        .arg(dir.path())
+        // A cache of its own: the reload below must compile the Python handler.
+        .env("SLUICE_CACHE_DIR", cache.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    for _ in 0..5 {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "output ended early"
+        );
+    }
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for l in stderr.lines().map_while(Result::ok) {
+            if lines_tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    // A new pipeline file: the watcher reloads, and the reload compiles its handler.
+    std::fs::write(
+        dir.path().join("slow.yaml"),
+        format!(
+            "name: slow\nsource: {{ type: generate, rate_per_second: 10, payload: fixed, size: 8 }}\nhandlers:\n  - name: crash\n    plugin: {}\n    limits: {{ memory_mb: 128 }}\nsinks: {{ out: {{ type: drop }} }}\ndead_letter: {{ type: drop }}\n",
+            python.display()
+        ),
+    )
+    .unwrap();
+    let mut log = Vec::new();
+    loop {
+        let l = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the reload started compiling the handler within 60 s");
+        let compiling = l.contains("compiling plugin") && l.contains("python-crash");
+        log.push(l);
+        if compiling {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // A hang guard, not a timing assertion: the host must exit on its own.
+    let exited = (0..1200).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        child.try_wait().unwrap()
+    });
+    let Some(exit) = exited else {
+        let _ = child.kill();
+        panic!("still running 120 s after SIGTERM:\n{}", log.join("\n"));
+    };
+    log.extend(lines.try_iter());
+    while let Ok(l) = lines.recv_timeout(Duration::from_secs(2)) {
+        log.push(l);
+    }
+    let log = log.join("\n");
+    assert_eq!(exit.code(), Some(0), "{log}");
+    assert!(log.contains("shutdown requested"), "{log}");
+    assert!(
+        !log.contains("plugin compiled") && !log.contains("pipeline=slow"),
+        "the reload was waited for:\n{log}"
+    );
+}
