@@ -4,7 +4,7 @@
 /// Resource limits for one handler; always on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall-clock budget for one handler call, in milliseconds.
+    /// Budget for one handler call, in milliseconds of its own time (`clock.rs`).
     pub timeout_ms: u64,
     /// Memory cap per instance, in MiB: all its linear memories and tables together.
     pub memory_mb: u64,

@@ -282,7 +282,7 @@ impl HandlerCore {
             pipeline = &*self.pipeline,
             plugin = &*self.plugin_name,
             messages = msgs.len(),
-            "batch call failed ({why}); running its messages one at a time to find the culprit"
+            "batch call failed ({why}); running its messages one per call to find the culprit"
         );
         let side_by_side = self.parallel_calls().min(msgs.len());
         if side_by_side <= 1 || tokio::runtime::Handle::try_current().is_err() {
