@@ -42,8 +42,10 @@ pub(crate) struct CallClock {
 struct State {
     budget: Duration,
     used: Duration,
-    /// When the current poll of the call's future began, if one is under way.
-    polled_since: Option<Instant>,
+    /// The thread's CPU time when the current poll of the call's future began, if one is under
+    /// way: a poll runs on one thread, and what it takes is that thread's CPU time, so a busy
+    /// machine (the OS giving the thread to others) does not eat into the budget.
+    polled_since: Option<Duration>,
     /// When the call last returned `Pending` without yielding: it waits on the host since.
     waiting_since: Option<Instant>,
     /// The current poll yielded at an epoch tick (so its `Pending` is a wait for a thread).
@@ -78,12 +80,13 @@ impl CallClock {
     }
 
     /// Called at an epoch tick while guest code runs (inside a poll).
-    pub(crate) fn at_tick(&self, now: Instant, tick: Duration) -> Tick {
+    /// `cpu`: the thread's CPU time now ([`thread_cpu`]).
+    pub(crate) fn at_tick(&self, cpu: Duration, tick: Duration) -> Tick {
         let mut s = self.state();
-        // Outside a poll (`instantiate_now` drives the call with no `timed` around it), the time
-        // since the call began counts: the clock was armed as the poll began.
-        let since = s.polled_since.get_or_insert(now);
-        let this_poll = now.saturating_duration_since(*since);
+        // Outside a poll (a call driven with no `timed` around it), the time from the first
+        // tick counts.
+        let since = s.polled_since.get_or_insert(cpu);
+        let this_poll = cpu.saturating_sub(*since);
         if s.used + this_poll >= s.budget {
             Tick::Over
         } else if this_poll < tick / 2 {
@@ -96,7 +99,12 @@ impl CallClock {
 
     /// A poll begins: a wait on the host since the last poll counts, up to when the host woke
     /// the call (`woken_at`; after that it waited for a thread), or up to now.
-    fn poll_begins(&self, now: Instant, woken_at: Option<Instant>) -> Result<(), Trap> {
+    fn poll_begins(
+        &self,
+        now: Instant,
+        cpu: Duration,
+        woken_at: Option<Instant>,
+    ) -> Result<(), Trap> {
         let mut s = self.state();
         if let Some(since) = s.waiting_since.take() {
             s.used += woken_at
@@ -107,7 +115,7 @@ impl CallClock {
         if s.used >= s.budget {
             return Err(Trap::Interrupt);
         }
-        s.polled_since = Some(now);
+        s.polled_since = Some(cpu);
         s.yielded = false;
         Ok(())
     }
@@ -115,10 +123,16 @@ impl CallClock {
     /// A poll ended; `pending` if the call is not done, `ready_again` if it was woken during the
     /// poll (it yielded: it waits for a thread, not for the host). Returns how much of the budget
     /// is left when the call now waits on the host.
-    fn poll_ends(&self, now: Instant, pending: bool, ready_again: bool) -> Option<Duration> {
+    fn poll_ends(
+        &self,
+        now: Instant,
+        cpu: Duration,
+        pending: bool,
+        ready_again: bool,
+    ) -> Option<Duration> {
         let mut s = self.state();
         if let Some(since) = s.polled_since.take() {
-            s.used += now.saturating_duration_since(since);
+            s.used += cpu.saturating_sub(since);
         }
         if !pending || s.yielded || ready_again {
             return None;
@@ -141,13 +155,18 @@ pub(crate) async fn timed<T>(
     let wakes = Arc::new(WakeTime::default());
     let waker = Waker::from(wakes.clone());
     std::future::poll_fn(|cx| {
-        if let Err(trap) = clock.poll_begins(Instant::now(), wakes.take()) {
+        if let Err(trap) = clock.poll_begins(Instant::now(), thread_cpu(), wakes.take()) {
             return Poll::Ready(Err(trap.into()));
         }
         wakes.forward_to(cx.waker());
         let polled = call.as_mut().poll(&mut Context::from_waker(&waker));
         let ready_again = wakes.take().is_some();
-        let waiting = clock.poll_ends(Instant::now(), polled.is_pending(), ready_again);
+        let waiting = clock.poll_ends(
+            Instant::now(),
+            thread_cpu(),
+            polled.is_pending(),
+            ready_again,
+        );
         if polled.is_ready() {
             return polled;
         }
@@ -173,6 +192,29 @@ pub(crate) async fn timed<T>(
         Poll::Pending
     })
     .await
+}
+
+/// The CPU time the calling thread has used (on Unix; elsewhere the time since the process
+/// started, which counts the OS's preemptions too).
+pub(crate) fn thread_cpu() -> Duration {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec for the call to fill.
+        #[allow(unsafe_code)]
+        let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) } == 0;
+        if ok {
+            return Duration::new(
+                u64::try_from(ts.tv_sec).unwrap_or(0),
+                u32::try_from(ts.tv_nsec).unwrap_or(0),
+            );
+        }
+    }
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
 }
 
 /// The call's waker: it notes when the call was first woken since it was last polled, and
@@ -222,21 +264,43 @@ mod tests {
     use super::*;
 
     const TICK: Duration = Duration::from_millis(1);
+    const C0: Duration = Duration::from_secs(5);
 
     #[test]
     fn time_spent_waiting_for_a_thread_after_a_yield_is_not_counted() {
         let clock = CallClock::new();
         clock.arm(Duration::from_millis(10));
         let t0 = Instant::now();
-        clock.poll_begins(t0, None).unwrap();
-        assert_eq!(clock.at_tick(t0 + 2 * TICK, TICK), Tick::Yield);
-        assert_eq!(clock.poll_ends(t0 + 2 * TICK, true, true), None, "a yield");
+        clock.poll_begins(t0, C0, None).unwrap();
+        assert_eq!(clock.at_tick(C0 + 2 * TICK, TICK), Tick::Yield);
+        assert_eq!(
+            clock.poll_ends(t0 + 2 * TICK, C0 + 2 * TICK, true, true),
+            None,
+            "a yield"
+        );
         // A second later (other calls had the thread), the call resumes with 8 ms left.
         let t1 = t0 + Duration::from_secs(1);
-        clock.poll_begins(t1, None).unwrap();
-        assert_eq!(clock.at_tick(t1, TICK), Tick::Continue, "just resumed");
-        assert_eq!(clock.at_tick(t1 + 7 * TICK, TICK), Tick::Yield);
-        assert_eq!(clock.at_tick(t1 + 8 * TICK, TICK), Tick::Over);
+        let c1 = C0 + 2 * TICK;
+        clock.poll_begins(t1, c1, None).unwrap();
+        assert_eq!(clock.at_tick(c1, TICK), Tick::Continue, "just resumed");
+        assert_eq!(clock.at_tick(c1 + 7 * TICK, TICK), Tick::Yield);
+        assert_eq!(clock.at_tick(c1 + 8 * TICK, TICK), Tick::Over);
+    }
+
+    #[test]
+    fn a_poll_counts_the_threads_cpu_time_not_the_clock() {
+        let clock = CallClock::new();
+        clock.arm(Duration::from_millis(10));
+        let t0 = Instant::now();
+        clock.poll_begins(t0, C0, None).unwrap();
+        // The OS gave the thread away for a second; the guest ran 3 ms of it.
+        assert_eq!(clock.at_tick(C0 + 3 * TICK, TICK), Tick::Yield);
+        clock.poll_ends(t0 + Duration::from_secs(1), C0 + 3 * TICK, true, true);
+        clock
+            .poll_begins(t0 + Duration::from_secs(1), C0 + 3 * TICK, None)
+            .unwrap();
+        assert_eq!(clock.at_tick(C0 + 9 * TICK, TICK), Tick::Yield);
+        assert_eq!(clock.at_tick(C0 + 10 * TICK, TICK), Tick::Over);
     }
 
     #[test]
@@ -244,22 +308,26 @@ mod tests {
         let clock = CallClock::new();
         clock.arm(Duration::from_millis(10));
         let t0 = Instant::now();
-        clock.poll_begins(t0, None).unwrap();
+        clock.poll_begins(t0, C0, None).unwrap();
         assert_eq!(
-            clock.poll_ends(t0 + 3 * TICK, true, false),
+            clock.poll_ends(t0 + 3 * TICK, C0 + 3 * TICK, true, false),
             Some(Duration::from_millis(7)),
             "pending without a yield: a wait on the host, with 7 ms left"
         );
         // The host answered at +4 ms; the call got its thread back at +50 ms: 1 ms counted.
+        let c1 = C0 + 3 * TICK;
         assert!(
             clock
-                .poll_begins(t0 + 50 * TICK, Some(t0 + 4 * TICK))
+                .poll_begins(t0 + 50 * TICK, c1, Some(t0 + 4 * TICK))
                 .is_ok()
         );
-        assert_eq!(clock.poll_ends(t0 + 50 * TICK, true, false), Some(6 * TICK));
+        assert_eq!(
+            clock.poll_ends(t0 + 50 * TICK, c1, true, false),
+            Some(6 * TICK)
+        );
         assert!(
             matches!(
-                clock.poll_begins(t0 + 70 * TICK, None),
+                clock.poll_begins(t0 + 70 * TICK, c1, None),
                 Err(Trap::Interrupt)
             ),
             "not woken by the host within the budget"
@@ -270,8 +338,21 @@ mod tests {
     fn a_call_outside_a_poll_counts_from_its_first_tick() {
         let clock = CallClock::new();
         clock.arm(Duration::from_millis(10));
-        let t0 = Instant::now();
-        assert_eq!(clock.at_tick(t0, TICK), Tick::Continue);
-        assert_eq!(clock.at_tick(t0 + 11 * TICK, TICK), Tick::Over);
+        assert_eq!(clock.at_tick(C0, TICK), Tick::Continue);
+        assert_eq!(clock.at_tick(C0 + 11 * TICK, TICK), Tick::Over);
+    }
+
+    #[test]
+    fn the_threads_cpu_time_grows_with_work_only() {
+        let before = thread_cpu();
+        std::thread::sleep(Duration::from_millis(50));
+        let slept = thread_cpu() - before;
+        let mut x = 0u64;
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let spun = thread_cpu() - before - slept;
+        assert!(spun > slept, "spinning {spun:?}, sleeping {slept:?}");
     }
 }

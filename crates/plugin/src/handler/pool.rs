@@ -1,7 +1,6 @@
 //! The pool of warm instances: instantiating under the handler's limits, arming each call's
 //! deadline, taking an instance out and giving it back.
 
-use std::time::Instant;
 
 use anyhow::{Context as _, anyhow};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -13,7 +12,7 @@ use crate::wasi;
 
 use super::failure::into_error;
 use super::{HandlerCore, Instance};
-use crate::clock::{CallClock, Tick, timed};
+use crate::clock::{CallClock, Tick, thread_cpu, timed};
 
 impl HandlerCore {
     /// [`WasmHandler::instantiate`] for callers that are not async (loading, a hot swap's
@@ -48,11 +47,7 @@ impl HandlerCore {
         // (`Trap::Interrupt`, reported as a timeout); before it, the call yields to the runtime
         // (`clock.rs`).
         store.epoch_deadline_callback(|store| {
-            match store
-                .data()
-                .clock
-                .at_tick(Instant::now(), crate::EPOCH_TICK)
-            {
+            match store.data().clock.at_tick(thread_cpu(), crate::EPOCH_TICK) {
                 Tick::Over => Err(Trap::Interrupt.into()),
                 Tick::Yield => Ok(UpdateDeadline::Yield(1)),
                 Tick::Continue => Ok(UpdateDeadline::Continue(1)),
