@@ -1,7 +1,6 @@
 //! The pool of warm instances: instantiating under the handler's limits, arming each call's
 //! deadline, taking an instance out and giving it back.
 
-
 use anyhow::{Context as _, anyhow};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
