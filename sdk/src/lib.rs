@@ -26,14 +26,15 @@
 pub mod json;
 pub mod packed;
 
-pub use packed::{MessageView, MetadataView, OutputRef, Outputs, RawHeaders};
+pub use packed::{HeaderRef, MessageView, MetadataView, OutputRef, Outputs, RawHeaders};
 
-/// The generated bindings for `sluice:plugin@0.1.0` (world `handler-full`).
+/// The generated bindings for `sluice:plugin@0.2.0` (world `handler-full`).
 #[allow(missing_docs, clippy::all, unsafe_code)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/v0.1",
+        path: "../wit/v0.2",
         world: "handler-full",
+        additional_derives: [PartialEq, Eq],
         pub_export_macro: true,
         export_macro_name: "__export_bindings",
         default_bindings_module: "sluice_sdk::bindings",
@@ -42,7 +43,7 @@ pub mod bindings {
 
 pub use bindings::sluice::plugin::counters;
 pub use bindings::sluice::plugin::log::{self, Level};
-pub use bindings::sluice::plugin::types::{HandlerError, Message, Metadata, Output};
+pub use bindings::sluice::plugin::types::{HandlerError, HeaderValue, Message, Metadata, Output};
 
 /// A message handler. Only [`Handler::handle`] is required.
 pub trait Handler {
@@ -90,10 +91,23 @@ impl Output {
         self
     }
 
-    /// Add a header.
+    /// Add a header with a text value.
     #[must_use]
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        self.headers
+            .push((name.into(), HeaderValue::Text(value.into())));
+        self
+    }
+
+    /// Add a header with a binary value (a Kafka header's bytes, say).
+    #[must_use]
+    pub fn with_binary_header(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.headers
+            .push((name.into(), HeaderValue::Bytes(value.into())));
         self
     }
 
@@ -106,12 +120,46 @@ impl Output {
 }
 
 impl Message {
-    /// The first header called `name` (case-sensitive), if any.
+    /// The value of the first header called `name` (case-sensitive), if any.
+    pub fn header_value(&self, name: &str) -> Option<&HeaderValue> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// The first header called `name`, if its value is text (see [`Message::header_value`] for
+    /// bytes and null).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.header_value(name).and_then(HeaderValue::as_str)
+    }
+}
+
+impl HeaderValue {
+    /// The text, if the value is text.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            HeaderValue::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The value's bytes: a text's UTF-8, or the bytes; `None` for null.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            HeaderValue::Text(text) => Some(text.as_bytes()),
+            HeaderValue::Bytes(bytes) => Some(bytes),
+            HeaderValue::Null => None,
+        }
+    }
+}
+
+impl From<String> for HeaderValue {
+    fn from(text: String) -> Self {
+        HeaderValue::Text(text)
+    }
+}
+
+impl From<&str> for HeaderValue {
+    fn from(text: &str) -> Self {
+        HeaderValue::Text(text.to_owned())
     }
 }
 

@@ -5,9 +5,50 @@
 //! [`Handler::handle_view`](crate::Handler::handle_view) allocates nothing per message beyond what
 //! it computes itself.
 
-use crate::{HandlerError, Message, Metadata, Output};
+use crate::{HandlerError, HeaderValue, Message, Metadata, Output};
 
 const NONE: u32 = u32::MAX;
+
+/// Header value tags (`docs/packed-batch.md`, contract 0.2).
+const TEXT: u8 = 0;
+const BYTES: u8 = 1;
+const NULL: u8 = 2;
+
+/// A header value borrowed from the batch buffer: text, bytes or null.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderRef<'a> {
+    Text(&'a str),
+    Bytes(&'a [u8]),
+    Null,
+}
+
+impl<'a> HeaderRef<'a> {
+    /// The text, if the value is text.
+    pub fn as_str(&self) -> Option<&'a str> {
+        match self {
+            HeaderRef::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The value's bytes: a text's UTF-8, or the bytes; `None` for null.
+    pub fn as_bytes(&self) -> Option<&'a [u8]> {
+        match self {
+            HeaderRef::Text(text) => Some(text.as_bytes()),
+            HeaderRef::Bytes(bytes) => Some(bytes),
+            HeaderRef::Null => None,
+        }
+    }
+
+    /// An owned copy.
+    pub fn to_owned(&self) -> HeaderValue {
+        match self {
+            HeaderRef::Text(text) => HeaderValue::Text((*text).to_owned()),
+            HeaderRef::Bytes(bytes) => HeaderValue::Bytes(bytes.to_vec()),
+            HeaderRef::Null => HeaderValue::Null,
+        }
+    }
+}
 
 /// A message borrowed from the batch buffer. Strings are checked for UTF-8 only when read, so
 /// a handler pays for nothing it does not look at.
@@ -48,12 +89,12 @@ impl<'a> RawHeaders<'a> {
     };
 
     /// The `(name, value)` pairs, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, HeaderRef<'a>)> + 'a {
         let mut r = Reader {
             buf: self.bytes,
             pos: 0,
         };
-        (0..self.count).map_while(move |_| Some((r.str().ok()?, r.str().ok()?)))
+        (0..self.count).map_while(move |_| Some((r.str().ok()?, r.header_value().ok()?)))
     }
 
     pub fn len(&self) -> usize {
@@ -90,13 +131,19 @@ impl<'a> MessageView<'a> {
     }
 
     /// The `(name, value)` header pairs, in order.
-    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, HeaderRef<'a>)> + 'a {
         self.raw_headers.iter()
     }
 
-    /// The first header called `name`.
-    pub fn header(&self, name: &str) -> Option<&'a str> {
+    /// The value of the first header called `name` (case-sensitive), if any.
+    pub fn header_value(&self, name: &str) -> Option<HeaderRef<'a>> {
         self.headers().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// The first header called `name`, if its value is text (see [`MessageView::header_value`]
+    /// for bytes and null).
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.header_value(name).and_then(|v| v.as_str())
     }
 
     /// An owned copy, for handlers that implement only [`Handler::handle`](crate::Handler::handle).
@@ -128,7 +175,8 @@ impl<'a> MessageView<'a> {
 pub struct OutputRef<'a> {
     pub payload: &'a [u8],
     pub key: Option<&'a [u8]>,
-    /// Headers copied verbatim (usually the input's, `msg.raw_headers`), then `extra_headers`.
+    /// Headers copied verbatim (usually the input's, `msg.raw_headers`), then `extra_headers`
+    /// (text values; write bytes or null through an owned [`Output`]).
     pub headers: RawHeaders<'a>,
     pub extra_headers: &'a [(&'a str, &'a str)],
     pub route: Option<&'a str>,
@@ -163,6 +211,7 @@ impl Outputs<'_> {
         self.buf.extend_from_slice(o.headers.bytes);
         for (n, v) in o.extra_headers {
             put_bytes(self.buf, n.as_bytes());
+            self.buf.push(TEXT);
             put_bytes(self.buf, v.as_bytes());
         }
         put_opt_bytes(self.buf, o.route.map(str::as_bytes));
@@ -176,7 +225,17 @@ impl Outputs<'_> {
         put_u32(self.buf, o.headers.len() as u32);
         for (n, v) in &o.headers {
             put_bytes(self.buf, n.as_bytes());
-            put_bytes(self.buf, v.as_bytes());
+            match v {
+                HeaderValue::Text(text) => {
+                    self.buf.push(TEXT);
+                    put_bytes(self.buf, text.as_bytes());
+                }
+                HeaderValue::Bytes(bytes) => {
+                    self.buf.push(BYTES);
+                    put_bytes(self.buf, bytes);
+                }
+                HeaderValue::Null => self.buf.push(NULL),
+            }
         }
         put_opt_bytes(self.buf, o.route.as_deref().map(str::as_bytes));
         self.count += 1;
@@ -335,6 +394,15 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.bytes()?).map_err(|_| "a string is not UTF-8".to_owned())
     }
 
+    fn header_value(&mut self) -> Result<HeaderRef<'a>, String> {
+        match self.take(1)?[0] {
+            TEXT => self.str().map(HeaderRef::Text),
+            BYTES => self.bytes().map(HeaderRef::Bytes),
+            NULL => Ok(HeaderRef::Null),
+            tag => Err(format!("unknown header value tag {tag}")),
+        }
+    }
+
     fn flagged<const N: usize>(&mut self) -> Result<Option<[u8; N]>, String> {
         let flag = self.take(1)?[0];
         let mut value = [0u8; N];
@@ -346,8 +414,8 @@ impl<'a> Reader<'a> {
         let count = self.u32()?;
         let start = self.pos;
         for _ in 0..count {
-            self.bytes()?;
-            self.bytes()?;
+            self.str()?;
+            self.header_value()?;
         }
         Ok(RawHeaders {
             count,

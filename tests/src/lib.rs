@@ -67,9 +67,24 @@ pub fn test_cache_dir() -> PathBuf {
 
 /// Load `name` as a handler of pipeline `pipeline` with `limits` and `config`.
 pub fn wasm_handler(name: &str, limits: Limits, config: &[(&str, &str)]) -> Arc<WasmHandler> {
-    let plugin = plugin_host()
-        .load(&plugin_path(name), &limits)
-        .expect("plugin loads");
+    wasm_handler_at(&plugin_path(name), name, limits, config)
+}
+
+/// The `uppercase` example as the Rust SDK built it for contract 0.1, before it moved to 0.2
+/// (`tests/fixtures/uppercase-contract-0.1.wasm`, kept as it was built): 0.1 components keep
+/// loading, and headers they pass through as text keep their source form.
+pub fn uppercase_contract_0_1() -> Arc<WasmHandler> {
+    let path = repo_root().join("tests/fixtures/uppercase-contract-0.1.wasm");
+    wasm_handler_at(&path, "uppercase-0.1", Limits::default(), &[])
+}
+
+fn wasm_handler_at(
+    path: &std::path::Path,
+    name: &str,
+    limits: Limits,
+    config: &[(&str, &str)],
+) -> Arc<WasmHandler> {
+    let plugin = plugin_host().load(path, &limits).expect("plugin loads");
     let config = config
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

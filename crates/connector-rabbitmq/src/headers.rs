@@ -1,12 +1,15 @@
 //! AMQP header tables ↔ Sluice headers.
 //!
-//! Every value keeps its AMQP form beside its text ([`Native::Typed`] holding the `AMQPValue`),
-//! except a long string that is UTF-8, whose text is all of it: a RabbitMQ sink writes back a
-//! header that still has the text it came with exactly as it came (type, width, nested tables
-//! and arrays such as `x-death`), so a message RabbitMQ dead-letters again keeps its history.
+//! Every value keeps its AMQP form beside its text ([`Native::Typed`] holding the `AMQPValue`,
+//! with the bytes of a byte array or of a long string that is not UTF-8), except a long string
+//! that is UTF-8, whose text is all of it, and void, which is [`Native::Null`] (what a Kafka null
+//! is too). A RabbitMQ sink writes back a header that still has the value it came with exactly
+//! as it came (type, width, nested tables and arrays such as `x-death`), so a message RabbitMQ
+//! dead-letters again keeps its history.
 
 use std::fmt::Write as _;
 
+use bytes::Bytes;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
 use sluice_core::message::{HeaderValue, Headers, Native};
@@ -33,6 +36,15 @@ pub fn from_table(table: Option<&FieldTable>) -> Headers {
                     HeaderValue::from(String::from_utf8_lossy(s.as_bytes()).into_owned())
                 }
                 other if BROKER_STATE.contains(&name.as_str()) => HeaderValue::from(text(other)),
+                AMQPValue::Void => HeaderValue::null(),
+                AMQPValue::LongString(s) => HeaderValue::with_native(
+                    text(value),
+                    Native::typed_bytes(value.clone(), Bytes::copy_from_slice(s.as_bytes())),
+                ),
+                AMQPValue::ByteArray(b) => HeaderValue::with_native(
+                    text(value),
+                    Native::typed_bytes(value.clone(), Bytes::copy_from_slice(b.as_slice())),
+                ),
                 other => HeaderValue::with_native(text(other), Native::typed(other.clone())),
             };
             (name.as_str().into(), value)
@@ -146,8 +158,9 @@ fn decimal(value: u32, scale: u8) -> String {
 }
 
 /// Sluice headers as an AMQP table: a value that still has its AMQP form is written as it came;
-/// bytes from another source (Kafka) as a long string of those bytes; a null as void; text as a
-/// long string.
+/// bytes from another source (Kafka, a handler's binary value) as a long string of those bytes
+/// (AMQP long strings are bytes; clients read them as such); a null (a Kafka null, an AMQP void)
+/// as void; text as a long string.
 pub fn to_table(headers: &Headers) -> FieldTable {
     let mut table = FieldTable::default();
     for (name, value) in headers {
@@ -254,6 +267,18 @@ mod tests {
         assert_eq!(text("void"), "");
         let plain = headers.iter().find(|(n, _)| n == "text").unwrap();
         assert!(plain.1.native().is_none(), "UTF-8 text needs no AMQP form");
+    }
+
+    #[test]
+    fn byte_strings_read_as_bytes_and_void_as_null() {
+        use sluice_core::message::ValueRef;
+        let headers = from_table(Some(&every_type()));
+        let value = |name: &str| headers.iter().find(|(n, _)| n == name).unwrap().1.value();
+        assert_eq!(value("bytes"), ValueRef::Bytes(&[1, 2, 3]));
+        assert_eq!(value("binary"), ValueRef::Bytes(&[0xff, 0, 1]));
+        assert_eq!(value("void"), ValueRef::Null);
+        assert_eq!(value("i8"), ValueRef::Text("-8"));
+        assert_eq!(value("text"), ValueRef::Text("plain"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub use bytestring::ByteString;
 
 mod header;
 
-pub use header::{HeaderValue, Native, restore_natives};
+pub use header::{HeaderValue, Native, ValueRef, restore_natives};
 
 /// Header (name, value) pairs in broker order; names may repeat. Names and values' text are
 /// `Bytes`-backed strings, so headers read from a buffer (a broker frame, a handler's packed

@@ -6,7 +6,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
-use super::bindings::v0_1;
+use super::bindings::Contract;
 
 /// A description of a component.
 #[derive(Debug, Clone)]
@@ -49,9 +49,12 @@ pub fn inspect(
         .exports(engine)
         .flat_map(|(n, i)| describe(n, i.ty))
         .collect();
-    let exports_handler = ty.exports(engine).any(|(n, _)| n == v0_1::HANDLER_EXPORT);
-    let has_init = ty.exports(engine).any(|(n, _)| n == v0_1::LIFECYCLE_EXPORT);
-    let world = (exports_handler && problem.is_none()).then(|| v0_1::WORLD.to_owned());
+    let contract = Contract::of_exports(ty.exports(engine).map(|(n, _)| n));
+    let has_init =
+        contract.is_some_and(|c| ty.exports(engine).any(|(n, _)| n == c.lifecycle_export()));
+    let world = contract
+        .filter(|_| problem.is_none())
+        .map(|c| c.world().to_owned());
     Inspection {
         hash,
         world,

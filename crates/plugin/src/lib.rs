@@ -35,9 +35,10 @@ use anyhow::{Context as _, anyhow, bail};
 use wasmtime::Engine;
 use wasmtime::component::{ComponentExportIndex, HasSelf, Linker};
 
-use bindings::v0_1;
+use bindings::HandlerPre;
 use state::HostState;
 
+pub use bindings::Contract;
 pub use cache::{content_hash, default_cache_dir};
 pub use guard::GuardCounts;
 pub use handler::WasmHandler;
@@ -95,7 +96,8 @@ impl PluginHost {
     }
 
     /// Load the component at `path`: compile (through the cache), check that it implements
-    /// `sluice:plugin/handler@0.1.0` and imports nothing the host does not grant.
+    /// `sluice:plugin/handler` in a contract version the host has (0.2.0 or 0.1.0) and imports
+    /// nothing the host does not grant.
     pub fn load(&self, path: &Path, limits: &Limits) -> anyhow::Result<Plugin> {
         let bytes =
             read_plugin(path).with_context(|| format!("plugin {}: cannot read", path.display()))?;
@@ -116,14 +118,24 @@ impl PluginHost {
         // Name every import that can never be granted, not just the first one the linker trips
         // on. WASI imports that a pipeline may grant are checked when the handler is bound to
         // its pipeline (`into_handler_with`).
-        let imports: Vec<String> = component
-            .component_type()
+        let ty = component.component_type();
+        let contract = Contract::of_exports(ty.exports(&engine).map(|(name, _)| name));
+        let imports: Vec<String> = ty
             .imports(&engine)
             .map(|(name, _)| name.to_owned())
             .collect();
+        // A handler imports its own version's host interfaces; before its version is known (it
+        // exports no handler interface, refused below), any version's.
+        let granted: Vec<&str> = match contract {
+            Some(c) => c.granted_imports().to_vec(),
+            None => Contract::ALL
+                .iter()
+                .flat_map(|c| c.granted_imports().iter().copied())
+                .collect(),
+        };
         let refused: Vec<String> = imports
             .iter()
-            .filter(|name| !v0_1::GRANTED_IMPORTS.contains(&name.as_str()))
+            .filter(|name| !granted.contains(&name.as_str()))
             .filter_map(|name| match wasi::grant_for(name) {
                 Ok(_) if wasi::is_wasi(name) => None,
                 Ok(_) => Some(format!("{name} (not a host interface)")),
@@ -136,24 +148,42 @@ impl PluginHost {
                 refused.join(", ")
             );
         }
+        let Some(contract) = contract else {
+            let worlds: Vec<&str> = Contract::ALL.iter().map(|c| c.world()).collect();
+            let exports: Vec<&str> = Contract::ALL.iter().map(|c| c.handler_export()).collect();
+            bail!(
+                "does not implement world {}: it exports no {}",
+                worlds.join(" nor "),
+                exports.join(" nor ")
+            );
+        };
         let wasi_imports: Vec<String> = imports.into_iter().filter(|n| wasi::is_wasi(n)).collect();
         let mut linker = Linker::<HostState>::new(&engine);
-        v0_1::Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        match contract {
+            Contract::V0_1 => bindings::v0_1::Handler::add_to_linker::<
+                HostState,
+                HasSelf<HostState>,
+            >(&mut linker, |s| s)?,
+            Contract::V0_2 => bindings::v0_2::Handler::add_to_linker::<
+                HostState,
+                HasSelf<HostState>,
+            >(&mut linker, |s| s)?,
+        }
         if !wasi_imports.is_empty() {
             wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         }
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow!("imports do not match what the host provides: {e:#}"))?;
-        let pre = v0_1::HandlerPre::new(pre)
-            .map_err(|e| anyhow!("does not implement world {}: {e:#}", v0_1::WORLD))?;
+        let pre = HandlerPre::new(contract, pre)
+            .map_err(|e| anyhow!("does not implement world {}: {e:#}", contract.world()))?;
         let export = |interface: &str, func: &str| {
             component
                 .get_export_index(None, interface)
                 .and_then(|i| component.get_export_index(Some(&i), func))
         };
-        let init = export(v0_1::LIFECYCLE_EXPORT, "init");
-        let packed = export(v0_1::PACKED_EXPORT, "handle-packed");
+        let init = export(contract.lifecycle_export(), "init");
+        let packed = export(contract.packed_export(), "handle-packed");
         Ok(Plugin {
             path: path.to_path_buf(),
             wasi_imports,
@@ -161,6 +191,7 @@ impl PluginHost {
             hash,
             from_cache,
             compile_time,
+            contract,
             engine,
             pre,
             init,
@@ -285,8 +316,10 @@ pub struct Plugin {
     pub wasi_imports: Vec<String>,
     pub from_cache: bool,
     pub compile_time: Duration,
+    /// The contract version it implements.
+    pub contract: Contract,
     engine: Engine,
-    pre: v0_1::HandlerPre<HostState>,
+    pre: HandlerPre<HostState>,
     init: Option<ComponentExportIndex>,
     packed: Option<ComponentExportIndex>,
     limits: Limits,

@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 
-use sluice_core::message::{ByteString, Headers, Message, Output};
+use crate::bindings::Contract;
+use sluice_core::message::{ByteString, HeaderValue, Headers, Message, Output, ValueRef};
 use sluice_core::transform::{ErrorClass, Failure, Outcome};
 
 const NONE: u32 = u32::MAX;
@@ -21,14 +22,15 @@ impl EncodedBatch {
     }
 }
 
-/// Encode `msgs` as a packed batch.
+/// Encode `msgs` as a packed batch for a handler of `contract` (the versions differ in how
+/// header values are laid out).
 ///
 /// The batch starts half a page into its buffer. Wasmtime copies it into the guest with `memcpy`,
 /// and the guest allocator's blocks sit just past a page boundary, as a fresh host buffer does:
 /// source and destination then share their offsets within a page ("4K aliasing"), and glibc's
 /// `rep movsb` copy crawled (the `uppercase` benchmark went from 358 to 255 ns per message when
 /// the batch moved). Half a page apart, no load lands near a recent store.
-pub fn encode_batch(msgs: &[Message]) -> EncodedBatch {
+pub fn encode_batch(msgs: &[Message], contract: Contract) -> EncodedBatch {
     let size: usize = msgs
         .iter()
         .map(|m| {
@@ -41,19 +43,19 @@ pub fn encode_batch(msgs: &[Message]) -> EncodedBatch {
     let mut buf = Vec::with_capacity(PAGE + 4 + size);
     let start = (PAGE / 2 + PAGE - buf.as_ptr() as usize % PAGE) % PAGE;
     buf.resize(start, 0);
-    encode_into(msgs, &mut buf);
+    encode_into(msgs, contract, &mut buf);
     EncodedBatch { buf, start }
 }
 
 const PAGE: usize = 4096;
 
-fn encode_into(msgs: &[Message], buf: &mut Vec<u8>) {
+fn encode_into(msgs: &[Message], contract: Contract, buf: &mut Vec<u8>) {
     put_u32(buf, msgs.len() as u32);
     for m in msgs {
         put_bytes(buf, m.id.as_bytes());
         put_opt_bytes(buf, m.key.as_deref());
         put_bytes(buf, &m.payload);
-        put_headers(buf, &m.headers);
+        put_headers(buf, &m.headers, contract);
         put_bytes(buf, m.meta.source.as_bytes());
         put_bytes(buf, m.meta.topic.as_bytes());
         match m.meta.partition {
@@ -73,7 +75,7 @@ fn encode_into(msgs: &[Message], buf: &mut Vec<u8>) {
 }
 
 fn headers_len(h: &Headers) -> usize {
-    h.iter().map(|(n, v)| 8 + n.len() + v.len()).sum()
+    h.iter().map(|(n, v)| 9 + n.len() + v.len()).sum()
 }
 
 fn put_u32(buf: &mut Vec<u8>, v: u32) {
@@ -92,18 +94,46 @@ fn put_opt_bytes(buf: &mut Vec<u8>, b: Option<&[u8]>) {
     }
 }
 
-fn put_headers(buf: &mut Vec<u8>, h: &Headers) {
+/// 0.1: a value is a `str` (its text). 0.2: a `u8` tag, then `str` for text (0), `bytes` for
+/// bytes (1), nothing for null (2).
+fn put_headers(buf: &mut Vec<u8>, h: &Headers, contract: Contract) {
     put_u32(buf, h.len() as u32);
     for (n, v) in h {
         put_bytes(buf, n.as_bytes());
-        put_bytes(buf, v.as_bytes());
+        match contract {
+            Contract::V0_1 => put_bytes(buf, v.as_bytes()),
+            Contract::V0_2 => match v.value() {
+                ValueRef::Text(text) => {
+                    buf.push(TEXT);
+                    put_bytes(buf, text.as_bytes());
+                }
+                ValueRef::Bytes(bytes) => {
+                    buf.push(BYTES);
+                    put_bytes(buf, bytes);
+                }
+                ValueRef::Null => buf.push(NULL),
+            },
+        }
     }
 }
 
-/// Decode a packed result buffer for a batch of `expected` messages. Payloads and keys are
-/// slices of `buf`, not copies.
-pub fn decode_results(buf: Bytes, expected: usize) -> Result<Vec<Outcome>, String> {
-    let mut r = Reader { buf, pos: 0 };
+/// Header value tags of the 0.2 layout.
+const TEXT: u8 = 0;
+const BYTES: u8 = 1;
+const NULL: u8 = 2;
+
+/// Decode a packed result buffer of a handler of `contract` for a batch of `expected` messages.
+/// Payloads and keys are slices of `buf`, not copies.
+pub fn decode_results(
+    buf: Bytes,
+    expected: usize,
+    contract: Contract,
+) -> Result<Vec<Outcome>, String> {
+    let mut r = Reader {
+        buf,
+        pos: 0,
+        contract,
+    };
     let count = r.u32()? as usize;
     if count != expected {
         return Err(format!("{count} results for {expected} messages"));
@@ -154,6 +184,7 @@ fn utf8(b: Bytes) -> Result<ByteString, String> {
 struct Reader {
     buf: Bytes,
     pos: usize,
+    contract: Contract,
 }
 
 impl Reader {
@@ -202,7 +233,17 @@ impl Reader {
         let n = self.u32()? as usize;
         let mut h = Vec::with_capacity(n.min(256));
         for _ in 0..n {
-            h.push((utf8(self.bytes()?)?, utf8(self.bytes()?)?.into()));
+            let name = utf8(self.bytes()?)?;
+            let value = match self.contract {
+                Contract::V0_1 => utf8(self.bytes()?)?.into(),
+                Contract::V0_2 => match self.u8()? {
+                    TEXT => utf8(self.bytes()?)?.into(),
+                    BYTES => HeaderValue::binary(self.bytes()?),
+                    NULL => HeaderValue::null(),
+                    tag => return Err(format!("unknown header value tag {tag}")),
+                },
+            };
+            h.push((name, value));
         }
         Ok(h)
     }
@@ -241,7 +282,7 @@ mod tests {
             &[0],
             &0u32.to_le_bytes(),
         ]);
-        let out = decode_results(buf, 3).unwrap();
+        let out = decode_results(buf, 3, Contract::V0_1).unwrap();
         let Outcome::Outputs(o) = &out[0] else {
             panic!()
         };
@@ -257,15 +298,58 @@ mod tests {
     }
 
     #[test]
+    fn contract_0_2_header_values_are_text_bytes_or_null() {
+        let header = |tag: u8, value: &[u8]| -> Vec<u8> {
+            let mut h = [&1u32.to_le_bytes()[..], b"h", &[tag]].concat();
+            if tag != NULL {
+                h.extend_from_slice(&(value.len() as u32).to_le_bytes());
+                h.extend_from_slice(value);
+            }
+            h
+        };
+        let result = |tag: u8, value: &[u8]| {
+            let output = [
+                &[0][..],
+                &1u32.to_le_bytes(),
+                &0u32.to_le_bytes(),
+                &NONE.to_le_bytes(),
+                &1u32.to_le_bytes(),
+                &header(tag, value),
+                &NONE.to_le_bytes(),
+            ]
+            .concat();
+            decode_results(
+                result_buf(&[&1u32.to_le_bytes(), &output]),
+                1,
+                Contract::V0_2,
+            )
+        };
+        let value = |tag: u8, value: &[u8]| {
+            let Outcome::Outputs(o) = result(tag, value).unwrap().remove(0) else {
+                panic!()
+            };
+            o[0].headers[0].1.clone()
+        };
+        assert_eq!(value(TEXT, b"t").value(), ValueRef::Text("t"));
+        assert_eq!(
+            value(BYTES, b"\xff\x00").value(),
+            ValueRef::Bytes(b"\xff\x00")
+        );
+        assert_eq!(value(NULL, b"").value(), ValueRef::Null);
+        assert_eq!(result(TEXT, b"\xff").unwrap_err(), "a string is not UTF-8");
+        assert!(result(7, b"").unwrap_err().contains("header value tag 7"));
+    }
+
+    #[test]
     fn malformed_buffers_are_errors_not_panics() {
-        assert!(decode_results(Bytes::new(), 1).is_err());
+        assert!(decode_results(Bytes::new(), 1, Contract::V0_1).is_err());
         assert!(
-            decode_results(result_buf(&[&2u32.to_le_bytes()]), 1)
+            decode_results(result_buf(&[&2u32.to_le_bytes()]), 1, Contract::V0_1)
                 .unwrap_err()
                 .contains("2 results for 1")
         );
         assert!(
-            decode_results(result_buf(&[&1u32.to_le_bytes(), &[9]]), 1)
+            decode_results(result_buf(&[&1u32.to_le_bytes(), &[9]]), 1, Contract::V0_1)
                 .unwrap_err()
                 .contains("tag 9")
         );
@@ -277,18 +361,19 @@ mod tests {
                     &1u32.to_le_bytes(),
                     &u32::MAX.to_le_bytes()
                 ]),
-                1
+                1,
+                Contract::V0_1
             )
             .is_err()
         );
         let bad_utf8 = result_buf(&[&1u32.to_le_bytes(), &[2], &1u32.to_le_bytes(), &[0xff]]);
         assert_eq!(
-            decode_results(bad_utf8, 1).unwrap_err(),
+            decode_results(bad_utf8, 1, Contract::V0_1).unwrap_err(),
             "a string is not UTF-8"
         );
         let trailing = result_buf(&[&1u32.to_le_bytes(), &[0], &0u32.to_le_bytes(), &[7]]);
         assert!(
-            decode_results(trailing, 1)
+            decode_results(trailing, 1, Contract::V0_1)
                 .unwrap_err()
                 .contains("left over")
         );

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::bindings::v0_1::sluice::plugin::{counters, log, types};
+use super::bindings::v0_2::sluice::plugin as v0_2;
 use crate::guard::{self, Counters, GuardStats, InstanceBudget, LogRate};
 use sluice_trace as trace;
 
@@ -102,5 +103,28 @@ impl counters::Host for HostState {
                     guard::MAX_COUNTER_NAME);
             }
         }
+    }
+}
+
+// Contract 0.2's imports are 0.1's under new names.
+
+impl v0_2::types::Host for HostState {}
+
+impl v0_2::log::Host for HostState {
+    fn log(&mut self, level: v0_2::log::Level, message: String) {
+        let level = match level {
+            v0_2::log::Level::Trace => log::Level::Trace,
+            v0_2::log::Level::Debug => log::Level::Debug,
+            v0_2::log::Level::Info => log::Level::Info,
+            v0_2::log::Level::Warn => log::Level::Warn,
+            v0_2::log::Level::Error => log::Level::Error,
+        };
+        log::Host::log(self, level, message);
+    }
+}
+
+impl v0_2::counters::Host for HostState {
+    fn add(&mut self, name: String, delta: u64) {
+        counters::Host::add(self, name, delta);
     }
 }

@@ -440,11 +440,11 @@ fn plugin_inspect_describes_a_handler_and_refuses_another_world() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("world:   sluice:plugin/handler@0.1.0 (with lifecycle.init)"),
+        text.contains("world:   sluice:plugin/handler@0.2.0 (with lifecycle.init)"),
         "{text}"
     );
     assert!(
-        text.contains("sluice:plugin/log@0.1.0 (instance)"),
+        text.contains("sluice:plugin/log@0.2.0 (instance)"),
         "{text}"
     );
     assert!(text.contains("handle-batch: func"), "{text}");
@@ -457,7 +457,7 @@ fn plugin_inspect_describes_a_handler_and_refuses_another_world() {
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("not a Sluice handler: does not implement world sluice:plugin/handler@0.1.0"),
+        text.contains("not a Sluice handler: does not implement world sluice:plugin/handler@0.2.0 nor sluice:plugin/handler@0.1.0"),
         "{text}"
     );
     assert!(text.contains("greet: func"), "{text}");

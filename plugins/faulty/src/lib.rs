@@ -16,8 +16,9 @@
 //! | `filter`         | produces no output                                    |
 //! | `route:NAME`     | echoes to the sink called NAME                        |
 //! | `traced`         | logs the `traceparent` it sees (an event on its span), echoes |
+//! | `rewrite-headers` | echoes with each header rewritten: text upper-cased, bytes reversed, null kept (contract 0.2's binary values, read and written) |
 
-use sluice_sdk::{Handler, HandlerError, Message, Output, export_handler};
+use sluice_sdk::{Handler, HandlerError, HeaderValue, Message, Output, export_handler};
 
 struct Faulty;
 
@@ -63,6 +64,25 @@ impl Handler for Faulty {
             "fatal" => Err(HandlerError::Fatal("cannot ever handle this".into())),
             "invalid" => Err(HandlerError::Invalid("payload is malformed".into())),
             "filter" => Ok(Vec::new()),
+            "rewrite-headers" => Ok(vec![Output {
+                payload: msg.payload.clone(),
+                key: msg.key.clone(),
+                headers: msg
+                    .headers
+                    .iter()
+                    .map(|(name, value)| {
+                        let value = match value {
+                            HeaderValue::Text(text) => HeaderValue::Text(text.to_uppercase()),
+                            HeaderValue::Bytes(bytes) => {
+                                HeaderValue::Bytes(bytes.iter().rev().copied().collect())
+                            }
+                            HeaderValue::Null => HeaderValue::Null,
+                        };
+                        (name.clone(), value)
+                    })
+                    .collect(),
+                route: None,
+            }]),
             "traced" => {
                 let parent = msg.header("traceparent").unwrap_or("none");
                 sluice_sdk::log(

@@ -95,7 +95,7 @@ impl Handler for JsonEnrich {
             .and_then(|routes| routes.iter().find(|(p, _)| p == prefix))
             .map(|(_, sink)| sink.clone());
         let mut headers = msg.headers;
-        headers.push(("event-type".into(), event_type));
+        headers.push(("event-type".into(), event_type.into()));
         Ok(vec![Output {
             payload: json::to_payload(&event)?,
             key: msg.key,

@@ -4,9 +4,9 @@
 use bytes::Bytes;
 use futures::executor::block_on;
 use sluice::engine::{ErrorClass, Failure, Outcome, Transform};
-use sluice::message::{Message, Metadata};
-use sluice::plugin::packed;
+use sluice::message::{HeaderValue, Message, Metadata, ValueRef};
 use sluice::plugin::{BatchAbi, Limits};
+use sluice::plugin::{Contract, packed};
 use sluice_tests::*;
 
 fn sample(i: u32) -> Message {
@@ -22,6 +22,11 @@ fn sample(i: u32) -> Message {
         headers: vec![
             ("a".into(), "1".into()),
             ("a".into(), format!("{i}").into()),
+            (
+                "bin".into(),
+                HeaderValue::binary(Bytes::from(vec![0xff, 0, i as u8])),
+            ),
+            ("nul".into(), HeaderValue::null()),
         ],
         meta,
     }
@@ -30,18 +35,30 @@ fn sample(i: u32) -> Message {
 #[test]
 fn host_encoding_decodes_in_the_sdk_field_for_field() {
     let msgs: Vec<Message> = (0..5).map(sample).collect();
-    let decoded = sluice_sdk::packed::decode_batch(packed::encode_batch(&msgs).as_slice()).unwrap();
+    let encoded = packed::encode_batch(&msgs, Contract::V0_2);
+    let decoded = sluice_sdk::packed::decode_batch(encoded.as_slice()).unwrap();
     assert_eq!(decoded.len(), 5);
     for (m, d) in msgs.iter().zip(&decoded) {
         assert_eq!(d.id, m.id);
         assert_eq!(d.key.as_deref(), m.key.as_deref());
         assert_eq!(d.payload, m.payload.to_vec());
-        let expected: Vec<(String, String)> = m
+        let expected: Vec<(String, sluice_sdk::HeaderValue)> = m
             .headers
             .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .map(|(n, v)| {
+                let v = match v.value() {
+                    ValueRef::Text(t) => sluice_sdk::HeaderValue::Text(t.to_owned()),
+                    ValueRef::Bytes(b) => sluice_sdk::HeaderValue::Bytes(b.to_vec()),
+                    ValueRef::Null => sluice_sdk::HeaderValue::Null,
+                };
+                (n.to_string(), v)
+            })
             .collect();
         assert_eq!(d.headers, expected);
+        assert_eq!(
+            d.headers[2].1,
+            sluice_sdk::HeaderValue::Bytes(vec![0xff, 0, m.meta.attempt as u8 - 1])
+        );
         assert_eq!(d.metadata.source, "kafka");
         assert_eq!(d.metadata.topic, "orders");
         assert_eq!(d.metadata.partition, m.meta.partition);
@@ -59,11 +76,12 @@ fn host_encoding_decodes_in_the_sdk_field_for_field() {
 #[test]
 fn sdk_results_decode_on_the_host() {
     use sluice_sdk::{HandlerError, Output};
-    let results = vec![
+    let mut results = vec![
         Ok(vec![
             Output::from_payload(vec![0u8, 255])
                 .with_key("k")
                 .with_header("h", "v")
+                .with_binary_header("b", vec![0xff, 0])
                 .with_route("r"),
             Output::from_payload("x"),
         ]),
@@ -72,15 +90,24 @@ fn sdk_results_decode_on_the_host() {
         Err(HandlerError::Fatal("never".into())),
         Err(HandlerError::Invalid("bad".into())),
     ];
-    let outcomes =
-        packed::decode_results(Bytes::from(sluice_sdk::packed::encode_results(&results)), 5)
-            .unwrap();
+    let mut with_null = Output::from_payload("x");
+    with_null
+        .headers
+        .push(("n".into(), sluice_sdk::HeaderValue::Null));
+    results.push(Ok(vec![with_null]));
+    let outcomes = packed::decode_results(
+        Bytes::from(sluice_sdk::packed::encode_results(&results)),
+        6,
+        Contract::V0_2,
+    )
+    .unwrap();
     let Outcome::Outputs(o) = &outcomes[0] else {
         panic!("{outcomes:?}")
     };
     assert_eq!(&o[0].payload[..], &[0, 255]);
     assert_eq!(o[0].key.as_deref(), Some(&b"k"[..]));
-    assert_eq!(o[0].headers, vec![("h".into(), "v".into())]);
+    assert_eq!(o[0].headers[0], ("h".into(), "v".into()));
+    assert_eq!(o[0].headers[1].1.value(), ValueRef::Bytes(&[0xff, 0]));
     assert_eq!(o[0].route.as_deref(), Some("r"));
     assert_eq!(&o[1].payload[..], b"x");
     assert_eq!(outcomes[1], Outcome::Outputs(vec![]));
@@ -96,6 +123,10 @@ fn sdk_results_decode_on_the_host() {
         outcomes[4],
         Outcome::Failed(Failure::new(ErrorClass::Invalid, "bad"))
     );
+    let Outcome::Outputs(o) = &outcomes[5] else {
+        panic!("{outcomes:?}")
+    };
+    assert_eq!(o[0].headers[0].1.value(), ValueRef::Null);
 }
 
 #[test]
@@ -145,7 +176,9 @@ fn packed_and_canonical_calls_give_the_same_outcomes() {
     let b = block_on(canonical.process(&batch()));
     assert_eq!(a, b);
     assert!(
-        matches!(&a[0], Outcome::Outputs(o) if &o[0].payload[..] == b"ok" && o[0].headers.len() == 2)
+        matches!(&a[0], Outcome::Outputs(o) if &o[0].payload[..] == b"ok" && o[0].headers == batch()[0].headers),
+        "headers pass through a 0.2 handler byte for byte, binary and null ones too: {:?}",
+        a[0]
     );
     assert!(matches!(&a[1], Outcome::Failed(f) if f.class == ErrorClass::Trap));
     assert!(matches!(&a[9], Outcome::Failed(f) if f.class == ErrorClass::Timeout));

@@ -9,9 +9,9 @@ use futures::executor::block_on;
 
 use bytes::Bytes;
 use sluice::engine::{ErrorClass, Outcome, Transform};
-use sluice::message::{Message, Metadata};
+use sluice::message::{HeaderValue, Message, Metadata};
 use sluice::plugin::PluginHost;
-use sluice::plugin::{Grant, Limits};
+use sluice::plugin::{BatchAbi, Contract, Grant, Limits};
 use sluice_tests::*;
 
 fn load_error(path: &std::path::Path) -> String {
@@ -37,10 +37,13 @@ fn message(payload: &str) -> Message {
 fn a_component_of_another_world_is_refused_naming_the_missing_export() {
     let err = load_error(&plugin_path("wrong-world"));
     assert!(
-        err.contains("does not implement world sluice:plugin/handler@0.1.0"),
+        err.contains(
+            "does not implement world sluice:plugin/handler@0.2.0 nor sluice:plugin/handler@0.1.0"
+        ),
         "{err}"
     );
     assert!(err.contains("sluice:plugin/message-handler@0.1.0"), "{err}");
+    assert!(err.contains("sluice:plugin/message-handler@0.2.0"), "{err}");
     assert!(err.contains("wrong-world.wasm"), "names the plugin: {err}");
 }
 
@@ -205,6 +208,63 @@ fn compiled_components_are_cached_by_content_hash() {
         .load(&plugin_path("uppercase"), &Limits::default())
         .unwrap();
     assert!(!third.from_cache);
+}
+
+/// A component built for contract 0.1 (`tests/fixtures/uppercase-contract-0.1.wasm`: the
+/// `uppercase` example as the Rust SDK built it before it moved to 0.2, kept as it was built)
+/// still loads beside 0.2 ones and runs, in batches (its packed export, the 0.1 layout) and
+/// alone (the canonical ABI). It sees header values as text: bytes as lossy UTF-8, null as "".
+#[test]
+fn a_component_of_contract_0_1_still_loads_and_runs_beside_0_2() {
+    let current = plugin_host()
+        .load(&plugin_path("uppercase"), &Limits::default())
+        .unwrap();
+    assert_eq!(current.contract, Contract::V0_2);
+    let path = repo_root().join("tests/fixtures/uppercase-contract-0.1.wasm");
+    let plugin = plugin_host().load(&path, &Limits::default()).unwrap();
+    assert_eq!(plugin.contract, Contract::V0_1);
+    let handler = plugin
+        .into_handler("test", "old", Vec::new(), BatchAbi::Auto)
+        .unwrap();
+    let with_headers = |payload: &str| {
+        let mut m = message(payload);
+        m.headers = vec![
+            ("t".into(), "v".into()),
+            (
+                "bin".into(),
+                HeaderValue::binary(Bytes::from_static(b"\xffa")),
+            ),
+            ("nul".into(), HeaderValue::null()),
+        ];
+        m
+    };
+    for batch in [
+        vec![with_headers("one")],
+        vec![with_headers("b"), with_headers("c")],
+    ] {
+        let out = block_on(handler.process(&batch));
+        assert_eq!(out.len(), batch.len());
+        for (outcome, m) in out.iter().zip(&batch) {
+            let Outcome::Outputs(o) = outcome else {
+                panic!("{outcome:?}")
+            };
+            assert_eq!(&o[0].payload[..], &m.payload.to_ascii_uppercase()[..]);
+            let seen: Vec<(&str, &str, bool)> = o[0]
+                .headers
+                .iter()
+                .map(|(n, v)| (&**n, &**v, v.native().is_some()))
+                .collect();
+            assert_eq!(
+                seen,
+                vec![
+                    ("t", "v", false),
+                    ("bin", "\u{fffd}a", false),
+                    ("nul", "", false)
+                ],
+                "a 0.1 handler returns text (the engine gives unchanged ones their bytes back)"
+            );
+        }
+    }
 }
 
 #[test]

@@ -113,8 +113,9 @@ async fn keys_repeated_headers_and_timestamps_survive_a_wasm_round_trip() {
     assert_eq!(b.depth(&input).await, 0, "offsets committed");
 }
 
-/// Header values that are not UTF-8, and a null value, come out byte for byte: on the output a
-/// handler returned with its headers unchanged, and on the dead-letter copy.
+/// Header values that are not UTF-8, and a null value, come out byte for byte: on the output
+/// handlers returned with its headers unchanged (one of contract 0.2, which sees bytes, then one
+/// of 0.1, which sees lossy text), on the dead-letter copy, and as a 0.2 handler rewrote them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_and_null_header_values_survive_a_pipeline_byte_for_byte() {
     let b = KafkaBroker::default();
@@ -130,10 +131,15 @@ async fn binary_and_null_header_values_survive_a_pipeline_byte_for_byte() {
         ("text", Some(&b"plain"[..])),
         ("binary", Some(&[0xc3][..])),
     ];
-    for payload in [&b"fine"[..], b"fatal"] {
+    for payload in [&b"fine"[..], b"fatal", b"rewrite-headers"] {
         b.publish_raw_headers(&input, payload, &sent).await;
     }
-    let chain = vec![wasm_handler("faulty", Limits::default(), &[]) as Arc<dyn Transform>];
+    // `faulty` (contract 0.2) reads and writes binary values; the 0.1 `uppercase` after it sees
+    // them as lossy text and returns them unchanged, so the engine gives them their bytes back.
+    let chain = vec![
+        wasm_handler("faulty", Limits::default(), &[]) as Arc<dyn Transform>,
+        uppercase_contract_0_1(),
+    ];
     let (p, stats) = test_pipeline(
         b.source(&input, 16),
         chain,
@@ -142,7 +148,7 @@ async fn binary_and_null_header_values_survive_a_pipeline_byte_for_byte() {
         fast_delivery(16, 8, 3),
     );
     let running = start(p);
-    wait_for("2 settled", || stats.settled.load(Ordering::SeqCst) == 2).await;
+    wait_for("3 settled", || stats.settled.load(Ordering::SeqCst) == 3).await;
     running.stop().await;
 
     let headers = |m: &rdkafka::message::OwnedMessage| -> Vec<(String, Option<Vec<u8>>)> {
@@ -158,9 +164,22 @@ async fn binary_and_null_header_values_survive_a_pipeline_byte_for_byte() {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), v.map(<[u8]>::to_vec)))
         .collect();
-    let out = b.read_all(&output, 1).await;
-    assert_eq!(out.len(), 1);
+    let mut out = b.read_all(&output, 2).await;
+    assert_eq!(out.len(), 2);
+    out.sort_by_key(|m| m.payload().map(<[u8]>::to_vec));
     assert_eq!(headers(&out[0]), expected, "the output's headers");
+    // The handler (contract 0.2) read each value as text, bytes or null and wrote it back
+    // changed: binary values reach Kafka as the exact bytes it wrote.
+    let rewritten: Vec<(String, Option<Vec<u8>>)> = vec![
+        ("binary".into(), Some(vec![0x80, 0xfe, 0x00, 0xff])),
+        ("null".into(), None),
+        ("empty".into(), Some(Vec::new())),
+        ("text".into(), Some(b"PLAIN".to_vec())),
+        ("binary".into(), Some(vec![0xc3])),
+    ];
+    assert_eq!(out[0].payload(), Some(&b"FINE"[..]));
+    assert_eq!(out[1].payload(), Some(&b"REWRITE-HEADERS"[..]));
+    assert_eq!(headers(&out[1]), rewritten, "the rewritten headers");
     let dlq = b.read_all(&dead, 1).await;
     assert_eq!(dlq.len(), 1);
     let dead_headers = headers(&dlq[0]);

@@ -759,7 +759,12 @@ async fn every_amqp_header_type_and_x_death_survive_a_pipeline_byte_for_byte() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let chain = vec![wasm_handler("faulty", Limits::default(), &[]) as Arc<dyn Transform>];
+    // Through a handler of contract 0.2 (which sees byte strings as bytes, void as null, the rest
+    // as text) and one of 0.1 (which sees text only): both return the headers unchanged.
+    let chain = vec![
+        wasm_handler("faulty", Limits::default(), &[]) as Arc<dyn Transform>,
+        uppercase_contract_0_1(),
+    ];
     // The output queue is declared above with its dead-letter arguments: the sink only publishes.
     let sink = rabbitmq_sink(serde_json::json!({ "exchange": "", "routing_key": output }));
     let (p, stats) = pipeline(b.source(&input, 64), chain, sink, b.sink(&dlq), 3);

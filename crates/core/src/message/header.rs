@@ -20,24 +20,41 @@ use bytestring::ByteString;
 pub enum Native {
     /// Exactly these bytes (a Kafka header value that is not UTF-8; its text is lossy).
     Bytes(Bytes),
-    /// No value at all (a Kafka header whose value is null; its text is empty).
+    /// No value at all (a Kafka null, an AMQP void; its text is empty).
     Null,
     /// A typed value in a broker client's own type (for RabbitMQ, `lapin`'s `AMQPValue`: numbers
     /// of every width, decimals, timestamps, nested tables and arrays such as `x-death`). Only a
-    /// sink that knows the type writes it back; others write the text.
-    Typed(Arc<dyn Any + Send + Sync>),
+    /// sink that knows the type writes it back; others write `bytes` if the value is a byte
+    /// string (an AMQP byte array), else the text.
+    Typed {
+        value: Arc<dyn Any + Send + Sync>,
+        /// The value's bytes, when it is a byte string whose text would be lossy or would hide
+        /// that it is bytes.
+        bytes: Option<Bytes>,
+    },
 }
 
 impl Native {
     /// A typed value of a broker client's own type.
     pub fn typed<T: Any + Send + Sync>(value: T) -> Self {
-        Native::Typed(Arc::new(value))
+        Native::Typed {
+            value: Arc::new(value),
+            bytes: None,
+        }
+    }
+
+    /// A typed value of a broker client's own type that is a byte string, with its bytes.
+    pub fn typed_bytes<T: Any + Send + Sync>(value: T, bytes: Bytes) -> Self {
+        Native::Typed {
+            value: Arc::new(value),
+            bytes: Some(bytes),
+        }
     }
 
     /// The typed value, if it is a `T`.
     pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
         match self {
-            Native::Typed(value) => value.downcast_ref(),
+            Native::Typed { value, .. } => value.downcast_ref(),
             _ => None,
         }
     }
@@ -49,7 +66,7 @@ impl PartialEq for Native {
             (Native::Bytes(a), Native::Bytes(b)) => a == b,
             (Native::Null, Native::Null) => true,
             // The same value when it is the same allocation: copies of a header share it.
-            (Native::Typed(a), Native::Typed(b)) => Arc::ptr_eq(a, b),
+            (Native::Typed { value: a, .. }, Native::Typed { value: b, .. }) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -62,9 +79,18 @@ impl fmt::Debug for Native {
         match self {
             Native::Bytes(b) => f.debug_tuple("Bytes").field(b).finish(),
             Native::Null => f.write_str("Null"),
-            Native::Typed(_) => f.write_str("Typed(..)"),
+            Native::Typed { bytes: None, .. } => f.write_str("Typed(..)"),
+            Native::Typed { bytes: Some(b), .. } => f.debug_tuple("Typed").field(b).finish(),
         }
     }
+}
+
+/// A header value as a handler of contract 0.2 sees it: text, bytes or null.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueRef<'a> {
+    Text(&'a str),
+    Bytes(&'a [u8]),
+    Null,
 }
 
 /// A header value: text, and the source's own form when the text is not all of it.
@@ -88,18 +114,39 @@ impl HeaderValue {
         &self.text
     }
 
+    /// Exactly these bytes (a handler's binary value); its text is their lossy UTF-8.
+    pub fn binary(bytes: Bytes) -> Self {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        HeaderValue::with_native(text, Native::Bytes(bytes))
+    }
+
+    /// No value (a Kafka null); its text is empty.
+    pub fn null() -> Self {
+        HeaderValue::with_native("", Native::Null)
+    }
+
     /// The source's own form, if the text is not all of it.
     pub fn native(&self) -> Option<&Native> {
         self.native.as_ref()
     }
 
+    /// The value as text, bytes or null: bytes where the source had a byte string (a Kafka
+    /// value that is not UTF-8, an AMQP byte array), null where it had no value, text otherwise.
+    pub fn value(&self) -> ValueRef<'_> {
+        match &self.native {
+            Some(Native::Bytes(b) | Native::Typed { bytes: Some(b), .. }) => ValueRef::Bytes(b),
+            Some(Native::Null) => ValueRef::Null,
+            _ => ValueRef::Text(&self.text),
+        }
+    }
+
     /// The value's bytes as a byte-oriented sink (Kafka) should write them: the source's bytes
     /// when it had bytes, the text otherwise; `None` for a null value.
     pub fn bytes(&self) -> Option<&[u8]> {
-        match &self.native {
-            Some(Native::Bytes(b)) => Some(b),
-            Some(Native::Null) => None,
-            _ => Some(self.text.as_bytes()),
+        match self.value() {
+            ValueRef::Text(text) => Some(text.as_bytes()),
+            ValueRef::Bytes(b) => Some(b),
+            ValueRef::Null => None,
         }
     }
 }
@@ -175,11 +222,13 @@ impl PartialEq<&str> for HeaderValue {
     }
 }
 
-/// Give `outputs`' headers that a handler returned as they came in (same name, same text) their
-/// source form back from `input`, so that a sink of the source's kind writes them unchanged.
-/// A header whose text the handler changed, or that it added, stays text. Each input header
-/// gives its form to one output header at most, in order, so repeated names whose different
-/// bytes read as the same lossy text keep their own bytes.
+/// Give `outputs`' headers that a handler returned as they came in (same name, same value)
+/// their source form back from `input`, so that a sink of the source's kind writes them
+/// unchanged. The same value is the same text for a text value (all a 0.1 handler has), the
+/// same bytes for a binary one (an AMQP byte array a 0.2 handler passed through as bytes gets
+/// its AMQP type back). A header whose value the handler changed, or that it added, stays as the
+/// handler wrote it. Each input header gives its form to one output header at most, in order,
+/// so repeated names whose different bytes read as the same lossy text keep their own bytes.
 pub fn restore_natives(
     input: &[(ByteString, HeaderValue)],
     outputs: &mut [(ByteString, HeaderValue)],
@@ -189,12 +238,16 @@ pub fn restore_natives(
     }
     let mut given = vec![false; input.len()];
     for (name, value) in outputs.iter_mut() {
-        if value.native.is_some() {
-            continue;
-        }
-        let found = input.iter().enumerate().find(|(i, (n, v))| {
-            !given[*i] && v.native.is_some() && n == name && v.text == value.text
-        });
+        let same = |v: &HeaderValue| match &value.native {
+            None => v.text == value.text,
+            Some(Native::Bytes(b)) => v.value() == ValueRef::Bytes(b),
+            // A null has nothing to restore; a typed value came from a source already.
+            Some(_) => false,
+        };
+        let found = input
+            .iter()
+            .enumerate()
+            .find(|(i, (n, v))| !given[*i] && v.native.is_some() && n == name && same(v));
         if let Some((i, (_, original))) = found {
             given[i] = true;
             value.native = original.native.clone();
@@ -246,6 +299,36 @@ mod tests {
         restore_natives(&input, &mut out);
         assert_eq!(out[0].1.bytes(), Some(&b"\xff"[..]));
         assert_eq!(out[1].1.bytes(), Some(&b"\xfe"[..]));
+    }
+
+    #[test]
+    fn a_byte_string_passed_through_as_bytes_gets_its_typed_form_back() {
+        let array = Native::typed_bytes("amqp byte array", Bytes::from_static(b"\x00\x01"));
+        let input = vec![(
+            "b".into(),
+            HeaderValue::with_native("\0\u{1}", array.clone()),
+        )];
+        assert_eq!(input[0].1.value(), ValueRef::Bytes(b"\x00\x01"));
+        let mut out: Vec<(ByteString, HeaderValue)> = vec![
+            (
+                "b".into(),
+                HeaderValue::binary(Bytes::from_static(b"\x00\x01")),
+            ),
+            (
+                "b".into(),
+                HeaderValue::binary(Bytes::from_static(b"\x00\x01")),
+            ),
+        ];
+        restore_natives(&input, &mut out);
+        assert_eq!(out[0].1.native(), Some(&array));
+        assert_eq!(
+            out[1].1.native(),
+            Some(&Native::Bytes(Bytes::from_static(b"\x00\x01"))),
+            "each input header gives its form once"
+        );
+        let mut changed = vec![("b".into(), HeaderValue::binary(Bytes::from_static(b"\x02")))];
+        restore_natives(&input, &mut changed);
+        assert_eq!(changed[0].1.bytes(), Some(&b"\x02"[..]));
     }
 
     #[test]

@@ -4,23 +4,15 @@
 use anyhow::anyhow;
 use wasmtime::{Store, Trap};
 
+use crate::guard;
 use crate::settings::Limits;
 use crate::state::HostState;
-use crate::{convert, guard};
 use sluice_core::message::Output;
 use sluice_core::transform::{ErrorClass, Failure, Outcome};
 
-use super::{CallResult, HandlerCore};
+use super::HandlerCore;
 
 impl HandlerCore {
-    /// Convert one canonical-ABI result and check it against the output limits.
-    pub(super) fn outcome(&self, result: CallResult) -> Outcome {
-        self.within_limits(match result {
-            Err(e) => Outcome::Failed(convert::failure(e)),
-            Ok(outputs) => Outcome::Outputs(outputs.into_iter().map(convert::from_wit).collect()),
-        })
-    }
-
     /// Check one message's outputs against the output limits (count, payload bytes, key,
     /// headers, route), and cut a failure's reason to `max_reason_bytes`.
     pub(super) fn within_limits(&self, outcome: Outcome) -> Outcome {

@@ -13,14 +13,14 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use wasmtime::Store;
 
-use super::bindings::v0_1::{self, sluice::plugin::types as wit};
+use super::bindings::Exports;
 use super::guard::{Counters, GuardCounts, GuardStats, LogRate};
 use super::state::{HostState, Shared};
 use super::{Plugin, convert, packed, wasi};
 use crate::clock::timed;
 use crate::settings::{BatchAbi, Grant};
 use sluice_core::message::Message;
-use sluice_core::transform::{Outcome, Transform};
+use sluice_core::transform::{ErrorClass, Failure, Outcome, Transform};
 
 use failure::cannot_instantiate;
 
@@ -109,11 +109,9 @@ impl Plugin {
 /// A live instance and its store.
 struct Instance {
     store: Store<HostState>,
-    bindings: v0_1::Handler,
+    bindings: Exports,
     packed: Option<PackedFunc>,
 }
-
-type CallResult = Result<Vec<wit::Output>, wit::HandlerError>;
 
 /// A plugin bound to one pipeline: a pool of warm instances, reused across calls.
 pub struct WasmHandler {
@@ -203,26 +201,35 @@ impl HandlerCore {
         state.last_panic = None;
     }
 
-    /// Through the canonical ABI: `handle` for one message, `handle-batch` for more.
-    async fn call(
-        &self,
-        inst: &mut Instance,
-        msgs: &[wit::Message],
-    ) -> wasmtime::Result<Vec<CallResult>> {
+    /// Through the canonical ABI: `handle` for one message, `handle-batch` for more, in the
+    /// instance's contract version. The outcomes are not yet checked against the output limits.
+    async fn call(&self, inst: &mut Instance, msgs: &[Message]) -> wasmtime::Result<Vec<Outcome>> {
         self.prepare(
             inst,
             msgs.len(),
             (msgs.len() == 1).then(|| msgs[0].id.as_str()),
         );
         let clock = inst.store.data().clock.clone();
-        let exports = inst.bindings.sluice_plugin_message_handler();
-        if let [one] = msgs {
-            Ok(vec![
-                timed(&clock, exports.call_handle(&mut inst.store, one)).await?,
-            ])
-        } else {
-            timed(&clock, exports.call_handle_batch(&mut inst.store, msgs)).await
+        // The same calls for each version, on its own generated types.
+        macro_rules! call {
+            ($bindings:expr, $convert:ident) => {{
+                let exports = $bindings.sluice_plugin_message_handler();
+                let msgs: Vec<_> = msgs.iter().map(convert::$convert::to_wit).collect();
+                let results = if let [one] = &msgs[..] {
+                    vec![timed(&clock, exports.call_handle(&mut inst.store, one)).await?]
+                } else {
+                    timed(&clock, exports.call_handle_batch(&mut inst.store, &msgs)).await?
+                };
+                results
+                    .into_iter()
+                    .map(convert::$convert::outcome)
+                    .collect()
+            }};
         }
+        Ok(match &inst.bindings {
+            Exports::V0_1(bindings) => call!(bindings, v0_1),
+            Exports::V0_2(bindings) => call!(bindings, v0_2),
+        })
     }
 
     /// Through `handle-packed`: one buffer in, one buffer out (`docs/packed-batch.md`).
@@ -233,7 +240,7 @@ impl HandlerCore {
         batch: &[Message],
     ) -> wasmtime::Result<Vec<u8>> {
         self.prepare(inst, batch.len(), None);
-        let encoded = packed::encode_batch(batch);
+        let encoded = packed::encode_batch(batch, inst.bindings.contract());
         let clock = inst.store.data().clock.clone();
         let typed = func.typed::<(&[u8],), (Vec<u8>,)>(&inst.store)?;
         let (results,) = timed(
@@ -245,7 +252,7 @@ impl HandlerCore {
     }
 
     /// One message on its own, used to find the culprit after a batch trapped.
-    async fn process_one(&self, msg: &wit::Message) -> Outcome {
+    async fn process_one(&self, msg: &Message) -> Outcome {
         let mut inst = match self.take_instance().await {
             Ok(i) => i,
             Err(e) => return Outcome::Failed(cannot_instantiate(&e)),
@@ -253,10 +260,10 @@ impl HandlerCore {
         match self.call(&mut inst, std::slice::from_ref(msg)).await {
             Ok(mut results) => {
                 self.give_back(inst);
-                let result = results
-                    .pop()
-                    .unwrap_or(Err(wit::HandlerError::Fatal("no result".into())));
-                self.outcome(result)
+                let outcome = results.pop().unwrap_or_else(|| {
+                    Outcome::Failed(Failure::new(ErrorClass::Fatal, "no result"))
+                });
+                self.within_limits(outcome)
             }
             Err(err) => Outcome::Failed(self.describe_trap(&err, &inst.store)),
         }
@@ -272,7 +279,7 @@ impl HandlerCore {
     /// time out. Worst case for one batch: `k` culprits that loop hold it for
     /// `(1 + ⌈k / instances⌉) × timeout_ms` when the runtime has `instances` threads free (the
     /// batch call, then the culprits side by side), and `(1 + k) × timeout_ms` on one thread.
-    async fn isolate(self: &Arc<Self>, msgs: Vec<wit::Message>, why: &str) -> Vec<Outcome> {
+    async fn isolate(self: &Arc<Self>, msgs: Vec<Message>, why: &str) -> Vec<Outcome> {
         self.shared
             .stats
             .batches_isolated
@@ -379,8 +386,9 @@ impl HandlerCore {
         if let Some(func) = inst.packed.filter(|_| n > 1) {
             let why = match self.call_packed(&mut inst, func, batch).await {
                 Ok(buf) => {
+                    let contract = inst.bindings.contract();
                     self.give_back(inst);
-                    match packed::decode_results(bytes::Bytes::from(buf), n) {
+                    match packed::decode_results(bytes::Bytes::from(buf), n, contract) {
                         Ok(outcomes) => {
                             return outcomes
                                 .into_iter()
@@ -397,14 +405,12 @@ impl HandlerCore {
                     why.to_string()
                 }
             };
-            let msgs: Vec<wit::Message> = batch.iter().map(convert::to_wit).collect();
-            return self.isolate(msgs, &why).await;
+            return self.isolate(batch.to_vec(), &why).await;
         }
-        let msgs: Vec<wit::Message> = batch.iter().map(convert::to_wit).collect();
-        match self.call(&mut inst, &msgs).await {
+        match self.call(&mut inst, batch).await {
             Ok(results) if results.len() == n => {
                 self.give_back(inst);
-                results.into_iter().map(|r| self.outcome(r)).collect()
+                results.into_iter().map(|o| self.within_limits(o)).collect()
             }
             Ok(results) => {
                 self.give_back(inst);
@@ -413,14 +419,14 @@ impl HandlerCore {
                     results.len()
                 );
                 drop(results);
-                self.isolate(msgs, &why).await
+                self.isolate(batch.to_vec(), &why).await
             }
             // A trapped instance is never reused.
             Err(err) if n == 1 => vec![Outcome::Failed(self.describe_trap(&err, &inst.store))],
             Err(err) => {
                 let why = failure::into_error(self.describe_trap(&err, &inst.store)).to_string();
                 drop(inst);
-                self.isolate(msgs, &why).await
+                self.isolate(batch.to_vec(), &why).await
             }
         }
     }

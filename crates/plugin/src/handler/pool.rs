@@ -4,7 +4,6 @@
 use anyhow::{Context as _, anyhow};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::bindings::v0_1::{self};
 use crate::guard::{self, InstanceBudget};
 use crate::state::HostState;
 use crate::wasi;
@@ -60,7 +59,7 @@ impl HandlerCore {
         )
         .await
         .map_err(|e| into_error(self.describe_trap(&e, &store)))?;
-        let bindings = v0_1::Handler::new(&mut store, &instance)?;
+        let bindings = self.plugin.pre.exports(&mut store, &instance)?;
         if let Some(init) = &self.plugin.init {
             let init = instance.get_typed_func::<(Vec<(String, String)>,), (Result<(), String>,)>(
                 &mut store, init,
