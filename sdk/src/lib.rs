@@ -125,19 +125,21 @@ impl Message {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
-    /// The first header called `name`, if its value is text (see [`Message::header_value`] for
-    /// bytes and null).
+    /// The first header called `name` as text ([`HeaderValue::as_str`]: bytes that are UTF-8
+    /// read as text; see [`Message::header_value`] for every value as it is).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.header_value(name).and_then(HeaderValue::as_str)
     }
 }
 
 impl HeaderValue {
-    /// The text, if the value is text.
+    /// The value as text: the text, or bytes that are UTF-8 (an AMQP byte array of text);
+    /// `None` for null and for bytes that are not UTF-8.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             HeaderValue::Text(text) => Some(text),
-            _ => None,
+            HeaderValue::Bytes(bytes) => std::str::from_utf8(bytes).ok(),
+            HeaderValue::Null => None,
         }
     }
 

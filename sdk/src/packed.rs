@@ -23,11 +23,13 @@ pub enum HeaderRef<'a> {
 }
 
 impl<'a> HeaderRef<'a> {
-    /// The text, if the value is text.
+    /// The value as text: the text, or bytes that are UTF-8 (an AMQP byte array of text);
+    /// `None` for null and for bytes that are not UTF-8.
     pub fn as_str(&self) -> Option<&'a str> {
         match self {
             HeaderRef::Text(text) => Some(text),
-            _ => None,
+            HeaderRef::Bytes(bytes) => std::str::from_utf8(bytes).ok(),
+            HeaderRef::Null => None,
         }
     }
 
@@ -41,7 +43,7 @@ impl<'a> HeaderRef<'a> {
     }
 
     /// An owned copy.
-    pub fn to_owned(&self) -> HeaderValue {
+    pub fn to_value(&self) -> HeaderValue {
         match self {
             HeaderRef::Text(text) => HeaderValue::Text((*text).to_owned()),
             HeaderRef::Bytes(bytes) => HeaderValue::Bytes(bytes.to_vec()),
@@ -140,8 +142,8 @@ impl<'a> MessageView<'a> {
         self.headers().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
-    /// The first header called `name`, if its value is text (see [`MessageView::header_value`]
-    /// for bytes and null).
+    /// The first header called `name` as text ([`HeaderRef::as_str`]: bytes that are UTF-8 read
+    /// as text; see [`MessageView::header_value`] for every value as it is).
     pub fn header(&self, name: &str) -> Option<&'a str> {
         self.header_value(name).and_then(|v| v.as_str())
     }
@@ -155,7 +157,7 @@ impl<'a> MessageView<'a> {
             payload: self.payload.to_vec(),
             headers: self
                 .headers()
-                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .map(|(n, v)| (n.to_owned(), v.to_value()))
                 .collect(),
             metadata: Metadata {
                 source: m.source().to_owned(),
@@ -413,9 +415,16 @@ impl<'a> Reader<'a> {
     fn headers(&mut self) -> Result<RawHeaders<'a>, String> {
         let count = self.u32()?;
         let start = self.pos;
+        // Lengths and tags only: strings are checked for UTF-8 when a handler reads them.
         for _ in 0..count {
-            self.str()?;
-            self.header_value()?;
+            self.bytes()?;
+            match self.take(1)?[0] {
+                TEXT | BYTES => {
+                    self.bytes()?;
+                }
+                NULL => {}
+                tag => return Err(format!("unknown header value tag {tag}")),
+            }
         }
         Ok(RawHeaders {
             count,

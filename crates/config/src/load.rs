@@ -22,7 +22,9 @@ pub struct LoadedPipeline {
     pub config: PipelineConfig,
 }
 
-/// Expand directories into the `.yaml`/`.yml` files directly in them, sorted by name.
+/// Expand directories into the `.yaml`/`.yml` files directly in them, sorted by name, leaving
+/// out pipeline unit tests (`*.test.yaml`, `*.test.yml`, which `sluice test` reads): the folder
+/// `sluice new` makes holds both and runs as a directory. A test file named on its own is read.
 pub fn pipeline_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<ConfigError>> {
     let mut files = Vec::new();
     let mut errors = Vec::new();
@@ -39,6 +41,7 @@ pub fn pipeline_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<ConfigError
                                     p.extension().and_then(|e| e.to_str()),
                                     Some("yaml" | "yml")
                                 )
+                                && !is_test_file(p)
                         })
                         .collect();
                     found.sort();
@@ -62,6 +65,13 @@ pub fn pipeline_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<ConfigError
     } else {
         Err(errors)
     }
+}
+
+/// A pipeline unit test file (`*.test.yaml`, `*.test.yml`).
+fn is_test_file(path: &Path) -> bool {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .is_some_and(|stem| stem.ends_with(".test"))
 }
 
 /// Load every pipeline in `paths` (files or directories). Returns the valid pipelines and every
@@ -419,6 +429,27 @@ pub fn readable_parts(path: &Path) -> ReadableParts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_of_pipelines_leaves_out_their_unit_tests() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.yaml", "a.yml", "b.test.yaml", "a.test.yml", "notes.txt"] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let files = pipeline_files(&[dir.path().to_path_buf()]).unwrap();
+        let names: Vec<_> = files.iter().map(|f| f.file_name().unwrap()).collect();
+        assert_eq!(names, ["a.yml", "b.yaml"]);
+        // Named on its own, a test file is read as what it was named for.
+        let named = dir.path().join("b.test.yaml");
+        assert_eq!(
+            pipeline_files(std::slice::from_ref(&named)).unwrap(),
+            [named]
+        );
+        // A folder of nothing but tests holds no pipelines.
+        let only_tests = tempfile::tempdir().unwrap();
+        std::fs::write(only_tests.path().join("p.test.yaml"), "").unwrap();
+        assert!(pipeline_files(&[only_tests.path().to_path_buf()]).is_err());
+    }
 
     /// A secret holding what YAML treats as syntax (a comment, a key, a new line) reaches the
     /// connector whole: references are resolved in the parsed values, not in the text.

@@ -20,6 +20,15 @@ pub trait Transform: Send + Sync {
     /// Handle a batch; exactly one outcome per message, in order. The batch is borrowed: the
     /// engine keeps the originals for retries and dead letters.
     async fn process(&self, batch: &[Message]) -> Vec<Outcome>;
+
+    /// Whether the stage sees header values as text, bytes or null (a handler of contract 0.2)
+    /// rather than as text only (0.1). It decides how its outputs' headers get their source
+    /// form back ([`restore_natives`](crate::message::restore_natives)): from a stage that sees
+    /// types, a text value matches only an input value that was text, so a null or bytes it
+    /// turned into text on purpose stays text.
+    fn sees_header_types(&self) -> bool {
+        false
+    }
 }
 
 /// What became of one message in one stage.

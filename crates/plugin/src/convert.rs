@@ -3,13 +3,15 @@
 
 use bytes::Bytes;
 
+use crate::guard;
+use crate::settings::Limits;
 use sluice_core::message::{ByteString, HeaderValue, Message, ValueRef};
 use sluice_core::transform::{ErrorClass, Failure, Outcome};
 
 /// `to_wit`, `outcome` and `failure` for one contract version, given how its header values
-/// convert both ways.
+/// convert both ways and how many bytes one holds.
 macro_rules! conversions {
-    ($version:ident, $value_to_wit:expr, $value_from_wit:expr) => {
+    ($version:ident, $value_to_wit:expr, $value_from_wit:expr, $value_len:expr) => {
         pub mod $version {
             use super::*;
             use crate::bindings::$version::sluice::plugin::types as wit;
@@ -37,9 +39,31 @@ macro_rules! conversions {
                 }
             }
 
-            /// A call's result for one message, not yet checked against the output limits.
-            pub fn outcome(result: Result<Vec<wit::Output>, wit::HandlerError>) -> Outcome {
+            /// A call's result for one message. The output count and each output's headers are
+            /// checked against `limits` before anything is built from them (a binary value's
+            /// text is a lossy copy, up to three times its bytes); the rest of the limits are
+            /// checked on the result (`within_limits`).
+            pub fn outcome(
+                result: Result<Vec<wit::Output>, wit::HandlerError>,
+                limits: &Limits,
+            ) -> Outcome {
                 let from_wit = $value_from_wit;
+                let value_len = $value_len;
+                if let Ok(outputs) = &result {
+                    let over = guard::outputs_over_limit(outputs.len(), limits).or_else(|| {
+                        outputs.iter().enumerate().find_map(|(i, o)| {
+                            let bytes: u64 = o
+                                .headers
+                                .iter()
+                                .map(|(n, v)| (n.len() + value_len(v)) as u64)
+                                .sum();
+                            guard::headers_over_limits(i, o.headers.len(), bytes, limits)
+                        })
+                    });
+                    if let Some(reason) = over {
+                        return Outcome::Failed(Failure::new(ErrorClass::OutputLimit, reason));
+                    }
+                }
                 match result {
                     Err(e) => Outcome::Failed(failure(e)),
                     Ok(outputs) => Outcome::Outputs(
@@ -73,9 +97,12 @@ macro_rules! conversions {
 }
 
 // 0.1: a header value is its text (lossy for bytes that are not UTF-8; empty for a null).
-conversions!(v0_1, |v: &HeaderValue| v.to_string(), |v: String| {
-    HeaderValue::from(v)
-});
+conversions!(
+    v0_1,
+    |v: &HeaderValue| v.to_string(),
+    |v: String| HeaderValue::from(v),
+    |v: &String| v.len()
+);
 
 conversions!(
     v0_2,
@@ -88,5 +115,10 @@ conversions!(
         wit::HeaderValue::Text(text) => HeaderValue::from(text),
         wit::HeaderValue::Bytes(bytes) => HeaderValue::binary(Bytes::from(bytes)),
         wit::HeaderValue::Null => HeaderValue::null(),
+    },
+    |v: &wit::HeaderValue| match v {
+        wit::HeaderValue::Text(text) => text.len(),
+        wit::HeaderValue::Bytes(bytes) => bytes.len(),
+        wit::HeaderValue::Null => 0,
     }
 );

@@ -4,6 +4,8 @@
 use bytes::Bytes;
 
 use crate::bindings::Contract;
+use crate::guard;
+use crate::settings::Limits;
 use sluice_core::message::{ByteString, HeaderValue, Headers, Message, Output, ValueRef};
 use sluice_core::transform::{ErrorClass, Failure, Outcome};
 
@@ -124,10 +126,16 @@ const NULL: u8 = 2;
 
 /// Decode a packed result buffer of a handler of `contract` for a batch of `expected` messages.
 /// Payloads and keys are slices of `buf`, not copies.
+///
+/// An output count or an output's headers over `limits` are refused as soon as they are read,
+/// before anything is allocated for them: a guest could otherwise make the host build millions
+/// of tiny headers (5 bytes of buffer each) only to refuse them afterwards. The caller then runs
+/// the batch's messages one per call, where the culprit alone fails with `output-limit`.
 pub fn decode_results(
     buf: Bytes,
     expected: usize,
     contract: Contract,
+    limits: &Limits,
 ) -> Result<Vec<Outcome>, String> {
     let mut r = Reader {
         buf,
@@ -143,11 +151,14 @@ pub fn decode_results(
         let outcome = match r.u8()? {
             0 => {
                 let n = r.u32()? as usize;
-                let mut outputs = Vec::with_capacity(n.min(1024));
-                for _ in 0..n {
+                if let Some(reason) = guard::outputs_over_limit(n, limits) {
+                    return Err(reason);
+                }
+                let mut outputs = Vec::with_capacity(n);
+                for i in 0..n {
                     let payload = r.bytes()?;
                     let key = r.opt_bytes()?;
-                    let headers = r.headers()?;
+                    let headers = r.headers(i, limits)?;
                     let route = r.opt_bytes()?.map(utf8).transpose()?.map(String::from);
                     outputs.push(Output {
                         payload,
@@ -229,9 +240,14 @@ impl Reader {
         }
     }
 
-    fn headers(&mut self) -> Result<Headers, String> {
+    /// Output `i`'s headers, refused over `limits` before they are built.
+    fn headers(&mut self, i: usize, limits: &Limits) -> Result<Headers, String> {
         let n = self.u32()? as usize;
-        let mut h = Vec::with_capacity(n.min(256));
+        if let Some(reason) = guard::headers_over_limits(i, n, 0, limits) {
+            return Err(reason);
+        }
+        let mut h = Vec::with_capacity(n);
+        let mut size = 0u64;
         for _ in 0..n {
             let name = utf8(self.bytes()?)?;
             let value = match self.contract {
@@ -243,6 +259,10 @@ impl Reader {
                     tag => return Err(format!("unknown header value tag {tag}")),
                 },
             };
+            size += (name.len() + value.bytes().map_or(0, <[u8]>::len)) as u64;
+            if let Some(reason) = guard::headers_over_limits(i, n, size, limits) {
+                return Err(reason);
+            }
             h.push((name, value));
         }
         Ok(h)
@@ -282,7 +302,7 @@ mod tests {
             &[0],
             &0u32.to_le_bytes(),
         ]);
-        let out = decode_results(buf, 3, Contract::V0_1).unwrap();
+        let out = decode_results(buf, 3, Contract::V0_1, &Limits::default()).unwrap();
         let Outcome::Outputs(o) = &out[0] else {
             panic!()
         };
@@ -322,6 +342,7 @@ mod tests {
                 result_buf(&[&1u32.to_le_bytes(), &output]),
                 1,
                 Contract::V0_2,
+                &Limits::default(),
             )
         };
         let value = |tag: u8, value: &[u8]| {
@@ -338,20 +359,61 @@ mod tests {
         assert_eq!(value(NULL, b"").value(), ValueRef::Null);
         assert_eq!(result(TEXT, b"\xff").unwrap_err(), "a string is not UTF-8");
         assert!(result(7, b"").unwrap_err().contains("header value tag 7"));
+        // Over the limits: refused as read, before the headers are built.
+        let limits = Limits {
+            max_headers: 0,
+            ..Limits::default()
+        };
+        let output = [
+            &[0][..],
+            &1u32.to_le_bytes(),
+            &0u32.to_le_bytes(),
+            &NONE.to_le_bytes(),
+            &u32::MAX.to_le_bytes(),
+        ]
+        .concat();
+        let refused = decode_results(
+            result_buf(&[&1u32.to_le_bytes(), &output]),
+            1,
+            Contract::V0_2,
+            &limits,
+        );
+        assert_eq!(
+            refused.unwrap_err(),
+            "output 0 has 4294967295 headers, the limit is 0"
+        );
+        let many = [&[0][..], &u32::MAX.to_le_bytes()].concat();
+        let refused = decode_results(
+            result_buf(&[&1u32.to_le_bytes(), &many]),
+            1,
+            Contract::V0_2,
+            &Limits::default(),
+        );
+        assert!(refused.unwrap_err().contains("4294967295 outputs"));
     }
 
     #[test]
     fn malformed_buffers_are_errors_not_panics() {
-        assert!(decode_results(Bytes::new(), 1, Contract::V0_1).is_err());
+        assert!(decode_results(Bytes::new(), 1, Contract::V0_1, &Limits::default()).is_err());
         assert!(
-            decode_results(result_buf(&[&2u32.to_le_bytes()]), 1, Contract::V0_1)
-                .unwrap_err()
-                .contains("2 results for 1")
+            decode_results(
+                result_buf(&[&2u32.to_le_bytes()]),
+                1,
+                Contract::V0_1,
+                &Limits::default()
+            )
+            .unwrap_err()
+            .contains("2 results for 1")
         );
         assert!(
-            decode_results(result_buf(&[&1u32.to_le_bytes(), &[9]]), 1, Contract::V0_1)
-                .unwrap_err()
-                .contains("tag 9")
+            decode_results(
+                result_buf(&[&1u32.to_le_bytes(), &[9]]),
+                1,
+                Contract::V0_1,
+                &Limits::default()
+            )
+            .unwrap_err()
+            .contains("tag 9")
         );
         assert!(
             decode_results(
@@ -362,18 +424,19 @@ mod tests {
                     &u32::MAX.to_le_bytes()
                 ]),
                 1,
-                Contract::V0_1
+                Contract::V0_1,
+                &Limits::default()
             )
             .is_err()
         );
         let bad_utf8 = result_buf(&[&1u32.to_le_bytes(), &[2], &1u32.to_le_bytes(), &[0xff]]);
         assert_eq!(
-            decode_results(bad_utf8, 1, Contract::V0_1).unwrap_err(),
+            decode_results(bad_utf8, 1, Contract::V0_1, &Limits::default()).unwrap_err(),
             "a string is not UTF-8"
         );
         let trailing = result_buf(&[&1u32.to_le_bytes(), &[0], &0u32.to_le_bytes(), &[7]]);
         assert!(
-            decode_results(trailing, 1, Contract::V0_1)
+            decode_results(trailing, 1, Contract::V0_1, &Limits::default())
                 .unwrap_err()
                 .contains("left over")
         );

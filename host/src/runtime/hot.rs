@@ -134,6 +134,14 @@ impl Transform for HotHandler {
         &self.name
     }
 
+    /// The current version's. A swap between versions of different contracts landing while a
+    /// batch runs can give that one batch the other version's answer: at worst a header a 0.2
+    /// version turned from null (or bytes) into text gets its source form back, or one a 0.1
+    /// version returned unchanged as "" stays text.
+    fn sees_header_types(&self) -> bool {
+        self.current.load().handler.sees_header_types()
+    }
+
     async fn process(&self, batch: &[Message]) -> Vec<Outcome> {
         // One version for the whole call, even if a swap lands meanwhile.
         let version = self.current.load_full();

@@ -198,7 +198,7 @@ pub fn render(inventory: &Inventory) -> String {
         ),
         (
             "sluice_handler_batches_isolated_total",
-            "Batch calls that failed as a whole (trap, timeout, wrong result count, malformed packed result) and were re-run one message at a time.",
+            "Batch calls that failed as a whole (trap, timeout, wrong result count, malformed or over-limit packed result) and were re-run one message at a time.",
             |g| g.batches_isolated,
         ),
     ];

@@ -698,6 +698,15 @@ fn sluice_new_projects_build_and_pass_their_own_tests() {
             String::from_utf8_lossy(&tested.stderr)
         );
         assert!(report.contains("2 passed, 0 failed"), "{lang}: {report}");
+        // The folder is a pipeline directory: its unit test file is not read as a pipeline.
+        let validated = sluice().arg("validate").arg(&dir).output().unwrap();
+        assert!(
+            validated.status.success(),
+            "{lang}: sluice validate {}: {}{}",
+            dir.display(),
+            String::from_utf8_lossy(&validated.stdout),
+            String::from_utf8_lossy(&validated.stderr)
+        );
     }
     let out = sluice()
         .args(["new", "py-tagger", "--lang", "python", "--dir"])

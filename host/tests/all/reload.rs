@@ -510,3 +510,86 @@ async fn drain_now(ch: &Channel, queue: &str) -> Vec<Arrived> {
     }
     got
 }
+
+/// A pipeline that ran to its end (a `file` source) beside one that keeps running: a reload
+/// caused by an edit to the other file, and a refused one, never start it again, so its outputs
+/// and dead letters are not written twice. An edit to its own file runs it again, as new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_never_reruns_a_finished_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    replace(&d.join("handler.wasm"), &plugin("faulty"));
+    std::fs::write(d.join("input.txt"), "one\nfatal\ntwo\n").unwrap();
+    let finished = "name: finished\n\
+        source: { type: file, path: input.txt }\n\
+        handlers:\n  - plugin: handler.wasm\n\
+        sinks:\n  out: { type: file, path: out.txt }\n\
+        dead_letter: { type: file, path: dead.txt }\n";
+    std::fs::write(d.join("finished.yaml"), finished).unwrap();
+    let running = "name: running\n\
+        source: { type: generate, rate_per_second: 5 }\n\
+        sinks:\n  out: { type: drop }\n\
+        dead_letter: { type: drop }\n";
+    std::fs::write(d.join("running.yaml"), running).unwrap();
+    let host = Host::start(d, &["--no-watch"]);
+    let lines = |file: &str| {
+        std::fs::read_to_string(d.join(file))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let started = Instant::now();
+    while host.json("/pipelines/finished").await.1["state"] != "stopped" {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!((lines("out.txt"), lines("dead.txt")), (2, 1));
+
+    // The other file changes: only it is restarted.
+    std::fs::write(d.join("running.yaml"), format!("{running}# edited\n")).unwrap();
+    let (code, report) = host.post("/reload").await;
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(
+        report["restarted"],
+        serde_json::json!(["running"]),
+        "{report}"
+    );
+    assert_eq!(report["started"], serde_json::json!([]), "{report}");
+    // A refused edit of the other file.
+    std::fs::write(
+        d.join("running.yaml"),
+        "name: running\nsource: { type: nope }\n",
+    )
+    .unwrap();
+    let (code, report) = host.post("/reload").await;
+    assert_eq!(code, 422, "{report}");
+    assert_eq!(report["started"], serde_json::json!([]), "{report}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        (lines("out.txt"), lines("dead.txt")),
+        (2, 1),
+        "the finished pipeline ran again"
+    );
+
+    // Its own file changes: it runs again, from the new file.
+    std::fs::write(d.join("finished.yaml"), format!("{finished}# edited\n")).unwrap();
+    let (code, report) = host.post("/reload").await;
+    assert_eq!(code, 422, "running.yaml is still refused: {report}");
+    assert_eq!(
+        report["started"],
+        serde_json::json!(["finished"]),
+        "{report}"
+    );
+    let started = Instant::now();
+    while (lines("out.txt"), lines("dead.txt")) != (4, 2) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "did not run again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    host.stop();
+}

@@ -99,6 +99,7 @@ fn sdk_results_decode_on_the_host() {
         Bytes::from(sluice_sdk::packed::encode_results(&results)),
         6,
         Contract::V0_2,
+        &Limits::default(),
     )
     .unwrap();
     let Outcome::Outputs(o) = &outcomes[0] else {

@@ -114,9 +114,11 @@ impl HeaderValue {
         &self.text
     }
 
-    /// Exactly these bytes (a handler's binary value); its text is their lossy UTF-8.
+    /// Exactly these bytes (a handler's binary value); its text is their lossy UTF-8 (the same
+    /// bytes, not a copy, when they are UTF-8).
     pub fn binary(bytes: Bytes) -> Self {
-        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let text = ByteString::try_from(bytes.clone())
+            .unwrap_or_else(|_| ByteString::from(String::from_utf8_lossy(&bytes).into_owned()));
         HeaderValue::with_native(text, Native::Bytes(bytes))
     }
 
@@ -224,14 +226,17 @@ impl PartialEq<&str> for HeaderValue {
 
 /// Give `outputs`' headers that a handler returned as they came in (same name, same value)
 /// their source form back from `input`, so that a sink of the source's kind writes them
-/// unchanged. The same value is the same text for a text value (all a 0.1 handler has), the
-/// same bytes for a binary one (an AMQP byte array a 0.2 handler passed through as bytes gets
-/// its AMQP type back). A header whose value the handler changed, or that it added, stays as the
-/// handler wrote it. Each input header gives its form to one output header at most, in order,
-/// so repeated names whose different bytes read as the same lossy text keep their own bytes.
+/// unchanged. The same value is, for a text value, the same text as the input's text (a handler
+/// that sees text only, contract 0.1) or as an input value that is text (`typed`: one that sees
+/// text, bytes and null, 0.2, so a null it made "" on purpose stays ""); for a binary value the
+/// same bytes (an AMQP byte array a 0.2 handler passed through as bytes gets its AMQP type back).
+/// A header whose value the handler changed, or that it added, stays as the handler wrote it.
+/// Each input header gives its form to one output header at most, in order, so repeated names
+/// whose different bytes read as the same lossy text keep their own bytes.
 pub fn restore_natives(
     input: &[(ByteString, HeaderValue)],
     outputs: &mut [(ByteString, HeaderValue)],
+    typed: bool,
 ) {
     if !input.iter().any(|(_, v)| v.native.is_some()) {
         return;
@@ -239,6 +244,7 @@ pub fn restore_natives(
     let mut given = vec![false; input.len()];
     for (name, value) in outputs.iter_mut() {
         let same = |v: &HeaderValue| match &value.native {
+            None if typed => v.value() == ValueRef::Text(&value.text),
             None => v.text == value.text,
             Some(Native::Bytes(b)) => v.value() == ValueRef::Bytes(b),
             // A null has nothing to restore; a typed value came from a source already.
@@ -276,7 +282,7 @@ mod tests {
             ("plain".into(), "x".into()),
             ("added".into(), "42".into()),
         ];
-        restore_natives(&input, &mut out);
+        restore_natives(&input, &mut out, false);
         assert_eq!(out[0].1.native(), Some(&amqp));
         assert_eq!(out[0].1.native().unwrap().downcast_ref::<i16>(), Some(&42));
         assert_eq!(out[1].1.native(), None, "its text changed");
@@ -296,7 +302,7 @@ mod tests {
             ("b".into(), "\u{fffd}".into()),
             ("b".into(), "\u{fffd}".into()),
         ];
-        restore_natives(&input, &mut out);
+        restore_natives(&input, &mut out, false);
         assert_eq!(out[0].1.bytes(), Some(&b"\xff"[..]));
         assert_eq!(out[1].1.bytes(), Some(&b"\xfe"[..]));
     }
@@ -319,7 +325,7 @@ mod tests {
                 HeaderValue::binary(Bytes::from_static(b"\x00\x01")),
             ),
         ];
-        restore_natives(&input, &mut out);
+        restore_natives(&input, &mut out, false);
         assert_eq!(out[0].1.native(), Some(&array));
         assert_eq!(
             out[1].1.native(),
@@ -327,8 +333,51 @@ mod tests {
             "each input header gives its form once"
         );
         let mut changed = vec![("b".into(), HeaderValue::binary(Bytes::from_static(b"\x02")))];
-        restore_natives(&input, &mut changed);
+        restore_natives(&input, &mut changed, true);
         assert_eq!(changed[0].1.bytes(), Some(&b"\x02"[..]));
+    }
+
+    #[test]
+    fn a_handler_that_sees_types_keeps_the_text_it_made_of_a_null_or_bytes() {
+        let input = vec![
+            ("n".into(), HeaderValue::null()),
+            ("b".into(), HeaderValue::binary(Bytes::from_static(b"abc"))),
+            (
+                "i".into(),
+                HeaderValue::with_native("42", Native::typed(42_i16)),
+            ),
+        ];
+        let text = || -> Vec<(ByteString, HeaderValue)> {
+            vec![
+                ("n".into(), "".into()),
+                ("b".into(), "abc".into()),
+                ("i".into(), "42".into()),
+            ]
+        };
+        let mut typed = text();
+        restore_natives(&input, &mut typed, true);
+        assert_eq!(
+            typed[0].1.value(),
+            ValueRef::Text(""),
+            "made text on purpose"
+        );
+        assert_eq!(
+            typed[1].1.value(),
+            ValueRef::Text("abc"),
+            "made text on purpose"
+        );
+        assert_eq!(
+            typed[2].1.native().unwrap().downcast_ref::<i16>(),
+            Some(&42)
+        );
+        let mut untyped = text();
+        restore_natives(&input, &mut untyped, false);
+        assert_eq!(
+            untyped[0].1.value(),
+            ValueRef::Null,
+            "all a 0.1 handler could return"
+        );
+        assert_eq!(untyped[1].1.value(), ValueRef::Bytes(b"abc"));
     }
 
     #[test]

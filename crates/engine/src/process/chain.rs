@@ -46,6 +46,7 @@ pub(super) async fn run_chain(
         let stage_stats = ctx.stats.handler(stage.name());
         let spans = handler_spans(stage.name(), &origins, &inputs, traces);
         let outcomes = call_stage(ctx, stage, &stage_stats, &inputs, spans.clone()).await;
+        let typed = stage.sees_header_types();
         let mut next = (Vec::new(), Vec::new());
         let mut spans = spans.into_iter().map(|(_, cx)| cx);
         for ((origin, input), outcome) in origins.into_iter().zip(inputs.iter()).zip(outcomes) {
@@ -69,7 +70,7 @@ pub(super) async fn run_chain(
                         // Event time travels with the message unless the handler set one.
                         acc.extend(outputs.into_iter().map(|mut o| {
                             o.timestamp_ms = o.timestamp_ms.or(input.meta.timestamp_ms);
-                            restore_natives(&input.headers, &mut o.headers);
+                            restore_natives(&input.headers, &mut o.headers, typed);
                             o
                         }));
                     }
@@ -77,7 +78,7 @@ pub(super) async fn run_chain(
                 Outcome::Outputs(outputs) => {
                     for mut o in outputs {
                         // Headers passed through unchanged keep their source form.
-                        restore_natives(&input.headers, &mut o.headers);
+                        restore_natives(&input.headers, &mut o.headers, typed);
                         next.0.push(origin);
                         next.1.push(Message {
                             id: input.id.clone(),

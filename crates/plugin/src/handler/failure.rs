@@ -80,12 +80,8 @@ impl HandlerCore {
 
 /// Why `outputs` break `limits`, if they do.
 fn over_limits(outputs: &[Output], limits: &Limits) -> Option<String> {
-    if outputs.len() > limits.max_outputs as usize {
-        return Some(format!(
-            "{} outputs for one message, the limit is {}",
-            outputs.len(),
-            limits.max_outputs
-        ));
+    if let Some(reason) = guard::outputs_over_limit(outputs.len(), limits) {
+        return Some(reason);
     }
     let bytes: u64 = outputs.iter().map(|o| o.payload.len() as u64).sum();
     if bytes > limits.max_output_bytes {
@@ -102,23 +98,13 @@ fn over_limits(outputs: &[Output], limits: &Limits) -> Option<String> {
                 limits.max_key_bytes
             ));
         }
-        if o.headers.len() > limits.max_headers as usize {
-            return Some(format!(
-                "output {i} has {} headers, the limit is {}",
-                o.headers.len(),
-                limits.max_headers
-            ));
-        }
         let header_bytes: u64 = o
             .headers
             .iter()
-            .map(|(n, v)| (n.len() + v.len()) as u64)
+            .map(|(n, v)| (n.len() + v.bytes().map_or(0, <[u8]>::len)) as u64)
             .sum();
-        if header_bytes > limits.max_header_bytes {
-            return Some(format!(
-                "output {i} has {header_bytes} bytes of headers, the limit is {}",
-                limits.max_header_bytes
-            ));
+        if let Some(reason) = guard::headers_over_limits(i, o.headers.len(), header_bytes, limits) {
+            return Some(reason);
         }
         if let Some(route) = &o.route
             && route.len() > guard::MAX_ROUTE_BYTES

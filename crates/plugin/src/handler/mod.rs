@@ -220,9 +220,10 @@ impl HandlerCore {
                 } else {
                     timed(&clock, exports.call_handle_batch(&mut inst.store, &msgs)).await?
                 };
+                let limits = &self.plugin.limits;
                 results
                     .into_iter()
-                    .map(convert::$convert::outcome)
+                    .map(|r| convert::$convert::outcome(r, limits))
                     .collect()
             }};
         }
@@ -270,7 +271,7 @@ impl HandlerCore {
     }
 
     /// The messages of a batch whose call failed as a whole (a trap, a timeout, a wrong number
-    /// of results, a malformed packed result), each run on its own so that only a culprit fails.
+    /// of results, a malformed or over-limit packed result), each run on its own so that only a culprit fails.
     ///
     /// Up to `limits.instances` run at once (across every batch of the handler that is being
     /// isolated), each in a task of its own (so on threads of their own where the runtime has
@@ -374,6 +375,10 @@ impl Transform for WasmHandler {
     async fn process(&self, batch: &[Message]) -> Vec<Outcome> {
         self.core.process(batch).await
     }
+
+    fn sees_header_types(&self) -> bool {
+        self.core.plugin.contract == crate::bindings::Contract::V0_2
+    }
 }
 
 impl HandlerCore {
@@ -388,14 +393,15 @@ impl HandlerCore {
                 Ok(buf) => {
                     let contract = inst.bindings.contract();
                     self.give_back(inst);
-                    match packed::decode_results(bytes::Bytes::from(buf), n, contract) {
+                    let limits = &self.plugin.limits;
+                    match packed::decode_results(bytes::Bytes::from(buf), n, contract, limits) {
                         Ok(outcomes) => {
                             return outcomes
                                 .into_iter()
                                 .map(|o| self.within_limits(o))
                                 .collect();
                         }
-                        Err(reason) => format!("malformed packed result: {reason}"),
+                        Err(reason) => format!("packed result refused: {reason}"),
                     }
                 }
                 // A trapped instance is never reused.

@@ -41,7 +41,7 @@ pub enum LogFormat {
 pub enum Command {
     /// Run pipelines until their sources end, or until SIGTERM/SIGINT (then drain and exit 0).
     Run {
-        /// Pipeline files, or directories of *.yaml files.
+        /// Pipeline files, or directories of *.yaml files (*.test.yaml files in them are left out).
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
         #[command(flatten)]
@@ -95,7 +95,7 @@ pub enum Command {
     Schema,
     /// Check pipeline files and the plugins they name; print every error, exit 1 if any.
     Validate {
-        /// Pipeline files, or directories of *.yaml files.
+        /// Pipeline files, or directories of *.yaml files (*.test.yaml files in them are left out).
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },

@@ -9,7 +9,11 @@
 //! - a changed plugin is compiled, checked and initialised off the message path, then swapped
 //!   in atomically ([`HotHandler`]);
 //! - anything invalid (a file with errors, a plugin that does not compile, implements another
-//!   world or fails `init`) is refused with its errors and the running version stays.
+//!   world or fails `init`) is refused with its errors and the running version stays;
+//! - a pipeline that has finished (its source ended: a `file` read to its end, a `generate`
+//!   count reached) is not started again unless its own file changes: a reload caused by
+//!   another file, or refused, would otherwise run it a second time and write every output and
+//!   dead letter twice.
 //!
 //! Architecture invariant: a reload never stops a running version before its replacement has
 //! been built and checked.
@@ -64,6 +68,9 @@ pub struct Supervisor {
     ended_rx: mpsc::UnboundedReceiver<Ended>,
     ends: Vec<(String, RunEnd)>,
     failure: Option<anyhow::Error>,
+    /// Pipelines that finished on their own, by name: the file they ran from and its fingerprint
+    /// then. A reload starts one again only when that file's content (or the file) changes.
+    finished: BTreeMap<String, (PathBuf, String)>,
 }
 
 impl Supervisor {
@@ -87,6 +94,7 @@ impl Supervisor {
             ended_rx,
             ends: Vec::new(),
             failure: None,
+            finished: BTreeMap::new(),
         }
     }
 
@@ -174,7 +182,12 @@ impl Supervisor {
             .get(&ended.name)
             .is_some_and(|r| r.generation == ended.generation)
         {
-            self.running.remove(&ended.name);
+            if let Some(r) = self.running.remove(&ended.name)
+                && ended.result.is_ok()
+            {
+                self.finished
+                    .insert(ended.name.clone(), (r.loaded.file, r.fingerprint));
+            }
             self.record_end(ended);
         }
     }
@@ -191,6 +204,7 @@ impl Supervisor {
     }
 
     fn spawn(&mut self, p: LoadedPipeline, fingerprint: String, built: BuiltPipeline) {
+        self.finished.remove(&p.config.name);
         self.generation += 1;
         let generation = self.generation;
         let name = p.config.name.clone();

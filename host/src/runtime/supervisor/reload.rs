@@ -65,6 +65,10 @@ impl Supervisor {
 
         if *scope == ReloadScope::All {
             let present: HashSet<&str> = loaded.iter().map(|p| p.config.name.as_str()).collect();
+            // A finished pipeline whose file is gone is forgotten: it may come back as new.
+            self.finished.retain(|name, (file, _)| {
+                present.contains(name.as_str()) || bad_files.contains(file)
+            });
             let gone: Vec<String> = self
                 .running
                 .iter()
@@ -83,6 +87,10 @@ impl Supervisor {
         for p in loaded {
             let name = p.config.name.clone();
             let fingerprint = fingerprint(&p);
+            if self.finished.get(&name) == Some(&(p.file.clone(), fingerprint.clone())) {
+                // It ran to its end from this very file: running it again would repeat its work.
+                continue;
+            }
             let changed = match self.running.get(&name) {
                 None => None,
                 Some(r) => Some(r.fingerprint != fingerprint || r.loaded.file != p.file),
