@@ -1,8 +1,9 @@
 # Sluice container image: the host binary plus the example plugins and pipelines.
 #
 #   docker build -t sluice .
-#   docker run --rm sluice                                   # runs /etc/sluice/pipelines
-#   docker run --rm -v $PWD/my-pipelines:/etc/sluice/pipelines -v $PWD/my-plugins:/etc/sluice/plugins sluice
+#   docker run --rm sluice                                   # the quickstart: no broker needed
+#   docker run --rm -v $PWD/my-pipelines:/etc/sluice/pipelines -v $PWD/my-plugins:/etc/sluice/plugins \
+#     sluice run /etc/sluice/pipelines
 #
 # glibc base on purpose: wasmtime's musl target is tier 3.
 
@@ -14,7 +15,13 @@ RUN rustup target add wasm32-unknown-unknown wasm32-wasip2 \
  && cargo build --release -p sluice --bin sluice
 
 FROM debian:bookworm-slim
-RUN useradd --system --uid 10001 --home-dir /var/lib/sluice --create-home sluice \
+# The binary links OpenSSL dynamically (librdkafka, the AWS and Azure clients): without libssl3 it
+# does not start ("error while loading shared libraries: libssl.so.3"), and the TLS connectors
+# need the system's CA roots.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libssl3 ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /var/lib/sluice --create-home sluice \
  && install -d -o sluice -g sluice /var/cache/sluice
 COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
 # Pipelines name plugins as ../plugins/dist/*.wasm, so keep that layout under /etc/sluice.
@@ -30,4 +37,6 @@ ENV SLUICE_CACHE_DIR=/var/cache/sluice \
 EXPOSE 9477
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["sluice"]
-CMD ["run", "/etc/sluice/pipelines"]
+# On its own the image runs the quickstart, which needs no broker; the other example pipelines
+# need their brokers: name them, or mount your own directory and run that.
+CMD ["run", "/etc/sluice/pipelines/quickstart.yaml"]

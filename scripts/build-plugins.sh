@@ -19,8 +19,9 @@ bin_dir=debug
 plugins=(uppercase json-enrich faulty wrong-world)
 args=()
 for p in "${plugins[@]}"; do args+=(-p "$p"); done
-cargo build --quiet --target wasm32-unknown-unknown --profile plugin "${args[@]}"
-cargo build --quiet -p sluice --bin sluice --profile "$profile"
+# Not --quiet: a first build takes minutes, and cargo's progress shows it is moving.
+cargo build --target wasm32-unknown-unknown --profile plugin "${args[@]}"
+cargo build -p sluice --bin sluice --profile "$profile"
 
 mkdir -p plugins/dist
 for p in "${plugins[@]}"; do
@@ -28,7 +29,7 @@ for p in "${plugins[@]}"; do
   "$CARGO_TARGET_DIR/$bin_dir/sluice" plugin componentize "$module" -o "plugins/dist/$p.wasm"
 done
 # A test plugin that imports WASI on purpose: wasm32-wasip2 makes the component itself.
-cargo build --quiet --target wasm32-wasip2 --profile plugin -p needs-wasi
+cargo build --target wasm32-wasip2 --profile plugin -p needs-wasi
 cp "$CARGO_TARGET_DIR/wasm32-wasip2/plugin/needs_wasi.wasm" plugins/dist/needs-wasi.wasm
 
 echo "built: $(cd plugins/dist && ls *.wasm | tr '\n' ' ')"

@@ -9,4 +9,17 @@ command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with
 for target in wasm32-unknown-unknown wasm32-wasip2; do
   rustup target list --installed | grep -qx "$target" || rustup target add "$target"
 done
+echo "setup: building the host and the example plugins (a first build takes 5-10 minutes on 2 cores; later ones seconds)"
 scripts/build-plugins.sh
+
+# `sluice` on PATH, as the README, the guides and `sluice new`'s projects call it: a link in
+# cargo's bin directory (on PATH wherever rustup installed Rust) to the binary just built, so it
+# follows every rebuild. A `sluice` there that is not a link (`cargo install --path host
+# --locked`, a release build) is left alone.
+bin_dir="${CARGO_HOME:-$HOME/.cargo}/bin"
+if [ -d "$bin_dir" ] && { [ -L "$bin_dir/sluice" ] || [ ! -e "$bin_dir/sluice" ]; }; then
+  ln -sfn "$CARGO_TARGET_DIR/debug/sluice" "$bin_dir/sluice"
+  echo "setup: $bin_dir/sluice -> $CARGO_TARGET_DIR/debug/sluice"
+fi
+command -v sluice >/dev/null ||
+  echo "setup: $bin_dir is not on PATH; add it (or run $CARGO_TARGET_DIR/debug/sluice)" >&2

@@ -314,8 +314,17 @@ impl PipelineStats {
             .collect()
     }
 
-    /// Remember an error for operators (the last few are kept).
-    pub fn record_error(&self, message: String) {
+    /// Remember an error for operators (the last few are kept, each cut to 2 KiB).
+    pub fn record_error(&self, mut message: String) {
+        const MAX_ERROR_BYTES: usize = 2048;
+        if message.len() > MAX_ERROR_BYTES {
+            let mut end = MAX_ERROR_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
         let mut errors = self.last_errors.lock().unwrap_or_else(|e| e.into_inner());
         if errors.len() == LAST_ERRORS {
             errors.pop_front();
@@ -324,6 +333,13 @@ impl PipelineStats {
             at: SystemTime::now(),
             message,
         });
+    }
+
+    /// Forget the recorded errors whose message starts with `prefix`: they no longer hold (a
+    /// refused reload whose file has since been fixed).
+    pub fn clear_errors(&self, prefix: &str) {
+        let mut errors = self.last_errors.lock().unwrap_or_else(|e| e.into_inner());
+        errors.retain(|e| !e.message.starts_with(prefix));
     }
 
     /// The last errors, oldest first.

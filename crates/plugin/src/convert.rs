@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 
-use crate::guard;
 use crate::settings::Limits;
 use sluice_core::message::{ByteString, HeaderValue, Message, ValueRef};
 use sluice_core::transform::{ErrorClass, Failure, Outcome};
@@ -50,14 +49,14 @@ macro_rules! conversions {
                 let from_wit = $value_from_wit;
                 let value_len = $value_len;
                 if let Ok(outputs) = &result {
-                    let over = guard::outputs_over_limit(outputs.len(), limits).or_else(|| {
+                    let over = limits.outputs_over(outputs.len()).or_else(|| {
                         outputs.iter().enumerate().find_map(|(i, o)| {
                             let bytes: u64 = o
                                 .headers
                                 .iter()
                                 .map(|(n, v)| (n.len() + value_len(v)) as u64)
                                 .sum();
-                            guard::headers_over_limits(i, o.headers.len(), bytes, limits)
+                            limits.headers_over(i, o.headers.len(), bytes)
                         })
                     });
                     if let Some(reason) = over {

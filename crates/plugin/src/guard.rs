@@ -31,38 +31,6 @@ pub const MAX_VERSION_BYTES: usize = 64;
 /// Longest route an output may name, in bytes.
 pub const MAX_ROUTE_BYTES: usize = 256;
 
-/// Why `count` outputs for one message break the limits, if they do.
-pub fn outputs_over_limit(count: usize, limits: &crate::settings::Limits) -> Option<String> {
-    (count > limits.max_outputs as usize).then(|| {
-        format!(
-            "{count} outputs for one message, the limit is {}",
-            limits.max_outputs
-        )
-    })
-}
-
-/// Why output `i`'s `count` headers of `bytes` bytes (names and values as a sink writes them:
-/// a binary value's bytes, not its lossy text) break the limits, if they do.
-pub fn headers_over_limits(
-    i: usize,
-    count: usize,
-    bytes: u64,
-    limits: &crate::settings::Limits,
-) -> Option<String> {
-    if count > limits.max_headers as usize {
-        return Some(format!(
-            "output {i} has {count} headers, the limit is {}",
-            limits.max_headers
-        ));
-    }
-    (bytes > limits.max_header_bytes).then(|| {
-        format!(
-            "output {i} has {bytes} bytes of headers, the limit is {}",
-            limits.max_header_bytes
-        )
-    })
-}
-
 /// The marker that ends a string cut to its cap.
 pub const CUT_MARKER: &str = "…[cut]";
 

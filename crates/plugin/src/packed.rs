@@ -4,7 +4,6 @@
 use bytes::Bytes;
 
 use crate::bindings::Contract;
-use crate::guard;
 use crate::settings::Limits;
 use sluice_core::message::{ByteString, HeaderValue, Headers, Message, Output, ValueRef};
 use sluice_core::transform::{ErrorClass, Failure, Outcome};
@@ -151,7 +150,7 @@ pub fn decode_results(
         let outcome = match r.u8()? {
             0 => {
                 let n = r.u32()? as usize;
-                if let Some(reason) = guard::outputs_over_limit(n, limits) {
+                if let Some(reason) = limits.outputs_over(n) {
                     return Err(reason);
                 }
                 let mut outputs = Vec::with_capacity(n);
@@ -243,7 +242,7 @@ impl Reader {
     /// Output `i`'s headers, refused over `limits` before they are built.
     fn headers(&mut self, i: usize, limits: &Limits) -> Result<Headers, String> {
         let n = self.u32()? as usize;
-        if let Some(reason) = guard::headers_over_limits(i, n, 0, limits) {
+        if let Some(reason) = limits.headers_over(i, n, 0) {
             return Err(reason);
         }
         let mut h = Vec::with_capacity(n);
@@ -260,7 +259,7 @@ impl Reader {
                 },
             };
             size += (name.len() + value.bytes().map_or(0, <[u8]>::len)) as u64;
-            if let Some(reason) = guard::headers_over_limits(i, n, size, limits) {
+            if let Some(reason) = limits.headers_over(i, n, size) {
                 return Err(reason);
             }
             h.push((name, value));

@@ -56,6 +56,33 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Why `count` outputs for one message break the limits, if they do.
+    pub fn outputs_over(&self, count: usize) -> Option<String> {
+        (count > self.max_outputs as usize).then(|| {
+            format!(
+                "{count} outputs for one message, the limit is {}",
+                self.max_outputs
+            )
+        })
+    }
+
+    /// Why output `i`'s `count` headers of `bytes` bytes (names and values as a sink writes
+    /// them: a binary value's bytes, not its lossy text) break the limits, if they do.
+    pub fn headers_over(&self, i: usize, count: usize, bytes: u64) -> Option<String> {
+        if count > self.max_headers as usize {
+            return Some(format!(
+                "output {i} has {count} headers, the limit is {}",
+                self.max_headers
+            ));
+        }
+        (bytes > self.max_header_bytes).then(|| {
+            format!(
+                "output {i} has {bytes} bytes of headers, the limit is {}",
+                self.max_header_bytes
+            )
+        })
+    }
+
     /// Bytes one message's result may carry across the boundary when every output is within
     /// these limits: payloads and keys, headers, routes, the records themselves (wasmtime's
     /// "hostcall fuel" counts these). A call of `n` messages is given `n` times this, so a batch

@@ -51,13 +51,20 @@ async fn healthz() -> &'static str {
 
 /// Ready when every pipeline runs with a source that answers.
 async fn readyz(State(state): Shared) -> Response {
-    let not_ready: Vec<String> = state
+    let mut not_ready: Vec<String> = state
         .inventory
-        .all()
-        .iter()
-        .filter(|p| p.stats.state() != PipelineState::Stopped && !p.stats.is_ready())
-        .map(|p| format!("{} ({})", p.name, p.stats.state().as_str()))
+        .starting()
+        .into_iter()
+        .map(|(name, what)| format!("{name} (starting: {what})"))
         .collect();
+    not_ready.extend(
+        state
+            .inventory
+            .all()
+            .iter()
+            .filter(|p| p.stats.state() != PipelineState::Stopped && !p.stats.is_ready())
+            .map(|p| format!("{} ({})", p.name, p.stats.state().as_str())),
+    );
     if state.inventory.ready() {
         (StatusCode::OK, Json(json!({ "ready": true }))).into_response()
     } else {
@@ -89,14 +96,18 @@ async fn one(State(state): Shared, Path(name): Path<String>) -> Response {
 }
 
 async fn pause(state: Shared, headers: HeaderMap, name: Path<String>) -> Response {
-    set_paused(state, headers, name, true)
+    set_paused(state, headers, name, true).await
 }
 
 async fn resume(state: Shared, headers: HeaderMap, name: Path<String>) -> Response {
-    set_paused(state, headers, name, false)
+    set_paused(state, headers, name, false).await
 }
 
-fn set_paused(
+/// Set the pause switch, then answer with the state once the pipeline has acted on it: it
+/// pauses before its next pull, so the answer waits (up to [`PAUSE_ANSWER_WAIT`]) for a pull
+/// under way to finish. Past that, or for a pipeline that is not running, it answers with the
+/// state as it is.
+async fn set_paused(
     State(state): Shared,
     headers: HeaderMap,
     Path(name): Path<String>,
@@ -110,8 +121,21 @@ fn set_paused(
     };
     p.stats.set_paused(paused);
     tracing::info!(pipeline = %name, paused, "pause switch set through the admin API");
+    // The state the switch moves the pipeline out of.
+    let from = if paused {
+        PipelineState::Running
+    } else {
+        PipelineState::Paused
+    };
+    let waited = std::time::Instant::now();
+    while p.stats.state() == from && waited.elapsed() < PAUSE_ANSWER_WAIT {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     Json(PipelineStatus::of(&p, state.rates.rates(&name, &p.stats))).into_response()
 }
+
+/// How long `POST …/pause` and `…/resume` wait for the pipeline to act before they answer.
+const PAUSE_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn reload_all(State(state): Shared, headers: HeaderMap) -> Response {
     reload(&state, &headers, ReloadScope::All).await

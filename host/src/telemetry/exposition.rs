@@ -51,7 +51,7 @@ pub fn render(inventory: &Inventory) -> String {
     let per_pipeline: [(&str, &str, ReadCounter); 5] = [
         (
             "sluice_messages_acked_total",
-            "Deliveries acknowledged to the source.",
+            "Deliveries delivered (every output confirmed by its sink) and acknowledged to the source; filtered, discarded and dead-lettered ones are acknowledged too, and counted apart.",
             |s| PipelineStats::get(&s.acked),
         ),
         (

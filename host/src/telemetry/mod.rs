@@ -67,6 +67,9 @@ impl std::fmt::Debug for PipelineEntry {
 #[derive(Debug, Default, Clone)]
 pub struct Inventory {
     pipelines: Arc<RwLock<BTreeMap<String, Arc<PipelineEntry>>>>,
+    /// Pipelines being built before they first run, by name, with what they wait for: the
+    /// host is not ready meanwhile, and `/readyz` says why.
+    starting: Arc<Mutex<BTreeMap<String, String>>>,
     reloads: Arc<ReloadLog>,
 }
 
@@ -85,6 +88,27 @@ impl Inventory {
     pub fn insert(&self, entry: PipelineEntry) {
         let mut map = self.pipelines.write().unwrap_or_else(|e| e.into_inner());
         map.insert(entry.name.clone(), Arc::new(entry));
+    }
+
+    /// `name` is being built for its first run, waiting for `what`.
+    pub fn set_starting(&self, name: &str, what: &str) {
+        let mut starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+        starting.insert(name.to_owned(), what.to_owned());
+    }
+
+    /// `name` is built (or failed to build).
+    pub fn clear_starting(&self, name: &str) {
+        let mut starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+        starting.remove(name);
+    }
+
+    /// Pipelines being built for their first run, with what each waits for.
+    pub fn starting(&self) -> Vec<(String, String)> {
+        let starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+        starting
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     pub fn remove(&self, name: &str) {
@@ -107,10 +131,13 @@ impl Inventory {
         map.values().cloned().collect()
     }
 
-    /// Ready when at least one pipeline runs and every pipeline is running (or paused on
-    /// purpose) with a connected source. A pipeline whose source ended (a finished file) does
-    /// not make the host unready.
+    /// Ready when at least one pipeline runs, none is still being built for its first run, and
+    /// every pipeline is running (or paused on purpose) with a connected source. A pipeline
+    /// whose source ended (a finished file) does not make the host unready.
     pub fn ready(&self) -> bool {
+        if !self.starting().is_empty() {
+            return false;
+        }
         let live: Vec<_> = self
             .all()
             .into_iter()

@@ -133,6 +133,9 @@ fn health_metrics_status_and_pause_resume() {
     // Pause: the state says so and nothing more is pulled.
     let (code, body) = host.post("/pipelines/steady/pause", Some(TOKEN));
     assert_eq!(code, 200, "{body}");
+    // The answer is the state after the pause, not before it.
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["state"], "paused", "{body}");
     host.wait_for("the pause", |h| {
         h.json("/pipelines/steady")["state"] == "paused"
     });
@@ -161,8 +164,20 @@ fn health_metrics_status_and_pause_resume() {
         "{metrics}"
     );
 
-    let (code, _) = host.post("/pipelines/steady/resume", Some(TOKEN));
+    // Dead letters (every tenth message is malformed) show among the last errors, with why.
+    let errors = paused["last_errors"].as_array().unwrap();
+    assert!(
+        errors.iter().any(|e| {
+            let m = e["message"].as_str().unwrap();
+            m.starts_with("dead-lettered ") && m.contains(": invalid: ")
+        }),
+        "{paused}"
+    );
+
+    let (code, body) = host.post("/pipelines/steady/resume", Some(TOKEN));
     assert_eq!(code, 200);
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["state"], "running", "{body}");
     host.wait_for("messages to flow again", |h| {
         h.received("steady") > frozen + 50
     });

@@ -7,13 +7,10 @@ use std::time::{Duration, Instant};
 
 fn sluice() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.env(
-        "SLUICE_CACHE_DIR",
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"),
-    )
-    .env("RUST_LOG", "info")
-    // Tests run side by side: each host's admin server takes a port of its own.
-    .env("SLUICE_ADMIN_ADDR", "127.0.0.1:0");
+    cmd.env("SLUICE_CACHE_DIR", crate::common::plugin_cache_dir())
+        .env("RUST_LOG", "info")
+        // Tests run side by side: each host's admin server takes a port of its own.
+        .env("SLUICE_ADMIN_ADDR", "127.0.0.1:0");
     cmd
 }
 
@@ -772,16 +769,33 @@ fn sigterm_during_a_reload_does_not_wait_for_it() {
     )
     .unwrap();
     let mut log = Vec::new();
+    let mut admin = None;
     loop {
         let l = lines
             .recv_timeout(Duration::from_secs(60))
             .expect("the reload started compiling the handler within 60 s");
+        if l.contains("admin server listening") {
+            admin = l
+                .split("addr=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned);
+        }
         let compiling = l.contains("compiling plugin") && l.contains("python-crash");
         log.push(l);
         if compiling {
             break;
         }
     }
+    // While the new pipeline's handler compiles, /readyz names it and says what it waits for.
+    let admin = admin.expect("the admin server's address in the log");
+    let readyz = reqwest::blocking::get(format!("http://{admin}/readyz")).unwrap();
+    assert_eq!(readyz.status().as_u16(), 503);
+    let body = readyz.text().unwrap();
+    assert!(
+        body.contains("slow (starting: loading its handlers and connectors"),
+        "{body}"
+    );
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())

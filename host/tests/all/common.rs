@@ -15,10 +15,7 @@ pub fn run_with_admin(
         .arg("run")
         .args(args)
         .args(["--admin-addr", "127.0.0.1:0", "--admin-token", token])
-        .env(
-            "SLUICE_CACHE_DIR",
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"),
-        )
+        .env("SLUICE_CACHE_DIR", plugin_cache_dir())
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -39,4 +36,15 @@ pub fn run_with_admin(
         }
     };
     (child, format!("http://{addr}"), stderr)
+}
+
+/// The compile cache every test of the workspace shares, `target/<profile>/plugin-cache` (the
+/// one `sluice_tests::test_cache_dir` names): a Python or JavaScript handler, 12-18 MB, is then
+/// compiled once per test run, not once per test crate.
+pub fn plugin_cache_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.parent()
+        .and_then(std::path::Path::parent)
+        .expect("the test binary runs from target/<profile>/deps")
+        .join("plugin-cache")
 }

@@ -591,5 +591,20 @@ async fn a_reload_never_reruns_a_finished_pipeline() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // The refusal shows on the running pipeline until its file is fixed, then no longer.
+    let refusals = |status: &Value| {
+        status["last_errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["message"].as_str().unwrap().starts_with("reload refused"))
+            .count()
+    };
+    assert!(refusals(&host.json("/pipelines/running").await.1) > 0);
+    std::fs::write(d.join("running.yaml"), format!("{running}# edited\n")).unwrap();
+    let (code, report) = host.post("/reload").await;
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(refusals(&host.json("/pipelines/running").await.1), 0);
     host.stop();
 }

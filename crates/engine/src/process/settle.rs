@@ -173,10 +173,11 @@ pub(super) async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, mut verdict
             Verdict::DeadLetter(failure, _) => {
                 PipelineStats::add(&stats.dead_lettered, 1);
                 PipelineStats::add(&stats.dead_lettered_by_class[failure.class.index()], 1);
-                finish(
-                    "dead_lettered",
-                    Some(&format!("{}: {}", failure.class, failure.reason)),
-                );
+                let why = format!("{}: {}", failure.class, failure.reason);
+                // Operators see why messages are dead-lettered beside the other errors (the
+                // last few are kept; the reason is already cut to `max_reason_bytes`).
+                stats.record_error(format!("dead-lettered {}: {why}", f.msg.id));
+                finish("dead_lettered", Some(&why));
                 f.token.ack();
             }
         }

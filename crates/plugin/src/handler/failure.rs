@@ -80,7 +80,7 @@ impl HandlerCore {
 
 /// Why `outputs` break `limits`, if they do.
 fn over_limits(outputs: &[Output], limits: &Limits) -> Option<String> {
-    if let Some(reason) = guard::outputs_over_limit(outputs.len(), limits) {
+    if let Some(reason) = limits.outputs_over(outputs.len()) {
         return Some(reason);
     }
     let bytes: u64 = outputs.iter().map(|o| o.payload.len() as u64).sum();
@@ -103,7 +103,7 @@ fn over_limits(outputs: &[Output], limits: &Limits) -> Option<String> {
             .iter()
             .map(|(n, v)| (n.len() + v.bytes().map_or(0, <[u8]>::len)) as u64)
             .sum();
-        if let Some(reason) = guard::headers_over_limits(i, o.headers.len(), header_bytes, limits) {
+        if let Some(reason) = limits.headers_over(i, o.headers.len(), header_bytes) {
             return Some(reason);
         }
         if let Some(route) = &o.route

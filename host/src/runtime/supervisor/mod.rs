@@ -101,11 +101,22 @@ impl Supervisor {
     /// Build every pipeline of `loaded`, then start them all. A pipeline that fails to build
     /// stops the start-up before any pipeline runs.
     pub async fn start(&mut self, loaded: Vec<LoadedPipeline>) -> anyhow::Result<()> {
+        let names: Vec<String> = loaded.iter().map(|p| p.config.name.clone()).collect();
+        for name in &names {
+            self.inventory.set_starting(name, WAITING);
+        }
         let mut built = Vec::new();
         for p in loaded {
-            let b = build_off_the_runtime(&self.host, &p).await?;
-            let fingerprint = fingerprint(&p);
-            built.push((p, fingerprint, b));
+            match self.build_first(&p).await {
+                Ok(b) => {
+                    let fingerprint = fingerprint(&p);
+                    built.push((p, fingerprint, b));
+                }
+                Err(err) => {
+                    names.iter().for_each(|n| self.inventory.clear_starting(n));
+                    return Err(err);
+                }
+            }
         }
         for (p, fingerprint, b) in built {
             self.spawn(p, fingerprint, b);
@@ -216,6 +227,7 @@ impl Supervisor {
             entry,
         } = built;
         self.inventory.insert(entry);
+        self.inventory.clear_starting(&name);
         let ended = self.ended_tx.clone();
         let run_stop = stop.clone();
         let run_stats = stats.clone();
@@ -285,6 +297,22 @@ impl Supervisor {
             }
         }
         watcher.watch_dirs(dirs);
+    }
+}
+
+/// What a pipeline being built for its first run waits for, as `/readyz` says it.
+const WAITING: &str = "loading its handlers and connectors; a handler's first load compiles it (the log says which, and how long it took: a Python or JavaScript one takes tens of seconds)";
+
+impl Supervisor {
+    /// Build a pipeline for its first run (at start-up, or a new file on reload): `/readyz` names
+    /// it as starting meanwhile.
+    async fn build_first(&self, p: &LoadedPipeline) -> anyhow::Result<BuiltPipeline> {
+        self.inventory.set_starting(&p.config.name, WAITING);
+        let built = build_off_the_runtime(&self.host, p).await;
+        if built.is_err() {
+            self.inventory.clear_starting(&p.config.name);
+        }
+        built
     }
 }
 

@@ -13,6 +13,9 @@ use crate::config::{LoadedPipeline, load_file, load_paths};
 use crate::plugin::{WasmHandler, content_hash};
 use crate::runtime::{load_handler, workers};
 
+/// How a refused reload is recorded among a pipeline's errors; cleared once its file loads again.
+const REFUSED: &str = "reload refused: ";
+
 impl Supervisor {
     pub(super) async fn reload(
         &mut self,
@@ -59,7 +62,7 @@ impl Supervisor {
                     .map(ToString::to_string)
                     .collect();
                 r.stats
-                    .record_error(format!("reload refused: {}", of_file.join("; ")));
+                    .record_error(format!("{REFUSED}{}", of_file.join("; ")));
             }
         }
 
@@ -96,7 +99,7 @@ impl Supervisor {
                 Some(r) => Some(r.fingerprint != fingerprint || r.loaded.file != p.file),
             };
             match changed {
-                None => match build_off_the_runtime(&self.host, &p).await {
+                None => match self.build_first(&p).await {
                     Ok(built) => {
                         tracing::info!(pipeline = %name, file = %p.file.display(), "starting a new pipeline");
                         self.spawn(p, fingerprint, built);
@@ -115,17 +118,23 @@ impl Supervisor {
                     Err(err) => {
                         let msg = format!("{err:#}");
                         if let Some(r) = self.running.get(&name) {
-                            r.stats.record_error(format!("reload refused: {msg}"));
+                            r.stats.record_error(format!("{REFUSED}{msg}"));
                         }
                         report.refused.push(msg);
                     }
                 },
                 Some(false) => match self.swap_changed_plugins(&p).await {
-                    Ok(swapped) => report.swapped.extend(swapped),
+                    Ok(swapped) => {
+                        // The file and its plugins load: an earlier refusal no longer holds.
+                        if let Some(r) = self.running.get(&name) {
+                            r.stats.clear_errors(REFUSED);
+                        }
+                        report.swapped.extend(swapped);
+                    }
                     Err(err) => {
                         let msg = format!("{err:#}");
                         if let Some(r) = self.running.get(&name) {
-                            r.stats.record_error(format!("reload refused: {msg}"));
+                            r.stats.record_error(format!("{REFUSED}{msg}"));
                         }
                         report.refused.push(msg);
                     }
