@@ -15,9 +15,9 @@ RUN rustup target add wasm32-unknown-unknown wasm32-wasip2 \
  && cargo build --release -p sluice --bin sluice
 
 FROM debian:bookworm-slim
-# The binary links OpenSSL dynamically (librdkafka, the AWS and Azure clients): without libssl3 it
-# does not start ("error while loading shared libraries: libssl.so.3"), and the TLS connectors
-# need the system's CA roots.
+# The binary links OpenSSL dynamically (librdkafka's TLS): without libssl3 it does not start
+# ("error while loading shared libraries: libssl.so.3"), and the TLS connectors need the system's
+# CA roots.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libssl3 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \

@@ -16,10 +16,13 @@ scripts/build-plugins.sh
 # cargo's bin directory (on PATH wherever rustup installed Rust) to the binary just built, so it
 # follows every rebuild. A `sluice` there that is not a link (`cargo install --path host
 # --locked`, a release build) is left alone.
-bin_dir="${CARGO_HOME:-$HOME/.cargo}/bin"
-if [ -d "$bin_dir" ] && { [ -L "$bin_dir/sluice" ] || [ ! -e "$bin_dir/sluice" ]; }; then
-  ln -sfn "$CARGO_TARGET_DIR/debug/sluice" "$bin_dir/sluice"
-  echo "setup: $bin_dir/sluice -> $CARGO_TARGET_DIR/debug/sluice"
+# The link must not depend on where it is read from: an absolute target directory.
+binary="$(cd "$CARGO_TARGET_DIR" && pwd)/debug/sluice"
+cargo_home="${CARGO_HOME:-${HOME:+$HOME/.cargo}}"
+bin_dir="${cargo_home:+$cargo_home/bin}"
+if [ -n "$bin_dir" ] && [ -d "$bin_dir" ] && { [ -L "$bin_dir/sluice" ] || [ ! -e "$bin_dir/sluice" ]; }; then
+  ln -sfn "$binary" "$bin_dir/sluice"
+  echo "setup: $bin_dir/sluice -> $binary"
 fi
 command -v sluice >/dev/null ||
-  echo "setup: $bin_dir is not on PATH; add it (or run $CARGO_TARGET_DIR/debug/sluice)" >&2
+  echo "setup: sluice is not on PATH; add ${bin_dir:-the cargo bin directory} to it (or run $binary)" >&2

@@ -120,6 +120,25 @@ pub fn default_sdk_path() -> Option<PathBuf> {
     sdk.join("Cargo.toml").is_file().then_some(sdk)
 }
 
+/// Refuse an `--sdk-path` that is not the Rust SDK's crate: the project would be written and then
+/// fail to build with a cargo error far from its cause.
+fn check_sdk(path: &Path) -> anyhow::Result<()> {
+    let manifest = path.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).with_context(|| {
+        format!(
+            "--sdk-path {}: no Cargo.toml there; it must be the `sdk` folder of a Sluice checkout",
+            path.display()
+        )
+    })?;
+    if !text.contains("name = \"sluice-sdk\"") {
+        bail!(
+            "--sdk-path {}: its Cargo.toml is not the `sluice-sdk` crate's; it must be the `sdk` folder of a Sluice checkout",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Create the project `<parent>/<name>` and return its directory.
 pub fn create(
     name: &str,
@@ -141,7 +160,10 @@ pub fn create(
         bail!("{} already exists", dir.display());
     }
     let sdk = match (lang, sdk_path) {
-        (Lang::Rust, Some(path)) => path.to_path_buf(),
+        (Lang::Rust, Some(path)) => {
+            check_sdk(path)?;
+            path.to_path_buf()
+        }
         (Lang::Rust, None) => default_sdk_path().context(
             "the Rust SDK's sources are not where this binary was built from; pass --sdk-path",
         )?,

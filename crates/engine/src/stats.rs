@@ -18,6 +18,27 @@ use sluice_core::transform::ErrorClass;
 /// How many recent errors a pipeline remembers for the admin API.
 const LAST_ERRORS: usize = 10;
 
+/// Add `message` (cut to about 2 KiB) to `recent`, dropping the oldest past [`LAST_ERRORS`].
+fn push_recent(recent: &Mutex<VecDeque<RecordedError>>, mut message: String) {
+    const MAX_ERROR_BYTES: usize = 2048;
+    if message.len() > MAX_ERROR_BYTES {
+        let mut end = MAX_ERROR_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    let mut recent = recent.lock().unwrap_or_else(|e| e.into_inner());
+    if recent.len() == LAST_ERRORS {
+        recent.pop_front();
+    }
+    recent.push_back(RecordedError {
+        at: SystemTime::now(),
+        message,
+    });
+}
+
 /// Live counters and state of one pipeline.
 #[derive(Debug)]
 pub struct PipelineStats {
@@ -66,6 +87,9 @@ pub struct PipelineStats {
     pub breaker_probes: AtomicU64,
     pause: watch::Sender<bool>,
     last_errors: Mutex<VecDeque<RecordedError>>,
+    /// The last dead letters and why, apart from `last_errors`: a steady trickle of poison
+    /// messages must not push a refused reload or a sink error out of sight.
+    last_dead_letters: Mutex<VecDeque<RecordedError>>,
 }
 
 impl Default for PipelineStats {
@@ -96,6 +120,7 @@ impl Default for PipelineStats {
             breaker_probes: AtomicU64::new(0),
             pause: watch::Sender::new(false),
             last_errors: Mutex::default(),
+            last_dead_letters: Mutex::default(),
         }
     }
 }
@@ -314,25 +339,24 @@ impl PipelineStats {
             .collect()
     }
 
-    /// Remember an error for operators (the last few are kept, each cut to 2 KiB).
-    pub fn record_error(&self, mut message: String) {
-        const MAX_ERROR_BYTES: usize = 2048;
-        if message.len() > MAX_ERROR_BYTES {
-            let mut end = MAX_ERROR_BYTES;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-            message.push('…');
-        }
-        let mut errors = self.last_errors.lock().unwrap_or_else(|e| e.into_inner());
-        if errors.len() == LAST_ERRORS {
-            errors.pop_front();
-        }
-        errors.push_back(RecordedError {
-            at: SystemTime::now(),
-            message,
-        });
+    /// Remember an error for operators (the last few are kept, each cut to about 2 KiB).
+    pub fn record_error(&self, message: String) {
+        push_recent(&self.last_errors, message);
+    }
+
+    /// Remember a dead letter and why, for operators (the last few are kept, apart from the
+    /// errors).
+    pub fn record_dead_letter(&self, message: String) {
+        push_recent(&self.last_dead_letters, message);
+    }
+
+    /// The last dead letters, oldest first.
+    pub fn last_dead_letters(&self) -> Vec<RecordedError> {
+        let recent = self
+            .last_dead_letters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        recent.iter().cloned().collect()
     }
 
     /// Forget the recorded errors whose message starts with `prefix`: they no longer hold (a

@@ -121,6 +121,13 @@ fn render(pipelines: &[PipelineStatus], with_errors: bool) -> String {
             if let Some(e) = p.last_errors.last() {
                 let _ = writeln!(out, "last error in {}: {} {}", p.name, e.at, e.message);
             }
+            if let Some(e) = p.last_dead_letters.last() {
+                let _ = writeln!(
+                    out,
+                    "last dead letter in {}: {} {}",
+                    p.name, e.at, e.message
+                );
+            }
         }
     }
     out

@@ -51,12 +51,19 @@ async fn healthz() -> &'static str {
 
 /// Ready when every pipeline runs with a source that answers.
 async fn readyz(State(state): Shared) -> Response {
-    let mut not_ready: Vec<String> = state
+    let (blocking, reloading): (Vec<_>, Vec<_>) = state
         .inventory
         .starting()
         .into_iter()
-        .map(|(name, what)| format!("{name} (starting: {what})"))
-        .collect();
+        .partition(|(_, _, blocks)| *blocks);
+    let named = |list: Vec<(String, String, bool)>| -> Vec<String> {
+        list.into_iter()
+            .map(|(name, what, _)| format!("{name} (starting: {what})"))
+            .collect()
+    };
+    // New pipelines a reload is building, shown beside the answer either way.
+    let starting = named(reloading);
+    let mut not_ready = named(blocking);
     not_ready.extend(
         state
             .inventory
@@ -65,12 +72,21 @@ async fn readyz(State(state): Shared) -> Response {
             .filter(|p| p.stats.state() != PipelineState::Stopped && !p.stats.is_ready())
             .map(|p| format!("{} ({})", p.name, p.stats.state().as_str())),
     );
-    if state.inventory.ready() {
-        (StatusCode::OK, Json(json!({ "ready": true }))).into_response()
+    let ready = state.inventory.ready();
+    let mut body = if ready {
+        json!({ "ready": true })
     } else {
-        let body = json!({ "ready": false, "not_ready": not_ready });
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        json!({ "ready": false, "not_ready": not_ready })
+    };
+    if !starting.is_empty() {
+        body["starting"] = json!(starting);
     }
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
 }
 
 async fn metrics(State(state): Shared) -> Response {

@@ -36,6 +36,9 @@ pub struct PipelineStatus {
     pub rates: RatesStatus,
     /// The last errors, oldest first.
     pub last_errors: Vec<ErrorStatus>,
+    /// The last dead letters, oldest first: `<message id>: <class>: <reason>`.
+    #[serde(default)]
+    pub last_dead_letters: Vec<ErrorStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,6 +77,15 @@ pub struct ErrorStatus {
     /// RFC 3339, UTC.
     pub at: String,
     pub message: String,
+}
+
+impl From<crate::engine::RecordedError> for ErrorStatus {
+    fn from(e: crate::engine::RecordedError) -> Self {
+        ErrorStatus {
+            at: rfc3339(e.at),
+            message: e.message,
+        }
+    }
 }
 
 impl PipelineStatus {
@@ -120,13 +132,11 @@ impl PipelineStatus {
                 errors: rates.errors,
                 dead_lettered: rates.dead_lettered,
             },
-            last_errors: s
-                .last_errors()
+            last_errors: s.last_errors().into_iter().map(ErrorStatus::from).collect(),
+            last_dead_letters: s
+                .last_dead_letters()
                 .into_iter()
-                .map(|e| ErrorStatus {
-                    at: rfc3339(e.at),
-                    message: e.message,
-                })
+                .map(ErrorStatus::from)
                 .collect(),
         }
     }

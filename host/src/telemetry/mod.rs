@@ -67,9 +67,10 @@ impl std::fmt::Debug for PipelineEntry {
 #[derive(Debug, Default, Clone)]
 pub struct Inventory {
     pipelines: Arc<RwLock<BTreeMap<String, Arc<PipelineEntry>>>>,
-    /// Pipelines being built before they first run, by name, with what they wait for: the
-    /// host is not ready meanwhile, and `/readyz` says why.
-    starting: Arc<Mutex<BTreeMap<String, String>>>,
+    /// Pipelines being built before they first run, by name, with what they wait for and
+    /// whether the host is unready meanwhile (at start-up; not for a new file on reload, while
+    /// the host runs its other pipelines); `/readyz` names them.
+    starting: Arc<Mutex<BTreeMap<String, (String, bool)>>>,
     reloads: Arc<ReloadLog>,
 }
 
@@ -90,10 +91,11 @@ impl Inventory {
         map.insert(entry.name.clone(), Arc::new(entry));
     }
 
-    /// `name` is being built for its first run, waiting for `what`.
-    pub fn set_starting(&self, name: &str, what: &str) {
+    /// `name` is being built for its first run, waiting for `what`; the host is not ready
+    /// meanwhile if `blocks_ready`.
+    pub fn set_starting(&self, name: &str, what: &str, blocks_ready: bool) {
         let mut starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
-        starting.insert(name.to_owned(), what.to_owned());
+        starting.insert(name.to_owned(), (what.to_owned(), blocks_ready));
     }
 
     /// `name` is built (or failed to build).
@@ -102,12 +104,13 @@ impl Inventory {
         starting.remove(name);
     }
 
-    /// Pipelines being built for their first run, with what each waits for.
-    pub fn starting(&self) -> Vec<(String, String)> {
+    /// Pipelines being built for their first run: name, what each waits for, and whether the
+    /// host is unready meanwhile.
+    pub fn starting(&self) -> Vec<(String, String, bool)> {
         let starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
         starting
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, (what, blocks))| (k.clone(), what.clone(), *blocks))
             .collect()
     }
 
@@ -131,11 +134,11 @@ impl Inventory {
         map.values().cloned().collect()
     }
 
-    /// Ready when at least one pipeline runs, none is still being built for its first run, and
+    /// Ready when at least one pipeline runs, none is still being built at start-up, and
     /// every pipeline is running (or paused on purpose) with a connected source. A pipeline
     /// whose source ended (a finished file) does not make the host unready.
     pub fn ready(&self) -> bool {
-        if !self.starting().is_empty() {
+        if self.starting().iter().any(|(_, _, blocks)| *blocks) {
             return false;
         }
         let live: Vec<_> = self

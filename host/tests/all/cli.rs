@@ -717,6 +717,28 @@ fn sluice_new_projects_build_and_pass_their_own_tests() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
 }
 
+/// `--sdk-path` must name the Rust SDK: anything else is refused before a file is written.
+#[test]
+fn sluice_new_refuses_an_sdk_path_that_is_not_the_sdk() {
+    let parent = tempfile::tempdir().unwrap();
+    for (sdk, why) in [
+        (PathBuf::from("/nonexistent"), "no Cargo.toml there"),
+        (repo().join("host"), "not the `sluice-sdk` crate's"),
+    ] {
+        let out = sluice()
+            .args(["new", "rs", "--lang", "rust", "--sdk-path"])
+            .arg(&sdk)
+            .arg("--dir")
+            .arg(parent.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{}: {stderr}", sdk.display());
+        assert!(stderr.contains(why), "{}: {stderr}", sdk.display());
+        assert!(!parent.path().join("rs").exists(), "nothing written");
+    }
+}
+
 /// SIGTERM while a reload is compiling a large plugin (a Python handler, seconds to compile on a
 /// fresh cache): the host drains what runs and exits without waiting for the reload, which is
 /// cut short (the pipeline it was starting never starts).
@@ -787,10 +809,11 @@ fn sigterm_during_a_reload_does_not_wait_for_it() {
             break;
         }
     }
-    // While the new pipeline's handler compiles, /readyz names it and says what it waits for.
+    // While the new pipeline's handler compiles, /readyz names it and says what it waits for;
+    // the host, which runs `steady`, stays ready.
     let admin = admin.expect("the admin server's address in the log");
     let readyz = reqwest::blocking::get(format!("http://{admin}/readyz")).unwrap();
-    assert_eq!(readyz.status().as_u16(), 503);
+    assert_eq!(readyz.status().as_u16(), 200);
     let body = readyz.text().unwrap();
     assert!(
         body.contains("slow (starting: loading its handlers and connectors"),
@@ -822,4 +845,27 @@ fn sigterm_during_a_reload_does_not_wait_for_it() {
         !log.contains("plugin compiled") && !log.contains("pipeline=slow"),
         "the reload was waited for:\n{log}"
     );
+}
+
+/// docs/writing-handlers.md shows the Rust template's handler as `sluice new enrich --lang rust`
+/// writes it (its module comment left out): the guide cannot drift from what users get.
+#[test]
+fn the_rust_guide_shows_the_template_handler() {
+    let guide = std::fs::read_to_string(repo().join("docs/writing-handlers.md")).unwrap();
+    let after = guide
+        .split("and `src/lib.rs` is a complete handler")
+        .nth(1)
+        .expect("the guide introduces the template's src/lib.rs");
+    let shown = after
+        .split("```rust\n")
+        .nth(1)
+        .and_then(|block| block.split("```").next())
+        .expect("a rust block after it");
+    let template = std::fs::read_to_string(repo().join("host/templates/rust/src/lib.rs")).unwrap();
+    let template: String = template
+        .lines()
+        .skip_while(|l| l.starts_with("//!") || l.is_empty())
+        .map(|l| format!("{}\n", l.replace("{{name}}", "enrich")))
+        .collect();
+    assert_eq!(shown, template);
 }

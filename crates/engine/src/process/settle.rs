@@ -174,9 +174,8 @@ pub(super) async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, mut verdict
                 PipelineStats::add(&stats.dead_lettered, 1);
                 PipelineStats::add(&stats.dead_lettered_by_class[failure.class.index()], 1);
                 let why = format!("{}: {}", failure.class, failure.reason);
-                // Operators see why messages are dead-lettered beside the other errors (the
-                // last few are kept; the reason is already cut to `max_reason_bytes`).
-                stats.record_error(format!("dead-lettered {}: {why}", f.msg.id));
+                // Operators see which messages were dead-lettered and why (the last few).
+                stats.record_dead_letter(format!("{}: {why}", f.msg.id));
                 finish("dead_lettered", Some(&why));
                 f.token.ack();
             }

@@ -10,8 +10,8 @@
 //!   in atomically ([`HotHandler`]);
 //! - anything invalid (a file with errors, a plugin that does not compile, implements another
 //!   world or fails `init`) is refused with its errors and the running version stays;
-//! - a pipeline that has finished (its source ended: a `file` read to its end, a `generate`
-//!   count reached) is not started again unless its own file changes: a reload caused by
+//! - a pipeline that has ended (its source ended: a `file` read to its end, a `generate` count
+//!   reached; or it failed) is not started again unless its own file changes: a reload caused by
 //!   another file, or refused, would otherwise run it a second time and write every output and
 //!   dead letter twice.
 //!
@@ -68,8 +68,9 @@ pub struct Supervisor {
     ended_rx: mpsc::UnboundedReceiver<Ended>,
     ends: Vec<(String, RunEnd)>,
     failure: Option<anyhow::Error>,
-    /// Pipelines that finished on their own, by name: the file they ran from and its fingerprint
-    /// then. A reload starts one again only when that file's content (or the file) changes.
+    /// Pipelines that ended on their own (finished or failed), by name: the file they ran from
+    /// and its fingerprint then. A reload starts one again only when that file's content (or the
+    /// file) changes.
     finished: BTreeMap<String, (PathBuf, String)>,
 }
 
@@ -103,11 +104,11 @@ impl Supervisor {
     pub async fn start(&mut self, loaded: Vec<LoadedPipeline>) -> anyhow::Result<()> {
         let names: Vec<String> = loaded.iter().map(|p| p.config.name.clone()).collect();
         for name in &names {
-            self.inventory.set_starting(name, WAITING);
+            self.inventory.set_starting(name, WAITING, true);
         }
         let mut built = Vec::new();
         for p in loaded {
-            match self.build_first(&p).await {
+            match self.build_first(&p, true).await {
                 Ok(b) => {
                     let fingerprint = fingerprint(&p);
                     built.push((p, fingerprint, b));
@@ -193,9 +194,9 @@ impl Supervisor {
             .get(&ended.name)
             .is_some_and(|r| r.generation == ended.generation)
         {
-            if let Some(r) = self.running.remove(&ended.name)
-                && ended.result.is_ok()
-            {
+            // Finished or failed alike: running it again from the same file would repeat what
+            // it had already written.
+            if let Some(r) = self.running.remove(&ended.name) {
                 self.finished
                     .insert(ended.name.clone(), (r.loaded.file, r.fingerprint));
             }
@@ -304,14 +305,29 @@ impl Supervisor {
 const WAITING: &str = "loading its handlers and connectors; a handler's first load compiles it (the log says which, and how long it took: a Python or JavaScript one takes tens of seconds)";
 
 impl Supervisor {
-    /// Build a pipeline for its first run (at start-up, or a new file on reload): `/readyz` names
-    /// it as starting meanwhile.
-    async fn build_first(&self, p: &LoadedPipeline) -> anyhow::Result<BuiltPipeline> {
-        self.inventory.set_starting(&p.config.name, WAITING);
-        let built = build_off_the_runtime(&self.host, p).await;
-        if built.is_err() {
-            self.inventory.clear_starting(&p.config.name);
+    /// Build a pipeline for its first run: `/readyz` names it as starting meanwhile; at start-up
+    /// (`blocks_ready`) the host is not ready until it runs, while a new file on reload leaves a
+    /// host that runs its other pipelines ready. The entry goes when the build fails, or is cut
+    /// short by a shutdown (this future dropped); `spawn` removes it when the pipeline starts.
+    async fn build_first(
+        &self,
+        p: &LoadedPipeline,
+        blocks_ready: bool,
+    ) -> anyhow::Result<BuiltPipeline> {
+        struct Starting<'a>(&'a Inventory, &'a str, bool);
+        impl Drop for Starting<'_> {
+            fn drop(&mut self) {
+                if self.2 {
+                    self.0.clear_starting(self.1);
+                }
+            }
         }
+        self.inventory
+            .set_starting(&p.config.name, WAITING, blocks_ready);
+        let mut guard = Starting(&self.inventory, &p.config.name, true);
+        let built = build_off_the_runtime(&self.host, p).await;
+        // Built: it stays named until `spawn` inserts it, so readiness never flickers.
+        guard.2 = built.is_err();
         built
     }
 }

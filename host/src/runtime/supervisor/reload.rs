@@ -99,7 +99,7 @@ impl Supervisor {
                 Some(r) => Some(r.fingerprint != fingerprint || r.loaded.file != p.file),
             };
             match changed {
-                None => match self.build_first(&p).await {
+                None => match self.build_first(&p, false).await {
                     Ok(built) => {
                         tracing::info!(pipeline = %name, file = %p.file.display(), "starting a new pipeline");
                         self.spawn(p, fingerprint, built);
