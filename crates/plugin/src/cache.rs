@@ -55,20 +55,15 @@ pub fn compile(
     };
     private_dir(dir)?;
     let path = dir.join(format!("{hash}-{:016x}.cwasm", engine_hash(engine)));
-    // Read into memory rather than map the file: a cache file truncated or rewritten while in use
-    // must not be able to fault the process (a mapped file that shrinks raises SIGBUS).
-    if let Ok(artifact) = std::fs::read(&path) {
-        // SAFETY: the file was written by `store` below into the host's private cache directory
-        // from the output of `Engine::precompile_component` for an engine with the same
-        // compatibility hash; wasmtime checks the header and the engine settings on load.
-        #[allow(unsafe_code)]
-        match unsafe { Component::deserialize(engine, &artifact) } {
-            Ok(component) => return Ok((component, true)),
-            Err(err) => {
-                tracing::warn!(path = %path.display(), error = %format!("{err:#}"), "discarding unusable cache entry");
-                let _ = std::fs::remove_file(&path);
-            }
-        }
+    if let Some(component) = cached(engine, &path) {
+        return Ok((component, true));
+    }
+    // One compile per plugin version across every process and thread sharing the cache (replicas
+    // on one volume, a reload beside a start-up, tests side by side): the others wait for it,
+    // then load what it stored instead of compiling the same thing again.
+    let _lock = compile_lock(dir, &path, plugin);
+    if let Some(component) = cached(engine, &path) {
+        return Ok((component, true));
     }
     let compiled = logged_compile(plugin, bytes, || engine.precompile_component(bytes))?;
     if let Err(err) = store(dir, &path, &compiled) {
@@ -78,6 +73,68 @@ pub fn compile(
     #[allow(unsafe_code)]
     let component = unsafe { Component::deserialize(engine, &compiled)? };
     Ok((component, false))
+}
+
+/// How long a load waits for another process compiling the same plugin before compiling it
+/// itself: past it the other is taken to be stuck (a compile takes seconds to a minute).
+const COMPILE_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// An exclusive lock on `<entry>.lock` while this process compiles the entry, waiting (up to
+/// [`COMPILE_WAIT`]) for another holder. `None` when the lock cannot be had: the compile goes
+/// on without it (at worst a second process compiles the same thing). The lock goes with the
+/// file handle, and with the process if it dies.
+fn compile_lock(dir: &Path, entry: &Path, plugin: &Path) -> Option<std::fs::File> {
+    let lock_path = entry.with_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|err| {
+            tracing::debug!(dir = %dir.display(), error = %err, "no compile lock; compiling without it");
+        })
+        .ok()?;
+    let started = std::time::Instant::now();
+    let mut told = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Some(file),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < COMPILE_WAIT => {
+                if !told {
+                    tracing::info!(plugin = %plugin.display(), "waiting for another process compiling this plugin into the shared cache");
+                    told = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tracing::warn!(plugin = %plugin.display(), waited_s = COMPILE_WAIT.as_secs(), "another process has held the compile lock too long; compiling anyway");
+                return None;
+            }
+            Err(std::fs::TryLockError::Error(err)) => {
+                tracing::debug!(error = %err, "compile lock unavailable; compiling without it");
+                return None;
+            }
+        }
+    }
+}
+
+/// The entry at `path`, if it is there and loads. Read into memory rather than mapped: a cache
+/// file truncated or rewritten while in use must not be able to fault the process (a mapped file
+/// that shrinks raises SIGBUS).
+fn cached(engine: &Engine, path: &Path) -> Option<Component> {
+    let artifact = std::fs::read(path).ok()?;
+    // SAFETY: the file was written by `store` into the host's private cache directory from the
+    // output of `Engine::precompile_component` for an engine with the same compatibility hash;
+    // wasmtime checks the header and the engine settings on load.
+    #[allow(unsafe_code)]
+    match unsafe { Component::deserialize(engine, &artifact) } {
+        Ok(component) => Some(component),
+        Err(err) => {
+            tracing::warn!(path = %path.display(), error = %format!("{err:#}"), "discarding unusable cache entry");
+            let _ = std::fs::remove_file(path);
+            None
+        }
+    }
 }
 
 fn logged_compile<T>(

@@ -191,9 +191,11 @@ fn compiled_components_are_cached_by_content_hash() {
         .unwrap();
     assert!(second.from_cache);
     assert_eq!(first.hash, second.hash);
+    // One compiled entry (beside it, the lock its compile held).
     let entries: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
         .collect();
     assert_eq!(entries.len(), 1);
     assert!(
@@ -208,6 +210,31 @@ fn compiled_components_are_cached_by_content_hash() {
         .load(&plugin_path("uppercase"), &Limits::default())
         .unwrap();
     assert!(!third.from_cache);
+}
+
+/// Hosts sharing a cache (replicas on one volume, tests side by side) compile a plugin version
+/// once: the others wait for the compile and load what it stored.
+#[test]
+fn hosts_sharing_a_cache_compile_a_plugin_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let loads: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let host = PluginHost::new(Some(dir.path().to_path_buf()));
+                    host.load(&plugin_path("json-enrich"), &Limits::default())
+                        .unwrap()
+                        .from_cache
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        loads.iter().filter(|from_cache| !**from_cache).count(),
+        1,
+        "compiled once: {loads:?}"
+    );
 }
 
 /// A component built for contract 0.1 (`tests/fixtures/uppercase-contract-0.1.wasm`: the
