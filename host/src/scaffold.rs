@@ -12,9 +12,13 @@ use clap::ValueEnum;
 /// A language `sluice new` can start a handler in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Lang {
+    #[value(alias = "rs")]
     Rust,
+    #[value(alias = "py")]
     Python,
+    #[value(alias = "javascript")]
     Js,
+    #[value(alias = "typescript")]
     Ts,
     C,
     Zig,

@@ -57,7 +57,9 @@ pub fn pipeline_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<ConfigError
                 Err(e) => errors.push(file_error(path, "", &format!("cannot read directory: {e}"))),
             }
         } else {
-            files.push(path.clone());
+            // Without `.` components, as messages should show it (`pipelines/./p.yaml` is
+            // `pipelines/p.yaml`; a leading `./` stays).
+            files.push(path.components().collect());
         }
     }
     if errors.is_empty() {

@@ -99,6 +99,10 @@ impl PluginHost {
     /// `sluice:plugin/handler` in a contract version the host has (0.2.0 or 0.1.0) and imports
     /// nothing the host does not grant.
     pub fn load(&self, path: &Path, limits: &Limits) -> anyhow::Result<Plugin> {
+        // As people write it: `pipelines/./p.wasm` (a folder joined with `./p.wasm`) is
+        // `pipelines/p.wasm` in every message.
+        let path: PathBuf = path.components().collect();
+        let path = path.as_path();
         let bytes =
             read_plugin(path).with_context(|| format!("plugin {}: cannot read", path.display()))?;
         self.load_bytes(path, &bytes, limits)

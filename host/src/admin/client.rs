@@ -45,7 +45,32 @@ pub async fn status(addr: &str, pipeline: Option<&str>, json: bool) -> anyhow::R
                 .pipelines
         }
     };
-    Ok(render(&pipelines, pipeline.is_some()))
+    let mut out = render(&pipelines, pipeline.is_some());
+    if pipeline.is_none() {
+        // Pipelines still being built (a handler compiling) are not listed yet: /readyz names
+        // them, and what they wait for.
+        out.push_str(&starting(&client, &base).await);
+    }
+    Ok(out)
+}
+
+/// One line per pipeline `/readyz` says is starting; nothing if it cannot be read.
+async fn starting(client: &reqwest::Client, base: &str) -> String {
+    let Ok(response) = client.get(format!("{base}/readyz")).send().await else {
+        return String::new();
+    };
+    let Ok(body) = response.json::<serde_json::Value>().await else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for key in ["not_ready", "starting"] {
+        for entry in body[key].as_array().into_iter().flatten() {
+            if let Some(line) = entry.as_str().filter(|l| l.contains("(starting: ")) {
+                let _ = writeln!(out, "starting: {line}");
+            }
+        }
+    }
+    out
 }
 
 fn render(pipelines: &[PipelineStatus], with_errors: bool) -> String {

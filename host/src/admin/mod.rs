@@ -54,9 +54,18 @@ pub async fn serve(
     reload: Option<mpsc::Sender<ReloadRequest>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("admin server: cannot listen on {}", config.listen))?;
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        // Most often another `sluice run` on the same machine: say how to run a second one.
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "admin server: cannot listen on {}: the address is in use (another `sluice run`?); choose another with --admin-addr (e.g. --admin-addr 127.0.0.1:0 for any free port) or turn it off with --admin-addr off",
+            config.listen
+        ),
+        Err(err) => {
+            return Err(err)
+                .with_context(|| format!("admin server: cannot listen on {}", config.listen));
+        }
+    };
     let addr = listener.local_addr()?;
     let token = config.token.filter(|t| !t.is_empty());
     let read_only = token.is_none() && !addr.ip().is_loopback();

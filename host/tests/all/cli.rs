@@ -231,6 +231,44 @@ delivery:
     assert!(stderr.contains("15 error(s)"), "{stderr}");
 }
 
+/// Paths in messages read as people write them: no `.` components, whether the user typed
+/// them (`dir/./p.yaml`) or a relative path in the file was joined to its folder (`./p.wasm`).
+#[test]
+fn validate_shows_paths_without_dot_components() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "name: p
+source: { type: generate }
+handlers:
+  - plugin: ./missing.wasm
+sinks:
+  out: { type: file, path: ./nodir/out.jsonl }
+dead_letter: { type: drop }
+",
+    )
+    .unwrap();
+    let out = sluice()
+        .arg("validate")
+        .arg(dir.path().join(".").join("p.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let d = dir.path().display();
+    assert!(
+        stderr.contains(&format!(
+            "{d}/p.yaml:4:5: handlers[0].plugin: plugin {d}/missing.wasm: cannot read"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("the directory {d}/nodir does not exist")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("/./"), "{stderr}");
+}
+
 /// What `run` would find building the connectors, without connecting: a file source's missing
 /// file, a sink's missing directory, Kafka's TLS files (relative to the pipeline file; in builds
 /// with Kafka).
@@ -819,6 +857,16 @@ fn sigterm_during_a_reload_does_not_wait_for_it() {
         body.contains("slow (starting: loading its handlers and connectors"),
         "{body}"
     );
+    let status = sluice()
+        .args(["status", "--admin-addr", &admin])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("starting: slow (starting: loading its handlers")
+            && status.contains("steady"),
+        "{status}"
+    );
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -868,4 +916,62 @@ fn the_rust_guide_shows_the_template_handler() {
         .map(|l| format!("{}\n", l.replace("{{name}}", "enrich")))
         .collect();
     assert_eq!(shown, template);
+}
+
+/// The command-line conventions: completions for the usual shells, a man page, `--version`
+/// naming the commit, `--lang typescript` for `ts`, and a hint when the admin port is taken.
+#[test]
+fn completions_man_page_version_and_hints() {
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = sluice().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("sluice") && script.contains("validate"),
+            "{shell}: {script}"
+        );
+    }
+    let man = sluice().arg("man").output().unwrap();
+    assert!(man.status.success());
+    assert!(String::from_utf8_lossy(&man.stdout).contains(".TH sluice"));
+    let version = sluice().arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&version.stdout);
+    assert!(
+        version.starts_with("sluice ") && version.contains("commit "),
+        "{version}"
+    );
+
+    let parent = tempfile::tempdir().unwrap();
+    let out = sluice()
+        .args(["new", "tsx", "--lang", "typescript", "--dir"])
+        .arg(parent.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(parent.path().join("tsx/handler.ts").is_file());
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let file = parent.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        "name: p\nsource: { type: generate, count: 1 }\nsinks: { out: { type: drop } }\ndead_letter: { type: drop }\n",
+    )
+    .unwrap();
+    let out = sluice()
+        .arg("run")
+        .arg(&file)
+        .args(["--admin-addr", &addr])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the address is in use") && stderr.contains("--admin-addr 127.0.0.1:0"),
+        "{stderr}"
+    );
 }

@@ -173,11 +173,13 @@ pub struct BuildContext {
 }
 
 impl BuildContext {
+    /// `path` against the pipeline file's folder, without `.` components (`pipelines/./out`
+    /// reads `pipelines/out` in messages).
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {
-            path.to_path_buf()
+            path.components().collect()
         } else {
-            self.base_dir.join(path)
+            self.base_dir.join(path).components().collect()
         }
     }
 }

@@ -12,7 +12,13 @@ use sluice::plugin::guest_bindings::BindingsLang;
 /// through WebAssembly handlers to sinks, with retries, dead-lettering, back-pressure and
 /// graceful shutdown handled by the host.
 #[derive(Parser)]
-#[command(name = "sluice", version, about, long_about = None, max_term_width = 100)]
+#[command(
+    name = "sluice",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SLUICE_BUILD"), ")"),
+    about,
+    long_about = None,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Directory for compiled plugins. Default: $SLUICE_CACHE_DIR, else $XDG_CACHE_HOME/sluice,
     /// else ~/.cache/sluice.
@@ -93,6 +99,14 @@ pub enum Command {
     /// Print the JSON Schema of pipeline files for this build's connectors, for editors and CI
     /// (`sluice schema > sluice.schema.json`; see docs/pipeline-reference.md).
     Schema,
+    /// Print a shell completion script: `sluice completions bash > /etc/bash_completion.d/sluice`,
+    /// or `source <(sluice completions bash)`; also zsh, fish, powershell, elvish.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `sluice man > sluice.1 && man ./sluice.1`.
+    Man,
     /// Check pipeline files and the plugins they name; print every error, exit 1 if any.
     Validate {
         /// Pipeline files, or directories of *.yaml files (*.test.yaml files in them are left out).
