@@ -975,3 +975,35 @@ fn completions_man_page_version_and_hints() {
         "{stderr}"
     );
 }
+
+/// `run` refuses to start with every bad plugin named, as `validate` would, not just the first.
+#[test]
+fn run_names_every_bad_plugin_before_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["bad1.wasm", "bad2.wasm", "bad3.wasm"] {
+        std::fs::write(dir.path().join(bad), "not wasm").unwrap();
+    }
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        "name: p\nsource: { type: generate, count: 1 }\nhandlers:\n  - plugin: bad1.wasm\n  - plugin: bad2.wasm\n  - plugin: bad3.wasm\nsinks: { out: { type: drop } }\ndead_letter: { type: drop }\n",
+    )
+    .unwrap();
+    let out = sluice().arg("run").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for (i, bad) in ["bad1.wasm", "bad2.wasm", "bad3.wasm"].iter().enumerate() {
+        assert!(
+            stderr.contains(&format!(
+                "handlers[{i}].plugin: plugin {}",
+                dir.path().join(bad).display()
+            )),
+            "{bad}: {stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("3 error(s) in pipelines; nothing was started"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pipeline started"), "{stderr}");
+}

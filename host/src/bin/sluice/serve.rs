@@ -16,6 +16,9 @@ use sluice::telemetry::trace::{self, TraceConfig};
 use crate::args::AdminArgs;
 
 /// Run `paths` until their sources end or a signal asks to stop.
+/// What a pipeline waits for while its plugins and connectors are checked at start-up.
+const CHECKING: &str = "checking its handlers and connectors; a handler's first load compiles it (the log says which, and how long it took: a Python or JavaScript one takes tens of seconds)";
+
 pub fn serve(
     host: PluginHost,
     paths: &[PathBuf],
@@ -60,6 +63,32 @@ pub fn serve(
         tokio::spawn(forward_signals(shutdown.clone()));
         #[cfg(unix)]
         tokio::spawn(reload_on_sighup(reload_tx.clone()));
+        // Every plugin and connector check first, as `validate` makes them, so that a start-up
+        // refused for bad plugins names all of them, not the first one a build trips on.
+        // Plugins compiled here are in the cache when the pipelines are built.
+        for p in &loaded {
+            inventory.set_starting(&p.config.name, CHECKING, true);
+        }
+        let checked = {
+            let (host, paths) = (host.clone(), paths.to_vec());
+            let checking =
+                tokio::task::spawn_blocking(move || sluice::runtime::validate(&host, &paths));
+            tokio::select! {
+                // SIGTERM while a plugin compiles: nothing runs yet, so nothing to drain.
+                () = shutdown.cancelled() => return Ok(Vec::new()),
+                checked = checking => checked.context("checking the pipelines")?,
+            }
+        };
+        let (_, errors) = checked;
+        if !errors.is_empty() {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            anyhow::bail!(
+                "{} error(s) in pipelines; nothing was started",
+                errors.len()
+            );
+        }
         let mut supervisor = Supervisor::new(host, paths.to_vec(), inventory, shutdown.clone());
         supervisor.start(loaded).await?;
         supervisor
