@@ -31,15 +31,7 @@ pub fn serve(
         otlp_endpoint: otlp_endpoint.clone(),
     })?;
     let (loaded, errors) = load_paths(paths);
-    if !errors.is_empty() {
-        for e in &errors {
-            eprintln!("{e}");
-        }
-        anyhow::bail!(
-            "{} error(s) in pipeline files; nothing was started",
-            errors.len()
-        );
-    }
+    refuse_on(&errors, "pipeline files")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -80,15 +72,7 @@ pub fn serve(
             }
         };
         let (_, errors) = checked;
-        if !errors.is_empty() {
-            for e in &errors {
-                eprintln!("{e}");
-            }
-            anyhow::bail!(
-                "{} error(s) in pipelines; nothing was started",
-                errors.len()
-            );
-        }
+        refuse_on(&errors, "pipelines")?;
         let mut supervisor = Supervisor::new(host, paths.to_vec(), inventory, shutdown.clone());
         supervisor.start(loaded).await?;
         supervisor
@@ -104,6 +88,20 @@ pub fn serve(
     }
     ran?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Print every error, then refuse to start anything if there was one.
+fn refuse_on(errors: &[sluice::config::ConfigError], in_what: &str) -> anyhow::Result<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    for e in errors {
+        eprintln!("{e}");
+    }
+    anyhow::bail!(
+        "{} error(s) in {in_what}; nothing was started",
+        errors.len()
+    )
 }
 
 /// SIGTERM or SIGINT starts a graceful shutdown; a second one is left to the default handler
