@@ -74,8 +74,8 @@ for features in rabbitmq rabbitmq,default-build-deps; do
     exit 1
   fi
 done
-echo "(not run again here, loudly: cli::sluice_new_projects_build_and_pass_their_own_tests and"
-echo " cli::sluice_test_runs_pipeline_unit_tests_and_shows_a_diff build handlers in seven languages and"
+echo "(not run again here, loudly: cli::sluice_new_projects_build_and_pass_their_own_tests_after_a_move and"
+echo " cli::sluice_test_runs_pipeline_unit_tests_and_shows_a_diff build or run handlers in several languages and"
 echo " use no broker; they ran above in the default build, and take minutes)"
 # `default-build-deps` turns on in shared, broker-neutral dependencies (HTTP, TLS, utility crates)
 # the features the default build has, so that this build reuses its compiled dependencies (47 s

@@ -2,7 +2,10 @@
 //! build script, a README, a pipeline that runs it and a `sluice test` file for it.
 //!
 //! The templates live in `host/templates/` and are embedded in the binary; the contract
-//! (`wit/v0.1/plugin.wit`) is copied into guest projects that need it as a WIT dependency.
+//! (`wit/v0.1/plugin.wit`) is copied into guest projects that need it as a WIT dependency, and a
+//! Rust project gets a copy of the Rust SDK (`vendor/sluice-sdk`, with the WIT it is generated
+//! from in `vendor/wit`), so that it builds wherever it is copied and whatever installed `sluice`
+//! wrote it: nothing in it points back at a checkout.
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +34,36 @@ const WORLD: &str = include_str!("../templates/common-world.wit");
 const PIPELINE: &str = include_str!("../templates/common-pipeline.yaml");
 const TEST: &str = include_str!("../templates/common-test.yaml");
 const GITIGNORE: &str = include_str!("../templates/common-gitignore");
+
+/// The Rust SDK as a project gets it: its sources, the WIT its bindings are generated from (its
+/// `generate!` reads `../wit/v0.2`, so `vendor/wit` sits beside `vendor/sluice-sdk`), and a
+/// manifest of its own (`sdk/Cargo.toml` inherits from this workspace; a test keeps the two
+/// manifests' dependencies equal).
+const VENDORED_SDK: [(&str, &str); 5] = [
+    (
+        "vendor/sluice-sdk/Cargo.toml",
+        include_str!("../templates/rust/sdk-Cargo.toml"),
+    ),
+    (
+        "vendor/sluice-sdk/src/lib.rs",
+        include_str!("../../sdk/src/lib.rs"),
+    ),
+    (
+        "vendor/sluice-sdk/src/json.rs",
+        include_str!("../../sdk/src/json.rs"),
+    ),
+    (
+        "vendor/sluice-sdk/src/packed.rs",
+        include_str!("../../sdk/src/packed.rs"),
+    ),
+    (
+        "vendor/wit/v0.2/plugin.wit",
+        include_str!("../../wit/v0.2/plugin.wit"),
+    ),
+];
+
+/// Where a project's `Cargo.toml` finds the SDK when it carries its own copy.
+const VENDORED_SDK_PATH: &str = "vendor/sluice-sdk";
 
 /// One file of a template: where it goes, what it holds, whether it is a script.
 struct File {
@@ -118,12 +151,6 @@ fn files(lang: Lang) -> Vec<File> {
     files
 }
 
-/// The Rust SDK this binary was built with, when its sources are still where they were.
-pub fn default_sdk_path() -> Option<PathBuf> {
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.join("sdk");
-    sdk.join("Cargo.toml").is_file().then_some(sdk)
-}
-
 /// Refuse an `--sdk-path` that is not the Rust SDK's crate: the project would be written and then
 /// fail to build with a cargo error far from its cause.
 fn check_sdk(path: &Path) -> anyhow::Result<()> {
@@ -163,30 +190,39 @@ pub fn create(
     if dir.exists() {
         bail!("{} already exists", dir.display());
     }
+    let mut files = files(lang);
+    // A Rust project takes the SDK from `--sdk-path` (a checkout's `sdk`, to work on the SDK
+    // itself), else from a copy of its own.
     let sdk = match (lang, sdk_path) {
         (Lang::Rust, Some(path)) => {
             check_sdk(path)?;
-            path.to_path_buf()
+            let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+            path.to_string_lossy().into_owned()
         }
-        (Lang::Rust, None) => default_sdk_path().context(
-            "the Rust SDK's sources are not where this binary was built from; pass --sdk-path",
-        )?,
-        _ => PathBuf::new(),
+        (Lang::Rust, None) => {
+            files.extend(VENDORED_SDK.map(|(path, text)| file(path, text)));
+            VENDORED_SDK_PATH.to_owned()
+        }
+        _ => String::new(),
     };
-    let sdk = sdk.canonicalize().unwrap_or(sdk);
     let fill = |text: &str| {
         text.replace("{{name}}", name)
             .replace("{{crate}}", &name.replace('-', "_"))
-            .replace("{{sdk_path}}", &sdk.to_string_lossy())
+            .replace("{{sdk_path}}", &sdk)
     };
-    for f in files(lang) {
+    for f in files {
         let path = dir.join(fill(&f.path));
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        std::fs::write(&path, fill(f.text))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        // The SDK's copy is written as it is: its text is not a template.
+        let text = if f.path.starts_with("vendor/") {
+            f.text.to_owned()
+        } else {
+            fill(f.text)
+        };
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
         #[cfg(unix)]
         if f.executable {
             use std::os::unix::fs::PermissionsExt as _;
@@ -199,6 +235,85 @@ pub fn create(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The SDK's copy builds as the SDK does: its manifest names the same dependencies as
+    /// `sdk/Cargo.toml`, with the specifications and package fields it inherits from the
+    /// workspace's `Cargo.toml` (single-line `key = value` entries there) written out.
+    #[test]
+    fn the_vendored_sdk_manifest_matches_the_sdk() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+        let (workspace, sdk, vendored) = (
+            read("Cargo.toml"),
+            read("sdk/Cargo.toml"),
+            read("host/templates/rust/sdk-Cargo.toml"),
+        );
+        let entry = |text: &str, key: &str| -> Option<String> {
+            text.lines()
+                .find(|line| line.split_once(" = ").is_some_and(|(k, _)| k.trim() == key))
+                .map(|line| line.split_once(" = ").unwrap().1.trim().to_owned())
+        };
+        for key in ["name", "description"] {
+            assert_eq!(entry(&vendored, key), entry(&sdk, key), "package.{key}");
+        }
+        for key in ["version", "edition", "rust-version", "license"] {
+            assert_eq!(
+                entry(&vendored, key),
+                entry(&workspace, key),
+                "package.{key}"
+            );
+        }
+        let dependencies = |text: &str| -> Vec<String> {
+            let section = text.split("[dependencies]").nth(1).unwrap();
+            let section = section.split("\n[").next().unwrap();
+            section
+                .lines()
+                .filter_map(|line| line.split_once(" = ").map(|(k, _)| k.trim().to_owned()))
+                .collect()
+        };
+        // `sdk/Cargo.toml` takes each dependency from the workspace: `serde.workspace = true`.
+        let names: Vec<String> = dependencies(&sdk)
+            .iter()
+            .map(|key| {
+                key.strip_suffix(".workspace")
+                    .unwrap_or_else(|| panic!("sdk/Cargo.toml: {key} is not from the workspace"))
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(names, dependencies(&vendored));
+        for name in &names {
+            assert_eq!(entry(&vendored, name), entry(&workspace, name), "{name}");
+        }
+        // Every source file of the SDK is copied.
+        for source in std::fs::read_dir(root.join("sdk/src")).unwrap() {
+            let source = format!(
+                "vendor/sluice-sdk/src/{}",
+                source.unwrap().file_name().to_string_lossy()
+            );
+            assert!(
+                VENDORED_SDK.iter().any(|(path, _)| *path == source),
+                "{source} is not in VENDORED_SDK"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rust_project_carries_its_sdk() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = create("rs-handler", Lang::Rust, parent.path(), None).unwrap();
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains("sluice-sdk = { path = \"vendor/sluice-sdk\" }"),
+            "{manifest}"
+        );
+        for (path, text) in VENDORED_SDK {
+            assert_eq!(
+                std::fs::read_to_string(dir.join(path)).unwrap(),
+                text,
+                "{path}"
+            );
+        }
+    }
 
     #[test]
     fn a_project_has_its_files_with_the_name_filled_in() {

@@ -48,3 +48,11 @@ pub fn plugin_cache_dir() -> std::path::PathBuf {
         .expect("the test binary runs from target/<profile>/deps")
         .join("plugin-cache")
 }
+
+/// The repository's root.
+pub fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ is in the repository")
+        .to_path_buf()
+}

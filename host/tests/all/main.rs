@@ -4,6 +4,15 @@
 mod admin;
 mod cli;
 mod common;
+// The docs name every broker family: they are run in the default build, where all are in.
+#[cfg(all(
+    feature = "kafka",
+    feature = "rabbitmq",
+    feature = "sqs",
+    feature = "azure",
+    feature = "zeromq"
+))]
+mod docs;
 #[cfg(feature = "kafka")]
 mod kafka_crash;
 #[cfg(feature = "rabbitmq")]

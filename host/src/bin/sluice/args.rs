@@ -72,7 +72,9 @@ pub enum Command {
         /// Where to create the project directory. Default: the current directory.
         #[arg(long, value_name = "DIR", default_value = ".")]
         dir: PathBuf,
-        /// For Rust: the `sluice-sdk` sources. Default: the SDK this binary was built with.
+        /// For Rust: take the SDK from these `sluice-sdk` sources (a checkout's `sdk` folder, to
+        /// work on the SDK itself). Default: a copy in the project (`vendor/`), so that it builds
+        /// wherever it is moved.
         #[arg(long, value_name = "PATH")]
         sdk_path: Option<PathBuf>,
     },
