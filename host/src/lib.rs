@@ -12,6 +12,9 @@ pub mod scaffold;
 pub mod telemetry;
 pub mod testing;
 
+/// `sluice --version`'s text: the version, and the commit the binary was built from (build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SLUICE_BUILD"), ")");
+
 pub use sluice_config as config;
 pub use sluice_connectors as connector;
 pub use sluice_core::{ack, deadline, message};

@@ -1,5 +1,6 @@
 // Drives the Sluice admin dashboard (GET /) in Debian's Chromium through playwright-core and checks
-// that a moving pipeline can be paused and resumed from the page.
+// that a moving pipeline shows its latency, sinks, dead letters by reason and the host, and can be
+// paused and resumed from the page.
 //
 //   node tests/browser/dashboard.mjs <base-url> <pipeline-name> [screenshot.png]
 //
@@ -115,6 +116,24 @@ async function main() {
     return (b > a && s === 'running') || `received-total ${a} -> ${b}, state ${s}`;
   });
   summary.running = { received: moving.slice(), received_rate: Number(await text('received-rate')) };
+
+  step = 'b2: latency, sinks, dead letters by reason, host';
+  // The test pipeline dead-letters every tenth message (malformed) into a `drop` sink `out`.
+  await waitUntil('latency p50 · p99 shows numbers', 15_000, async () => {
+    const t = await text('latency');
+    return /^\d+(\.\d+)? · \d+(\.\d+)?$/.test(t) || `latency ${JSON.stringify(t)}`;
+  });
+  await waitUntil('dead letters by reason name "invalid"', 15_000, async () => {
+    const t = await text('dead-letter-classes');
+    return /invalid \d+/.test(t) || `dead-letter-classes ${JSON.stringify(t)}`;
+  });
+  const sinks = await text('sinks');
+  if (!/out \(drop\) \d+ out, \d+ errors, \d+ rejected/.test(sinks)) fail(`sinks: ${JSON.stringify(sinks)}`);
+  const lastDead = await text('last-dead-letters');
+  if (!/: invalid: /.test(lastDead)) fail(`last-dead-letters: ${JSON.stringify(lastDead)}`);
+  const host = ((await page.locator('[data-field="host"]').textContent().catch(() => '')) ?? '').trim();
+  if (!/^sluice \d+\.\d+\.\d+ .* · up \d/.test(host)) fail(`host: ${JSON.stringify(host)}`);
+  summary.panels = { latency: await text('latency'), sinks, dead_letters: await text('dead-letter-classes'), host };
 
   step = 'c: pause';
   await click('pause');

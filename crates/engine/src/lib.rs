@@ -38,8 +38,8 @@ pub use settings::{
 pub use sluice_core::DEAD_LETTER_SINK;
 pub use sluice_core::transform::{ErrorClass, Failure, Outcome, Transform};
 pub use stats::{
-    HandlerStats, Histogram, HistogramSnapshot, LATENCY_BUCKETS, PipelineState, PipelineStats,
-    RecordedError, SinkStats,
+    DeadLetterRecord, HandlerStats, Histogram, HistogramSnapshot, LATENCY_BUCKETS, PipelineState,
+    PipelineStats, RecordedError, SinkStats,
 };
 
 use process::{Ctx, InFlight, WindowSlot};

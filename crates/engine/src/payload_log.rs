@@ -41,6 +41,39 @@ impl PayloadLog {
     }
 }
 
+impl PayloadLog {
+    /// The payload as a preview may show it: [`PayloadLog::render`], cut to about `max` bytes.
+    pub fn preview(&self, payload: &[u8], max: usize) -> String {
+        cut(self.render(payload), max)
+    }
+
+    /// A header's value as it may be shown: its digest when its name is one of the scrubbed
+    /// fields (a one-part path: `authorization`), else its text cut to 128 bytes.
+    pub fn header_value(&self, name: &str, value: &str) -> String {
+        if self
+            .scrub
+            .iter()
+            .any(|path| path.len() == 1 && path[0].eq_ignore_ascii_case(name))
+        {
+            return digest(&Value::String(value.to_owned()));
+        }
+        cut(value.to_owned(), 128)
+    }
+}
+
+/// `text` cut to at most about `max` bytes, on a character boundary, marked when cut.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// Replace the value at `path`, counted from the document's root, by its digest; an array met
 /// on the way is entered at every element (`items.email` reaches each item's email).
 fn scrub(value: &mut Value, path: &[String]) {
@@ -88,6 +121,23 @@ fn elide(mut text: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn previews_are_cut_and_scrubbed_headers_hashed() {
+        let log = PayloadLog::new(&["authorization".into(), "card.number".into()]);
+        let preview = log.preview(
+            br#"{"card":{"number":"4111111111111111"},"note":"aaaaaaaaaaaaaaaaaaaa"}"#,
+            40,
+        );
+        assert!(!preview.contains("4111"), "{preview}");
+        assert!(
+            preview.ends_with('…') && preview.len() <= 40 + '…'.len_utf8(),
+            "{preview}"
+        );
+        let sha = format!("sha256:{}", hex::encode(Sha256::digest(b"Bearer x")));
+        assert_eq!(log.header_value("Authorization", "Bearer x"), sha);
+        assert_eq!(log.header_value("origin", "shop"), "shop");
+    }
 
     #[test]
     fn configured_paths_are_hashed_through_arrays() {

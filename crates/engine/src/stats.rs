@@ -19,7 +19,18 @@ use sluice_core::transform::ErrorClass;
 const LAST_ERRORS: usize = 10;
 
 /// Add `message` (cut to about 2 KiB) to `recent`, dropping the oldest past [`LAST_ERRORS`].
-fn push_recent(recent: &Mutex<VecDeque<RecordedError>>, mut message: String) {
+fn push_recent(recent: &Mutex<VecDeque<RecordedError>>, message: String) {
+    push_ring(
+        recent,
+        RecordedError {
+            at: SystemTime::now(),
+            message: cut_message(message),
+        },
+    );
+}
+
+/// An error's text as it is kept: at most about 2 KiB.
+fn cut_message(mut message: String) -> String {
     const MAX_ERROR_BYTES: usize = 2048;
     if message.len() > MAX_ERROR_BYTES {
         let mut end = MAX_ERROR_BYTES;
@@ -29,14 +40,16 @@ fn push_recent(recent: &Mutex<VecDeque<RecordedError>>, mut message: String) {
         message.truncate(end);
         message.push('…');
     }
-    let mut recent = recent.lock().unwrap_or_else(|e| e.into_inner());
-    if recent.len() == LAST_ERRORS {
-        recent.pop_front();
+    message
+}
+
+/// Keep `item` as the newest of the last [`LAST_ERRORS`].
+fn push_ring<T>(ring: &Mutex<VecDeque<T>>, item: T) {
+    let mut ring = ring.lock().unwrap_or_else(|e| e.into_inner());
+    if ring.len() == LAST_ERRORS {
+        ring.pop_front();
     }
-    recent.push_back(RecordedError {
-        at: SystemTime::now(),
-        message,
-    });
+    ring.push_back(item);
 }
 
 /// Live counters and state of one pipeline.
@@ -89,7 +102,7 @@ pub struct PipelineStats {
     last_errors: Mutex<VecDeque<RecordedError>>,
     /// The last dead letters and why, apart from `last_errors`: a steady trickle of poison
     /// messages must not push a refused reload or a sink error out of sight.
-    last_dead_letters: Mutex<VecDeque<RecordedError>>,
+    last_dead_letters: Mutex<VecDeque<DeadLetterRecord>>,
 }
 
 impl Default for PipelineStats {
@@ -141,7 +154,7 @@ pub struct Histogram {
 }
 
 /// A histogram read at one moment, in the exposition's shape.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct HistogramSnapshot {
     /// `(upper bound in seconds, observations at or below it)`, cumulative, without `+Inf`.
     pub buckets: Vec<(f64, u64)>,
@@ -156,6 +169,17 @@ impl Histogram {
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_ns
             .fetch_add((seconds * 1e9) as u64, Ordering::Relaxed);
+    }
+
+    /// Add `previous`'s observations to these (a restarted pipeline's histogram goes on).
+    fn carry_over(&self, previous: &Histogram) {
+        for (to, from) in self.buckets.iter().zip(&previous.buckets) {
+            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        self.count
+            .fetch_add(previous.count.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add(previous.sum_ns.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> HistogramSnapshot {
@@ -178,6 +202,42 @@ impl Histogram {
                 .max(cumulative + overflow),
             sum_seconds: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
         }
+    }
+}
+
+impl HistogramSnapshot {
+    /// What was observed after `earlier`, a snapshot of the same histogram: the window between
+    /// two reads.
+    pub fn since(&self, earlier: &HistogramSnapshot) -> HistogramSnapshot {
+        HistogramSnapshot {
+            buckets: self
+                .buckets
+                .iter()
+                .zip(&earlier.buckets)
+                .map(|(&(upper, now), &(_, then))| (upper, now.saturating_sub(then)))
+                .collect(),
+            count: self.count.saturating_sub(earlier.count),
+            sum_seconds: (self.sum_seconds - earlier.sum_seconds).max(0.0),
+        }
+    }
+
+    /// The `q` quantile (0 to 1) in seconds, interpolated linearly within its bucket as
+    /// Prometheus's `histogram_quantile` does; `None` without observations. Past the last
+    /// bucket it is that bucket's bound (30 s): "at least".
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * self.count as f64;
+        let mut lower = (0.0, 0u64);
+        for &(upper, cumulative) in &self.buckets {
+            if cumulative as f64 >= rank && cumulative > lower.1 {
+                let within = (rank - lower.1 as f64) / (cumulative - lower.1) as f64;
+                return Some(lower.0 + (upper - lower.0) * within.clamp(0.0, 1.0));
+            }
+            lower = (upper, cumulative);
+        }
+        Some(lower.0)
     }
 }
 
@@ -239,6 +299,21 @@ impl PipelineState {
             _ => PipelineState::Failed,
         }
     }
+}
+
+/// One dead letter, kept for operators: which message and why, and what it held as far as its
+/// pipeline lets payloads be shown (`logging.payloads`, with `scrub_fields` hashed).
+#[derive(Debug, Clone)]
+pub struct DeadLetterRecord {
+    pub at: SystemTime,
+    /// `<message id>: <class>: <reason>`.
+    pub message: String,
+    /// Header names, each with its value as the payload log renders it, or withheld.
+    pub headers: Vec<(String, String)>,
+    /// The payload's first bytes as the payload log renders them, or why it is withheld.
+    pub payload_preview: String,
+    /// The payload's whole size.
+    pub payload_bytes: usize,
 }
 
 /// One error a pipeline met, kept for operators.
@@ -346,12 +421,70 @@ impl PipelineStats {
 
     /// Remember a dead letter and why, for operators (the last few are kept, apart from the
     /// errors).
-    pub fn record_dead_letter(&self, message: String) {
-        push_recent(&self.last_dead_letters, message);
+    pub fn record_dead_letter(&self, mut record: DeadLetterRecord) {
+        record.message = cut_message(record.message);
+        push_ring(&self.last_dead_letters, record);
+    }
+
+    /// Add what `previous`, an earlier run of this pipeline that has ended, counted to these
+    /// counters, so that totals (and `/metrics` counters) go on across a restart by reload
+    /// instead of starting again from zero. Its recent errors and dead letters come along; the
+    /// counters of sinks and handlers the new run does not have (`sinks`, `handlers`) are left
+    /// behind.
+    pub fn carry_over(&self, previous: &PipelineStats, sinks: &[String], handlers: &[String]) {
+        let add = |to: &AtomicU64, from: &AtomicU64| Self::add(to, Self::get(from));
+        for (to, from) in [
+            (&self.received, &previous.received),
+            (&self.outputs, &previous.outputs),
+            (&self.acked, &previous.acked),
+            (&self.filtered, &previous.filtered),
+            (&self.retries, &previous.retries),
+            (&self.dead_lettered, &previous.dead_lettered),
+            (&self.discarded, &previous.discarded),
+            (&self.nacked, &previous.nacked),
+            (&self.sink_errors, &previous.sink_errors),
+            (&self.source_errors, &previous.source_errors),
+            (&self.settled, &previous.settled),
+            (&self.rate_limit_wait_ns, &previous.rate_limit_wait_ns),
+            (&self.breaker_probes, &previous.breaker_probes),
+        ] {
+            add(to, from);
+        }
+        for (to, from) in self
+            .dead_lettered_by_class
+            .iter()
+            .zip(&previous.dead_lettered_by_class)
+        {
+            add(to, from);
+        }
+        self.end_to_end.carry_over(&previous.end_to_end);
+        for (name, from) in previous.sinks() {
+            if sinks.contains(&name) {
+                let to = self.sink(&name);
+                add(&to.outputs, &from.outputs);
+                add(&to.errors, &from.errors);
+                add(&to.rejected, &from.rejected);
+            }
+        }
+        for (name, from) in previous.handlers() {
+            if handlers.contains(&name) {
+                let to = self.handler(&name);
+                for (to, from) in to.errors.iter().zip(&from.errors) {
+                    add(to, from);
+                }
+                to.duration.carry_over(&from.duration);
+            }
+        }
+        for e in previous.last_errors() {
+            push_ring(&self.last_errors, e);
+        }
+        for d in previous.last_dead_letters() {
+            push_ring(&self.last_dead_letters, d);
+        }
     }
 
     /// The last dead letters, oldest first.
-    pub fn last_dead_letters(&self) -> Vec<RecordedError> {
+    pub fn last_dead_letters(&self) -> Vec<DeadLetterRecord> {
         let recent = self
             .last_dead_letters
             .lock()
@@ -383,6 +516,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn quantiles_interpolate_within_buckets_over_a_window() {
+        let h = Histogram::default();
+        assert_eq!(h.snapshot().quantile(0.5), None);
+        for _ in 0..100 {
+            h.observe(0.0003); // in (0.00025, 0.0005]
+        }
+        let first = h.snapshot();
+        let p50 = first.quantile(0.5).unwrap();
+        assert!((0.00025..=0.0005).contains(&p50), "{p50}");
+        for _ in 0..100 {
+            h.observe(2.0); // in (1, 2.5]
+        }
+        let window = h.snapshot().since(&first);
+        assert_eq!(window.count, 100);
+        let p99 = window.quantile(0.99).unwrap();
+        assert!((1.0..=2.5).contains(&p99), "{p99}");
+        // Past the last bucket: its bound, as "at least".
+        h.observe(100.0);
+        let beyond = h.snapshot().since(&h.snapshot());
+        assert_eq!(beyond.quantile(0.5), None);
+        let all = h.snapshot();
+        assert_eq!(all.quantile(1.0), Some(30.0));
+    }
+
+    #[test]
     fn histogram_buckets_are_cumulative_and_inclusive() {
         let h = Histogram::default();
         h.observe(0.0001); // exactly on the first bound: counted in it
@@ -395,6 +553,36 @@ mod tests {
         assert_eq!(s.buckets[5], (0.005, 2));
         assert_eq!(s.buckets.last(), Some(&(30.0, 2)));
         assert!((s.sum_seconds - 100.0031).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_restarted_pipeline_goes_on_counting_from_its_previous_run() {
+        let previous = PipelineStats::default();
+        PipelineStats::add(&previous.received, 10);
+        PipelineStats::add(&previous.dead_lettered, 2);
+        PipelineStats::add(
+            &previous.dead_lettered_by_class[ErrorClass::Invalid.index()],
+            2,
+        );
+        PipelineStats::add(&previous.sink("out").outputs, 8);
+        PipelineStats::add(&previous.sink("gone").outputs, 1);
+        previous.handler("enrich").duration.observe(0.001);
+        previous.end_to_end.observe(0.002);
+        previous.record_error("a sink error".into());
+        let next = PipelineStats::default();
+        PipelineStats::add(&next.received, 1);
+        next.carry_over(&previous, &["out".into()], &["enrich".into()]);
+        assert_eq!(PipelineStats::get(&next.received), 11);
+        assert_eq!(PipelineStats::get(&next.dead_lettered), 2);
+        assert_eq!(
+            PipelineStats::get(&next.dead_lettered_by_class[ErrorClass::Invalid.index()]),
+            2
+        );
+        assert_eq!(PipelineStats::get(&next.sink("out").outputs), 8);
+        assert!(next.sinks().iter().all(|(name, _)| name != "gone"));
+        assert_eq!(next.handler("enrich").duration.snapshot().count, 1);
+        assert_eq!(next.end_to_end.snapshot().count, 1);
+        assert_eq!(next.last_errors().len(), 1);
     }
 
     #[test]

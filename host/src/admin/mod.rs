@@ -45,6 +45,8 @@ pub(crate) struct AdminState {
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
     /// Names a request's `Host` may be besides loopback names and IP addresses.
     pub allowed_hosts: Vec<String>,
+    /// When the admin server started, with the host: its uptime.
+    pub started: std::time::SystemTime,
 }
 
 /// Bind and serve until `shutdown`; returns the bound address (useful with port 0).
@@ -79,6 +81,7 @@ pub async fn serve(
         read_only,
         reload,
         allowed_hosts: config.allowed_hosts,
+        started: std::time::SystemTime::now(),
     });
     tokio::spawn(sample_rates(state.clone(), shutdown.clone()));
     let app = routes::router(state);

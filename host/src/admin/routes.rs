@@ -11,7 +11,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::AdminState;
-use super::status::{PipelineList, PipelineStatus};
+use super::status::{HostStatus, PipelineList, PipelineStatus};
 use crate::engine::PipelineState;
 use crate::runtime::{ReloadRequest, ReloadScope};
 use crate::telemetry::exposition;
@@ -101,7 +101,11 @@ async fn list(State(state): Shared) -> Json<PipelineList> {
         .iter()
         .map(|p| PipelineStatus::of(p, state.rates.rates(&p.name, &p.stats)))
         .collect();
-    Json(PipelineList { pipelines })
+    let host = HostStatus::of(state.started, state.inventory.reloads());
+    Json(PipelineList {
+        pipelines,
+        host: Some(host),
+    })
 }
 
 async fn one(State(state): Shared, Path(name): Path<String>) -> Response {

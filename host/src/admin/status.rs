@@ -1,14 +1,95 @@
 //! The admin API's JSON shapes; `sluice status` reads the same types back.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-use crate::engine::PipelineStats;
+use crate::engine::{ErrorClass, HistogramSnapshot, PipelineStats};
 use crate::telemetry::{PipelineEntry, Rates};
 
 /// `GET /pipelines`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PipelineList {
     pub pipelines: Vec<PipelineStatus>,
+    /// The host itself (absent from hosts older than this field).
+    #[serde(default)]
+    pub host: Option<HostStatus>,
+}
+
+/// The host: what it is, how long it has run, what its reloads did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostStatus {
+    /// `sluice --version`'s text: version, commit and its date.
+    pub version: String,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub uptime_seconds: u64,
+    /// Reloads that applied every change they found, and those that refused one.
+    pub reloads_applied: u64,
+    pub reloads_refused: u64,
+    /// The last few reloads' reports (as `GET /reload` shows one), oldest first.
+    pub recent_reloads: Vec<ReloadEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReloadEntry {
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub report: serde_json::Value,
+}
+
+impl HostStatus {
+    pub fn of(started: std::time::SystemTime, reloads: &crate::telemetry::ReloadLog) -> Self {
+        use std::sync::atomic::Ordering;
+        HostStatus {
+            version: crate::VERSION.to_owned(),
+            started_at: rfc3339(started),
+            uptime_seconds: started.elapsed().map_or(0, |d| d.as_secs()),
+            reloads_applied: reloads.applied.load(Ordering::Relaxed),
+            reloads_refused: reloads.refused.load(Ordering::Relaxed),
+            recent_reloads: reloads
+                .recent()
+                .into_iter()
+                .map(|(at, report)| ReloadEntry {
+                    at: rfc3339(at),
+                    report,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Latency quantiles over the last few seconds, in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Quantiles {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Observations in the window.
+    pub count: u64,
+}
+
+impl Quantiles {
+    fn of(h: &HistogramSnapshot) -> Option<Self> {
+        Some(Quantiles {
+            p50_ms: h.quantile(0.5)? * 1e3,
+            p99_ms: h.quantile(0.99)? * 1e3,
+            count: h.count,
+        })
+    }
+}
+
+/// What one sink did since the pipeline started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SinkStatus {
+    pub name: String,
+    /// The connector type.
+    pub kind: String,
+    /// Outputs it confirmed.
+    pub outputs: u64,
+    /// Writes that failed (each retried).
+    pub errors: u64,
+    /// Outputs refused for good (their deliveries dead-lettered as `sink-rejected`).
+    pub rejected: u64,
 }
 
 /// `GET /pipelines/{name}`: one pipeline as operators see it.
@@ -36,9 +117,18 @@ pub struct PipelineStatus {
     pub rates: RatesStatus,
     /// The last errors, oldest first.
     pub last_errors: Vec<ErrorStatus>,
-    /// The last dead letters, oldest first: `<message id>: <class>: <reason>`.
+    /// The last dead letters, oldest first.
     #[serde(default)]
-    pub last_dead_letters: Vec<ErrorStatus>,
+    pub last_dead_letters: Vec<DeadLetterStatus>,
+    /// Dead-lettered deliveries by error class (classes with none left out).
+    #[serde(default)]
+    pub dead_letters_by_class: BTreeMap<String, u64>,
+    /// Per sink, in the order the pipeline names them.
+    #[serde(default)]
+    pub sink_totals: Vec<SinkStatus>,
+    /// From pull to settlement, over the last few seconds (`None` when nothing settled).
+    #[serde(default)]
+    pub end_to_end_latency: Option<Quantiles>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,6 +138,9 @@ pub struct HandlerStatus {
     pub version: Option<String>,
     /// New versions swapped in while the pipeline ran.
     pub swaps: u64,
+    /// One call (a batch) over the last few seconds (`None` when it was not called).
+    #[serde(default)]
+    pub latency: Option<Quantiles>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -79,6 +172,37 @@ pub struct ErrorStatus {
     pub message: String,
 }
 
+/// One of the last dead letters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetterStatus {
+    /// RFC 3339, UTC.
+    pub at: String,
+    /// `<message id>: <class>: <reason>`.
+    pub message: String,
+    /// Header names with their values, or `<withheld>` unless the pipeline sets
+    /// `logging.payloads` (then a name in `scrub_fields` shows its value's SHA-256).
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// The payload's first 256 bytes, with `scrub_fields` hashed, when the pipeline sets
+    /// `logging.payloads`; else why not.
+    #[serde(default)]
+    pub payload_preview: String,
+    #[serde(default)]
+    pub payload_bytes: usize,
+}
+
+impl From<crate::engine::DeadLetterRecord> for DeadLetterStatus {
+    fn from(d: crate::engine::DeadLetterRecord) -> Self {
+        DeadLetterStatus {
+            at: rfc3339(d.at),
+            message: d.message,
+            headers: d.headers,
+            payload_preview: d.payload_preview,
+            payload_bytes: d.payload_bytes,
+        }
+    }
+}
+
 impl From<crate::engine::RecordedError> for ErrorStatus {
     fn from(e: crate::engine::RecordedError) -> Self {
         ErrorStatus {
@@ -106,6 +230,11 @@ impl PipelineStatus {
                     sha256: h.sha256(),
                     version: h.version(),
                     swaps: h.swaps(),
+                    latency: rates
+                        .handlers
+                        .iter()
+                        .find(|(name, _)| name == h.name())
+                        .and_then(|(_, window)| Quantiles::of(window)),
                 })
                 .collect(),
             in_flight: get(&s.in_flight),
@@ -136,8 +265,33 @@ impl PipelineStatus {
             last_dead_letters: s
                 .last_dead_letters()
                 .into_iter()
-                .map(ErrorStatus::from)
+                .map(DeadLetterStatus::from)
                 .collect(),
+            dead_letters_by_class: ErrorClass::ALL
+                .iter()
+                .map(|c| {
+                    (
+                        c.as_str().to_owned(),
+                        get(&s.dead_lettered_by_class[c.index()]),
+                    )
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            sink_totals: p
+                .sinks
+                .iter()
+                .map(|(name, kind)| {
+                    let sink = s.sink(name);
+                    SinkStatus {
+                        name: name.clone(),
+                        kind: kind.clone(),
+                        outputs: get(&sink.outputs),
+                        errors: get(&sink.errors),
+                        rejected: get(&sink.rejected),
+                    }
+                })
+                .collect(),
+            end_to_end_latency: Quantiles::of(&rates.end_to_end),
         }
     }
 }

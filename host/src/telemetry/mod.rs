@@ -83,6 +83,29 @@ pub struct ReloadLog {
     pub refused: AtomicU64,
     /// The last reload's report, as the admin API shows it.
     pub last: Mutex<Option<serde_json::Value>>,
+    /// The last few reports with when they were made, oldest first (the dashboard's history).
+    recent: Mutex<std::collections::VecDeque<(std::time::SystemTime, serde_json::Value)>>,
+}
+
+impl ReloadLog {
+    /// How many reports `recent` keeps.
+    pub const RECENT: usize = 10;
+
+    /// Keep `report` as the last one and in the history.
+    pub fn record(&self, report: serde_json::Value) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == Self::RECENT {
+            recent.pop_front();
+        }
+        recent.push_back((std::time::SystemTime::now(), report.clone()));
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
+    }
+
+    /// The last few reports with their times, oldest first.
+    pub fn recent(&self) -> Vec<(std::time::SystemTime, serde_json::Value)> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().cloned().collect()
+    }
 }
 
 impl Inventory {

@@ -1,34 +1,39 @@
-//! Per-second rates for the admin API and the dashboard, from counters sampled once a second.
+//! Per-second rates and recent latency quantiles for the admin API and the dashboard, from
+//! counters and histograms sampled once a second.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use serde::Serialize;
-
 use super::Inventory;
-use crate::engine::PipelineStats;
+use crate::engine::{HistogramSnapshot, PipelineStats};
 
 /// Rates are averaged over this many seconds of samples.
 const WINDOW: usize = 5;
 
-/// Messages per second over the last few seconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+/// Messages per second, and latency, over the last few seconds.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rates {
     pub received: f64,
     pub outputs: f64,
     /// Source, handler and sink errors.
     pub errors: f64,
     pub dead_lettered: f64,
+    /// From pull to settlement, of the deliveries settled in the window.
+    pub end_to_end: HistogramSnapshot,
+    /// One handler call (a batch), per handler, in the window.
+    pub handlers: Vec<(String, HistogramSnapshot)>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Sample {
     at: Instant,
     received: u64,
     outputs: u64,
     errors: u64,
     dead_lettered: u64,
+    end_to_end: HistogramSnapshot,
+    handlers: Vec<(String, HistogramSnapshot)>,
 }
 
 impl Sample {
@@ -46,6 +51,12 @@ impl Sample {
                 + PipelineStats::get(&stats.source_errors)
                 + handler_errors,
             dead_lettered: PipelineStats::get(&stats.dead_lettered),
+            end_to_end: stats.end_to_end.snapshot(),
+            handlers: stats
+                .handlers()
+                .iter()
+                .map(|(name, h)| (name.clone(), h.duration.snapshot()))
+                .collect(),
         }
     }
 }
@@ -74,7 +85,7 @@ impl RateSampler {
     /// Rates of `pipeline` between its oldest kept sample and now.
     pub fn rates(&self, pipeline: &str, stats: &PipelineStats) -> Rates {
         let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(first) = samples.get(pipeline).and_then(|r| r.front().copied()) else {
+        let Some(first) = samples.get(pipeline).and_then(|r| r.front().cloned()) else {
             return Rates::default();
         };
         let now = Sample::of(stats);
@@ -88,6 +99,17 @@ impl RateSampler {
             outputs: per_sec(first.outputs, now.outputs),
             errors: per_sec(first.errors, now.errors),
             dead_lettered: per_sec(first.dead_lettered, now.dead_lettered),
+            end_to_end: now.end_to_end.since(&first.end_to_end),
+            // A handler that appeared within the window (a swap) counts from nothing.
+            handlers: now
+                .handlers
+                .iter()
+                .map(|(name, h)| {
+                    let before = first.handlers.iter().find(|(n, _)| n == name);
+                    let window = before.map_or_else(|| h.clone(), |(_, b)| h.since(b));
+                    (name.clone(), window)
+                })
+                .collect(),
         }
     }
 }

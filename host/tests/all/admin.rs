@@ -4,22 +4,14 @@
 //! Needs `promtool`, Chromium and playwright-core: `scripts/browser-tools.sh` installs them.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common;
+use crate::common::{self, repo};
 
 const TOKEN: &str = "test-admin-token";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// A `sluice run` child with its admin server on an ephemeral port.
 struct Host {
@@ -130,6 +122,35 @@ fn health_metrics_status_and_pause_resume() {
             > 0.0
     });
 
+    // What the dashboard shows beside the rates: recent latency (end to end and per handler
+    // call), per-sink numbers, dead letters by reason (every tenth message is malformed), and
+    // the host's version and uptime.
+    host.wait_for("recent latency and dead letters by reason", |h| {
+        let s = h.json("/pipelines/steady");
+        s["end_to_end_latency"]["p99_ms"].as_f64().is_some()
+            && s["handlers"][0]["latency"]["p50_ms"].as_f64().is_some()
+            && s["dead_letters_by_class"]["invalid"].as_u64().unwrap_or(0) > 0
+    });
+    let status = host.json("/pipelines/steady");
+    let e2e = &status["end_to_end_latency"];
+    assert!(
+        e2e["p50_ms"].as_f64().unwrap() <= e2e["p99_ms"].as_f64().unwrap(),
+        "{e2e}"
+    );
+    assert!(e2e["count"].as_u64().unwrap() > 0, "{e2e}");
+    let sink = &status["sink_totals"][0];
+    assert_eq!(sink["name"], "out", "{status}");
+    assert_eq!(sink["kind"], "drop", "{status}");
+    assert!(sink["outputs"].as_u64().unwrap() > 0, "{status}");
+    let list = host.json("/pipelines");
+    let version = list["host"]["version"].as_str().unwrap();
+    assert!(version.starts_with(env!("CARGO_PKG_VERSION")), "{version}");
+    assert!(list["host"]["uptime_seconds"].as_u64().is_some(), "{list}");
+    assert!(
+        list["host"]["started_at"].as_str().unwrap().ends_with('Z'),
+        "{list}"
+    );
+
     // Pause: the state says so and nothing more is pulled.
     let (code, body) = host.post("/pipelines/steady/pause", Some(TOKEN));
     assert_eq!(code, 200, "{body}");
@@ -171,6 +192,15 @@ fn health_metrics_status_and_pause_resume() {
     assert!(
         dead.iter()
             .all(|e| e["message"].as_str().unwrap().contains(": invalid: ")),
+        "{paused}"
+    );
+    // Without `logging.payloads` the payload and header values are withheld, its size shown.
+    assert!(
+        dead.iter().all(|e| e["payload_preview"]
+            .as_str()
+            .unwrap()
+            .starts_with("<withheld")
+            && e["payload_bytes"].as_u64().unwrap() > 0),
         "{paused}"
     );
 
@@ -294,6 +324,44 @@ fn readyz_names_a_pipeline_whose_source_cannot_connect() {
     );
 }
 
+/// A dead letter's header values and payload are shown only where the pipeline logs payloads
+/// (`logging.payloads`), with its `scrub_fields` hashed, as in its log.
+#[test]
+fn dead_letters_show_a_scrubbed_preview_where_payloads_are_logged() {
+    let plugin = repo().join("plugins/dist/json-enrich.wasm");
+    // No `event_id`: json-enrich refuses it as invalid.
+    let poison = r#"{"event_type":"order.created","card":{"number":"4111111111111111"}}"#;
+    let pipeline = format!(
+        "name: poison\nsource: {{ type: file, path: input.jsonl }}\nhandlers:\n  - plugin: {}\n\
+         sinks: {{ out: {{ type: drop }} }}\ndead_letter: {{ type: drop }}\n\
+         logging: {{ payloads: true, scrub_fields: [card.number] }}\n",
+        plugin.display()
+    );
+    let host = Host::start(&[
+        ("poison.yaml", &pipeline),
+        // Keeps the host up after the file has been read.
+        ("steady.yaml", &steady("preview test")),
+        ("input.jsonl", &format!("{poison}\n")),
+    ]);
+    host.wait_for("the poison message to be dead-lettered", |h| {
+        h.get("/pipelines/poison").0 == 200
+            && h.json("/pipelines/poison")["last_dead_letters"]
+                .as_array()
+                .is_some_and(|d| !d.is_empty())
+    });
+    let status = host.json("/pipelines/poison");
+    let dead = &status["last_dead_letters"][0];
+    let preview = dead["payload_preview"].as_str().unwrap();
+    assert!(preview.contains("order.created"), "{dead}");
+    assert!(preview.contains("sha256:"), "{dead}");
+    assert!(
+        !preview.contains("4111"),
+        "the scrubbed field leaked: {dead}"
+    );
+    assert_eq!(dead["payload_bytes"], poison.len(), "{dead}");
+    assert_eq!(status["dead_letters_by_class"]["invalid"], 1, "{status}");
+}
+
 #[test]
 fn dashboard_shows_live_numbers_and_pauses_in_chromium() {
     let browser = repo().join("tests/browser");
@@ -319,6 +387,7 @@ fn dashboard_shows_live_numbers_and_pauses_in_chromium() {
     );
     let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["pipeline"], "steady", "{summary}");
+    assert_eq!(summary["page_errors"], serde_json::json!([]), "{summary}");
     let mut png = Vec::new();
     std::fs::File::open(&screenshot)
         .unwrap()

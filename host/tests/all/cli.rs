@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::repo;
+
 fn sluice() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
     cmd.env("SLUICE_CACHE_DIR", crate::common::plugin_cache_dir())
@@ -12,13 +14,6 @@ fn sluice() -> Command {
         // Tests run side by side: each host's admin server takes a port of its own.
         .env("SLUICE_ADMIN_ADDR", "127.0.0.1:0");
     cmd
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
 }
 
 fn require_plugins() {
@@ -364,14 +359,23 @@ fn run_starts_nothing_when_a_file_is_invalid() {
     assert!(stderr.contains("nothing was started"), "{stderr}");
 }
 
+/// The README's first command, `./scripts/quickstart.sh`, without its setup (the test command
+/// has just run it): it runs the quickstart pipeline with the binary of this build.
 #[test]
 fn quickstart_enriches_and_dead_letters_the_malformed_events() {
     require_plugins();
     let dir = tempfile::tempdir().unwrap();
     let dead = dir.path().join("dead.jsonl");
-    let out = sluice()
-        .arg("run")
-        .arg(repo().join("pipelines/quickstart.yaml"))
+    let binary = Path::new(env!("CARGO_BIN_EXE_sluice"));
+    // quickstart.sh runs `$CARGO_TARGET_DIR/debug/sluice`: this test's binary.
+    let target = binary.parent().unwrap().parent().unwrap();
+    assert!(binary.ends_with("debug/sluice"), "{}", binary.display());
+    let out = Command::new(repo().join("scripts/quickstart.sh"))
+        .env("SLUICE_CACHE_DIR", crate::common::plugin_cache_dir())
+        .env("RUST_LOG", "info")
+        .env("SLUICE_ADMIN_ADDR", "127.0.0.1:0")
+        .env("SLUICE_SKIP_SETUP", "1")
+        .env("CARGO_TARGET_DIR", target)
         .env("QUICKSTART_COUNT", "40")
         .env("QUICKSTART_RATE", "10000")
         .env("QUICKSTART_DEAD_LETTER", &dead)

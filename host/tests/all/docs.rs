@@ -58,10 +58,16 @@ fn blocks(doc: &str) -> Vec<Block> {
         };
         let line = i + 1;
         let above = lines[..i].iter().rev().find(|l| !l.trim().is_empty());
-        let not_run = above
-            .and_then(|l| l.trim().strip_prefix("<!-- doc-test: not run: "))
-            .and_then(|l| l.strip_suffix("-->"))
-            .map(|why| why.trim().to_owned());
+        let marker = above.filter(|l| l.trim().starts_with("<!-- doc-test"));
+        let not_run = marker.map(|l| {
+            l.trim()
+                .strip_prefix("<!-- doc-test: not run: ")
+                .and_then(|l| l.strip_suffix("-->"))
+                .map(|why| why.trim().to_owned())
+                .unwrap_or_else(|| {
+                    panic!("line {i}: a marker reads `<!-- doc-test: not run: <why> -->`: {l}")
+                })
+        });
         let mut text = String::new();
         i += 1;
         while i < lines.len() && !lines[i].starts_with("```") {

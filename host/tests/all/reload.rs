@@ -548,7 +548,20 @@ async fn a_reload_never_reruns_a_finished_pipeline() {
     }
     assert_eq!((lines("out.txt"), lines("dead.txt")), (2, 1));
 
-    // The other file changes: only it is restarted.
+    // The other file changes: only it is restarted, and its totals go on from where they were.
+    let received = |status: &Value| status["totals"]["received"].as_u64().unwrap();
+    let started = Instant::now();
+    let before = loop {
+        let n = received(&host.json("/pipelines/running").await.1);
+        if n > 0 {
+            break n;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "running received nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     std::fs::write(d.join("running.yaml"), format!("{running}# edited\n")).unwrap();
     let (code, report) = host.post("/reload").await;
     assert_eq!(code, 200, "{report}");
@@ -556,6 +569,11 @@ async fn a_reload_never_reruns_a_finished_pipeline() {
         report["restarted"],
         serde_json::json!(["running"]),
         "{report}"
+    );
+    let after = received(&host.json("/pipelines/running").await.1);
+    assert!(
+        after >= before,
+        "received went from {before} to {after} across the restart"
     );
     assert_eq!(report["started"], serde_json::json!([]), "{report}");
     // A refused edit of the other file.
@@ -606,5 +624,32 @@ async fn a_reload_never_reruns_a_finished_pipeline() {
     let (code, report) = host.post("/reload").await;
     assert_eq!(code, 200, "{report}");
     assert_eq!(refusals(&host.json("/pipelines/running").await.1), 0);
+
+    // The dashboard's reload history: the reloads above that changed or refused something (the
+    // last one found the file as it runs), oldest first, when and what.
+    let (_, list) = host.json("/pipelines").await;
+    let recent = list["host"]["recent_reloads"].as_array().unwrap();
+    assert_eq!(recent.len(), 3, "{list}");
+    let what = |i: usize, key: &str| recent[i]["report"][key].clone();
+    assert_eq!(
+        what(0, "restarted"),
+        serde_json::json!(["running"]),
+        "{list}"
+    );
+    assert_eq!(what(1, "ok"), false, "{list}");
+    assert_eq!(
+        what(2, "started"),
+        serde_json::json!(["finished"]),
+        "{list}"
+    );
+    assert!(
+        recent
+            .iter()
+            .all(|r| r["at"].as_str().unwrap().ends_with('Z'))
+    );
+    assert!(
+        list["host"]["reloads_refused"].as_u64().unwrap() >= 2,
+        "{list}"
+    );
     host.stop();
 }

@@ -12,10 +12,11 @@ use opentelemetry::{Context, KeyValue};
 use tracing::debug;
 
 use crate::dead_letter::dead_letter_output;
+use crate::payload_log::PayloadLog;
 use crate::retry::backoff;
-use crate::stats::PipelineStats;
+use crate::stats::{DeadLetterRecord, PipelineStats};
 use sluice_core::DEAD_LETTER_SINK;
-use sluice_core::message::Output;
+use sluice_core::message::{Message, Output};
 use sluice_core::transform::{ErrorClass, Failure};
 use sluice_trace::{self as trace};
 
@@ -175,7 +176,11 @@ pub(super) async fn settle(ctx: Arc<Ctx>, deliveries: Vec<InFlight>, mut verdict
                 PipelineStats::add(&stats.dead_lettered_by_class[failure.class.index()], 1);
                 let why = format!("{}: {}", failure.class, failure.reason);
                 // Operators see which messages were dead-lettered and why (the last few).
-                stats.record_dead_letter(format!("{}: {why}", f.msg.id));
+                stats.record_dead_letter(dead_letter_record(
+                    ctx.payload_log.as_deref(),
+                    &f.msg,
+                    &why,
+                ));
                 finish("dead_lettered", Some(&why));
                 f.token.ack();
             }
@@ -286,4 +291,31 @@ pub(super) fn publish_span(parent: &Context, sink: &str) -> Context {
         attributes,
         SystemTime::now(),
     )
+}
+
+/// What operators see of a dead letter: its id and why, and its headers and the start of its
+/// payload only where the pipeline lets payloads be shown (`logging.payloads`, with
+/// `scrub_fields` hashed), as in its log.
+fn dead_letter_record(log: Option<&PayloadLog>, msg: &Message, why: &str) -> DeadLetterRecord {
+    /// The preview's length, in bytes.
+    const PREVIEW_BYTES: usize = 256;
+    /// Headers shown, at most.
+    const HEADERS: usize = 32;
+    let headers = msg.headers.iter().take(HEADERS).map(|(name, value)| {
+        let shown = match log {
+            Some(log) => log.header_value(name, value.as_ref()),
+            None => "<withheld>".to_owned(),
+        };
+        (name.to_string(), shown)
+    });
+    DeadLetterRecord {
+        at: SystemTime::now(),
+        message: format!("{}: {why}", msg.id),
+        headers: headers.collect(),
+        payload_preview: match log {
+            Some(log) => log.preview(&msg.payload, PREVIEW_BYTES),
+            None => "<withheld: the pipeline does not set logging.payloads>".to_owned(),
+        },
+        payload_bytes: msg.payload.len(),
+    }
 }

@@ -14,7 +14,7 @@ use sluice::plugin::guest_bindings::BindingsLang;
 #[derive(Parser)]
 #[command(
     name = "sluice",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SLUICE_BUILD"), ")"),
+    version = sluice::VERSION,
     about,
     long_about = None,
     max_term_width = 100

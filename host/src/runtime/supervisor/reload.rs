@@ -111,7 +111,23 @@ impl Supervisor {
                     // Built and checked: only now is the running version drained and replaced.
                     Ok(built) => {
                         tracing::info!(pipeline = %name, "pipeline file changed; draining and restarting it");
+                        let previous = self.running.get(&name).map(|r| r.stats.clone());
                         self.stop(&name).await;
+                        // Its totals go on from where the drained run left them; a refusal
+                        // it showed no longer holds, since this file loads.
+                        if let Some(previous) = previous {
+                            let config = &p.config;
+                            let sinks: Vec<String> = config
+                                .sinks
+                                .keys()
+                                .cloned()
+                                .chain([crate::engine::DEAD_LETTER_SINK.to_owned()])
+                                .collect();
+                            let handlers: Vec<String> =
+                                config.handlers.iter().map(|h| h.display_name()).collect();
+                            built.stats.carry_over(&previous, &sinks, &handlers);
+                            built.stats.clear_errors(REFUSED);
+                        }
                         self.spawn(p, fingerprint, built);
                         report.restarted.push(name);
                     }
@@ -228,7 +244,7 @@ impl Supervisor {
             }
         }
         if let Ok(value) = serde_json::to_value(&report) {
-            *log.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
+            log.record(value);
         }
         report
     }
