@@ -48,12 +48,30 @@ impl PayloadLog {
     }
 
     /// A header's value as it may be shown: its digest when its name is one of the scrubbed
-    /// fields (a one-part path: `authorization`), else its text cut to 128 bytes.
+    /// fields (a one-part path) or names a credential (`authorization`, `cookie`, anything with
+    /// `token`, `secret`, `password`, `api-key` or `signature` in it), else its text cut to 128
+    /// bytes.
     pub fn header_value(&self, name: &str, value: &str) -> String {
-        if self
-            .scrub
-            .iter()
-            .any(|path| path.len() == 1 && path[0].eq_ignore_ascii_case(name))
+        let lower = name.to_ascii_lowercase();
+        let credential = [
+            "authorization",
+            "cookie",
+            "token",
+            "secret",
+            "password",
+            "passwd",
+            "api-key",
+            "api_key",
+            "apikey",
+            "signature",
+        ]
+        .iter()
+        .any(|word| lower.contains(word));
+        if credential
+            || self
+                .scrub
+                .iter()
+                .any(|path| path.len() == 1 && path[0].eq_ignore_ascii_case(name))
         {
             return digest(&Value::String(value.to_owned()));
         }
@@ -137,6 +155,18 @@ mod tests {
         let sha = format!("sha256:{}", hex::encode(Sha256::digest(b"Bearer x")));
         assert_eq!(log.header_value("Authorization", "Bearer x"), sha);
         assert_eq!(log.header_value("origin", "shop"), "shop");
+        for credential in ["Cookie", "x-api-key", "X-Auth-Token", "client_secret"] {
+            assert!(
+                log.header_value(credential, "s3cr3t")
+                    .starts_with("sha256:"),
+                "{credential}"
+            );
+        }
+        assert!(
+            PayloadLog::new(&[])
+                .header_value("Authorization", "Bearer x")
+                .starts_with("sha256:")
+        );
     }
 
     #[test]

@@ -158,6 +158,8 @@ pub struct Histogram {
 pub struct HistogramSnapshot {
     /// `(upper bound in seconds, observations at or below it)`, cumulative, without `+Inf`.
     pub buckets: Vec<(f64, u64)>,
+    /// Observations above the last bound (the `+Inf` bucket's own).
+    pub overflow: u64,
     pub count: u64,
     pub sum_seconds: f64,
 }
@@ -195,6 +197,7 @@ impl Histogram {
         let overflow = self.buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
         HistogramSnapshot {
             buckets,
+            overflow,
             // Never below the buckets' total, even when read mid-update.
             count: self
                 .count
@@ -216,6 +219,7 @@ impl HistogramSnapshot {
                 .zip(&earlier.buckets)
                 .map(|(&(upper, now), &(_, then))| (upper, now.saturating_sub(then)))
                 .collect(),
+            overflow: self.overflow.saturating_sub(earlier.overflow),
             count: self.count.saturating_sub(earlier.count),
             sum_seconds: (self.sum_seconds - earlier.sum_seconds).max(0.0),
         }
@@ -223,12 +227,14 @@ impl HistogramSnapshot {
 
     /// The `q` quantile (0 to 1) in seconds, interpolated linearly within its bucket as
     /// Prometheus's `histogram_quantile` does; `None` without observations. Past the last
-    /// bucket it is that bucket's bound (30 s): "at least".
+    /// bucket it is that bucket's bound (30 s): "at least". The total is the buckets' own, not
+    /// `count`, which is read apart from them and may be ahead of them by a few observations.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        if self.count == 0 {
+        let total = self.buckets.last().map_or(0, |&(_, n)| n) + self.overflow;
+        if total == 0 {
             return None;
         }
-        let rank = q.clamp(0.0, 1.0) * self.count as f64;
+        let rank = q.clamp(0.0, 1.0) * total as f64;
         let mut lower = (0.0, 0u64);
         for &(upper, cumulative) in &self.buckets {
             if cumulative as f64 >= rank && cumulative > lower.1 {
@@ -538,6 +544,12 @@ mod tests {
         assert_eq!(beyond.quantile(0.5), None);
         let all = h.snapshot();
         assert_eq!(all.quantile(1.0), Some(30.0));
+        // A count read ahead of the buckets (observations under way) does not push p99 past them.
+        let ahead = HistogramSnapshot {
+            count: first.count + 5,
+            ..first.clone()
+        };
+        assert!(ahead.quantile(0.99).unwrap() <= 0.0005);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::AdminState;
 use super::status::{HostStatus, PipelineList, PipelineStatus};
 use crate::engine::PipelineState;
 use crate::runtime::{ReloadRequest, ReloadScope};
-use crate::telemetry::exposition;
+use crate::telemetry::{PipelineEntry, exposition};
 
 /// The dashboard: one self-contained page, embedded so nothing is fetched at run time.
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -94,12 +94,12 @@ async fn metrics(State(state): Shared) -> Response {
     ([(header::CONTENT_TYPE, exposition::CONTENT_TYPE)], text).into_response()
 }
 
-async fn list(State(state): Shared) -> Json<PipelineList> {
+async fn list(State(state): Shared, headers: HeaderMap) -> Json<PipelineList> {
     let pipelines = state
         .inventory
         .all()
         .iter()
-        .map(|p| PipelineStatus::of(p, state.rates.rates(&p.name, &p.stats)))
+        .map(|p| status_for(&state, &headers, p))
         .collect();
     let host = HostStatus::of(state.started, state.inventory.reloads());
     Json(PipelineList {
@@ -108,11 +108,23 @@ async fn list(State(state): Shared) -> Json<PipelineList> {
     })
 }
 
-async fn one(State(state): Shared, Path(name): Path<String>) -> Response {
+async fn one(State(state): Shared, headers: HeaderMap, Path(name): Path<String>) -> Response {
     match state.inventory.get(&name) {
-        Some(p) => Json(PipelineStatus::of(&p, state.rates.rates(&name, &p.stats))).into_response(),
+        Some(p) => Json(status_for(&state, &headers, &p)).into_response(),
         None => not_found(&name),
     }
+}
+
+/// A pipeline's status for this request. What its dead letters held (header values, payload
+/// preview) goes only to a caller who may change things: one with the admin token, or any
+/// caller on loopback when there is no token. A read-only server (beyond loopback, no token)
+/// or a caller without the token gets the rest.
+fn status_for(state: &AdminState, headers: &HeaderMap, p: &PipelineEntry) -> PipelineStatus {
+    let mut status = PipelineStatus::of(p, state.rates.rates(&p.name, &p.stats));
+    if state.read_only || !authorized(state.token.as_deref(), headers) {
+        status.withhold_contents();
+    }
+    status
 }
 
 async fn pause(state: Shared, headers: HeaderMap, name: Path<String>) -> Response {

@@ -191,6 +191,22 @@ pub struct DeadLetterStatus {
     pub payload_bytes: usize,
 }
 
+impl PipelineStatus {
+    /// Drop what the dead letters held (header values, payload previews): for a caller who
+    /// may not see message contents.
+    pub fn withhold_contents(&mut self) {
+        for dead in &mut self.last_dead_letters {
+            for (_, value) in &mut dead.headers {
+                *value = WITHHELD_FROM_CALLER.to_owned();
+            }
+            dead.payload_preview = WITHHELD_FROM_CALLER.to_owned();
+        }
+    }
+}
+
+/// What a caller without the admin token sees of a dead letter's contents.
+const WITHHELD_FROM_CALLER: &str = "<withheld: send the admin token to see it>";
+
 impl From<crate::engine::DeadLetterRecord> for DeadLetterStatus {
     fn from(d: crate::engine::DeadLetterRecord) -> Self {
         DeadLetterStatus {

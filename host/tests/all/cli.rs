@@ -1024,3 +1024,75 @@ fn run_names_every_bad_plugin_before_starting() {
     );
     assert!(!stderr.contains("pipeline started"), "{stderr}");
 }
+
+/// `scripts/release.sh` (with this build's binary): an archive that unpacks into a prefix as the
+/// README says, with the man page, completions, SDK, WIT and schema, and whose `sluice` needs
+/// nothing from this checkout (its SDK copy is a valid `--sdk-path`).
+#[test]
+fn the_release_archive_installs_into_a_prefix() {
+    let out = tempfile::tempdir().unwrap();
+    let made = Command::new(repo().join("scripts/release.sh"))
+        .arg("--binary")
+        .arg(env!("CARGO_BIN_EXE_sluice"))
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&made.stdout),
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let archive = out.path().join("sluice.tar.gz");
+    assert!(archive.is_file(), "no sluice.tar.gz link");
+    let prefix = tempfile::tempdir().unwrap();
+    let unpacked = Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(prefix.path())
+        .args(["--strip-components", "1"])
+        .status()
+        .unwrap();
+    assert!(unpacked.success());
+    let p = prefix.path();
+    for file in [
+        "share/man/man1/sluice.1",
+        "share/bash-completion/completions/sluice",
+        "share/zsh/site-functions/_sluice",
+        "share/fish/vendor_completions.d/sluice.fish",
+        "share/sluice/sdk/Cargo.toml",
+        "share/sluice/sdk/src/lib.rs",
+        "share/sluice/wit/v0.1/plugin.wit",
+        "share/sluice/wit/v0.2/plugin.wit",
+        "share/sluice/templates/rust/src/lib.rs",
+        "share/sluice/sluice.schema.json",
+        "share/doc/sluice/README.md",
+    ] {
+        let text = std::fs::read_to_string(p.join(file)).unwrap_or_default();
+        assert!(!text.is_empty(), "{file} is missing or empty");
+    }
+    let man = std::fs::read_to_string(p.join("share/man/man1/sluice.1")).unwrap();
+    assert!(
+        man.contains(".TH sluice"),
+        "not a man page: {}",
+        &man[..man.len().min(200)]
+    );
+    let installed = p.join("bin/sluice");
+    let version = Command::new(&installed).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("sluice "));
+    let projects = tempfile::tempdir().unwrap();
+    let created = Command::new(&installed)
+        .args(["new", "from-prefix", "--lang", "rust", "--sdk-path"])
+        .arg(p.join("share/sluice/sdk"))
+        .arg("--dir")
+        .arg(projects.path())
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+}

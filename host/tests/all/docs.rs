@@ -5,13 +5,18 @@
 //! `CARGO_TARGET_DIR`:
 //!
 //! - a doc's `sh` blocks run in order as one `bash -euo pipefail` script (a `cd` in one block
-//!   holds for the next, as in the reader's terminal). Install lines (`pip install`,
+//!   holds for the next, as in the reader's terminal), each line checked on its own (a failure
+//!   inside `a && b && c` stops the script too). Install lines (`pip install`,
 //!   `npm install -g`, `apt-get install`) are checked, not run: each package must be installed at
 //!   the version the line names (the test machine's toolchains come from the setup scripts);
 //! - a `yaml` block that is a pipeline (or part of one: the keys it leaves out are filled in) is
 //!   checked by `sluice validate`; one with `tests:` is a test file, run by `sluice test` against
 //!   a copy of `pipelines/quickstart.yaml`. Plugins are found under `../plugins/dist/` as in the
-//!   repository's `pipelines/`.
+//!   repository's `pipelines/`. They are checked before the `sh` blocks run: none depends on
+//!   what a command makes.
+//!
+//! A shell or YAML block must say so as `sh` or `yaml` (`bash`, `console`, `yml` and the like are
+//! refused, so that no block escapes by its label).
 //!
 //! A block that cannot run here says so on the line above its fence,
 //! `<!-- doc-test: not run: <why> -->`, and the test prints it with its reason.
@@ -86,6 +91,27 @@ fn blocks(doc: &str) -> Vec<Block> {
     blocks
 }
 
+/// A block's commands, a line each, with `\`-continued lines joined; blank and comment-only
+/// lines left out.
+fn logical_lines(text: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        if let Some(head) = line.strip_suffix('\\') {
+            current.push_str(head);
+            current.push(' ');
+            continue;
+        }
+        current.push_str(line);
+        let done = std::mem::take(&mut current);
+        let trimmed = done.trim();
+        if !trimmed.is_empty() && !trimmed.starts_with('#') {
+            lines.push(done);
+        }
+    }
+    lines
+}
+
 /// `sluice` as a user installs it: the release layout, made once per build of the binary (the
 /// tests run in processes of their own, side by side; a lock makes one of them write it).
 fn installed() -> PathBuf {
@@ -126,9 +152,11 @@ fn installed() -> PathBuf {
     layout().expect("scripts/release.sh wrote no layout")
 }
 
-/// `pip`, `npm` and `apt-get` for the docs' install lines: they check that what the line
+/// `pip`, `npm`, `apt-get` (and `sudo` before one) for the docs' install lines: they check that what the line
 /// installs is there, at the version it names, and change nothing.
-const SHIMS: [(&str, &str); 3] = [
+const SHIMS: [(&str, &str); 4] = [
+    // `sudo apt-get install …`: the install line is checked as without sudo.
+    ("sudo", "#!/usr/bin/env bash\nexec \"$@\"\n"),
     (
         "pip",
         r#"#!/usr/bin/env bash
@@ -225,6 +253,14 @@ fn run_doc(doc: &str) {
     let mut checked = 0;
     for block in blocks(&text) {
         let place = format!("{doc}:{}", block.line);
+        assert!(
+            !matches!(
+                block.lang.as_str(),
+                "bash" | "shell" | "console" | "zsh" | "shell-session" | "yml"
+            ),
+            "{place}: label the block `sh` or `yaml` (it is `{}`), so that it is run",
+            block.lang
+        );
         if !matches!(block.lang.as_str(), "sh" | "yaml") {
             continue;
         }
@@ -235,7 +271,14 @@ fn run_doc(doc: &str) {
         }
         checked += 1;
         if block.lang == "sh" {
-            script.push_str(&format!("echo '+ {place}' >&2\n{}\n", block.text));
+            script.push_str(&format!("echo '+ {place}' >&2\n"));
+            for line in logical_lines(&block.text) {
+                // A group per line: its status is the whole line's, `a && b` included, which
+                // `set -e` alone would let pass when `a` fails.
+                script.push_str(&format!(
+                    "{{ {line}\n}} || {{ echo 'doc-test: {place}: this line failed' >&2; exit 1; }}\n"
+                ));
+            }
             continue;
         }
         let is_test_file = block.text.lines().any(|l| l.starts_with("tests:"));
