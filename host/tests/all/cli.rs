@@ -894,7 +894,7 @@ fn sigterm_during_a_reload_does_not_wait_for_it() {
     );
 }
 
-/// The Rust and Python guides show their template's handler as `sluice new` writes it (Rust's
+/// The Rust, Python, JavaScript and AssemblyScript guides show their template's handler as `sluice new` writes it (Rust's
 /// crate comment left out): a guide cannot drift from what users get.
 #[test]
 fn the_guides_show_the_template_handlers() {
@@ -911,6 +911,20 @@ fn the_guides_show_the_template_handlers() {
             "The template's `app.py`",
             "python",
             "host/templates/python/app.py",
+            "my-handler",
+        ),
+        (
+            "docs/handlers/assemblyscript.md",
+            "The template's `assembly/handler.ts`",
+            "ts",
+            "host/templates/assemblyscript/assembly/handler.ts",
+            "my-handler",
+        ),
+        (
+            "docs/handlers/javascript.md",
+            "The template's `handler.js`",
+            "js",
+            "host/templates/js/handler.js",
             "my-handler",
         ),
     ] {
@@ -1095,4 +1109,82 @@ fn the_release_archive_installs_into_a_prefix() {
         "{}",
         String::from_utf8_lossy(&created.stderr)
     );
+}
+
+/// At start-up, while a handler's first load compiles it, `/readyz` answers 503 naming the
+/// pipeline and what it waits for, and `sluice status` says the same; once it runs, 200.
+#[test]
+fn readyz_names_the_pipeline_still_starting_at_start_up() {
+    // Go's component (4 MB) takes seconds to compile on a fresh cache: time to ask.
+    let go = repo().join("plugins/dist/go-enrich.wasm");
+    assert!(go.is_file(), "run scripts/build-handlers.sh first");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("go.yaml"),
+        format!(
+            "name: go\nsource: {{ type: generate, rate_per_second: 5, payload: envelope }}\nhandlers:\n  - plugin: {}\n    grants: [clocks, random]\nsinks: {{ out: {{ type: drop }} }}\ndead_letter: {{ type: drop }}\n",
+            go.display()
+        ),
+    )
+    .unwrap();
+    let mut child = sluice()
+        .arg("run")
+        .arg(dir.path())
+        // A cache of its own: the start must compile the handler.
+        .env("SLUICE_CACHE_DIR", cache.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut admin = None;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "sluice exited before compiling the handler"
+        );
+        if line.contains("admin server listening") {
+            admin = line
+                .split("addr=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned);
+        }
+        if line.contains("compiling plugin") && line.contains("go-enrich") {
+            break;
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let admin = admin.expect("the admin server listens before the handlers are loaded");
+    let readyz = reqwest::blocking::get(format!("http://{admin}/readyz")).unwrap();
+    assert_eq!(readyz.status().as_u16(), 503);
+    let body = readyz.text().unwrap();
+    assert!(
+        body.contains("go (starting: checking its handlers and connectors"),
+        "{body}"
+    );
+    let status = sluice()
+        .args(["status", "--admin-addr", &admin])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("starting: go (starting: checking"),
+        "{status}"
+    );
+    // A hang guard, not a timing assertion: it becomes ready.
+    let ready = (0..1200).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        reqwest::blocking::get(format!("http://{admin}/readyz"))
+            .is_ok_and(|r| r.status().as_u16() == 200)
+    });
+    assert!(ready, "never ready");
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    assert!(child.wait().unwrap().success());
 }
