@@ -670,3 +670,100 @@ async fn a_reload_never_reruns_a_finished_pipeline() {
     );
     host.stop();
 }
+
+/// Kubernetes mounts a ConfigMap as a directory whose files are links through `..data`, itself a
+/// link to a timestamped directory. An update (kubelet's atomic writer) writes a new timestamped
+/// directory, renames a new link over `..data` and removes the old directory: no file the host
+/// watches is written in place. Watching the mounted directory, the host reloads: a changed
+/// pipeline file restarts its pipeline, and a changed plugin (a ConfigMap's `binaryData`) is
+/// swapped in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_update_through_its_data_link_reloads() {
+    let mount = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let m = mount.path();
+    let pipeline = |sink: &str| {
+        format!(
+            "name: cm\nsource: {{ type: generate, rate_per_second: 20, payload: fixed, size: 8 }}\n\
+             handlers:\n  - plugin: enrich.wasm\n\
+             sinks:\n  out: {{ type: file, path: {} }}\ndead_letter: {{ type: drop }}\n",
+            out.path().join(sink).display()
+        )
+    };
+    // One version of the ConfigMap: its timestamped directory.
+    let version = |n: u32, yaml: &str, wasm: &[u8]| -> PathBuf {
+        let dir = m.join(format!("..2026_12_07_10_00_0{n}.12345678{n}"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("cm.yaml"), yaml).unwrap();
+        std::fs::write(dir.join("enrich.wasm"), wasm).unwrap();
+        dir
+    };
+    // What kubelet does on an update: a new `..data` link renamed over the old one.
+    let publish = |dir: &Path| {
+        std::os::unix::fs::symlink(dir.file_name().unwrap(), m.join("..data_tmp")).unwrap();
+        std::fs::rename(m.join("..data_tmp"), m.join("..data")).unwrap();
+    };
+    let lines = |file: &str| {
+        std::fs::read_to_string(out.path().join(file))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let first = version(1, &pipeline("v1.txt"), &plugin("uppercase"));
+    publish(&first);
+    for file in ["cm.yaml", "enrich.wasm"] {
+        std::os::unix::fs::symlink(Path::new("..data").join(file), m.join(file)).unwrap();
+    }
+    let host = Host::start(m, &[]);
+    host.wait_ready().await;
+    let started = Instant::now();
+    while lines("v1.txt") == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "v1 wrote nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The pipeline file changes (its sink's path).
+    let second = version(2, &pipeline("v2.txt"), &plugin("uppercase"));
+    publish(&second);
+    std::fs::remove_dir_all(&first).unwrap();
+    let started = Instant::now();
+    while lines("v2.txt") == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the update through ..data was not reloaded: {:?}",
+            host.json("/reload").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, last) = host.json("/reload").await;
+    assert_eq!(last["restarted"], serde_json::json!(["cm"]), "{last}");
+    assert_eq!(last["cause"], "watch", "{last}");
+
+    // Only the plugin changes: it is swapped in, the pipeline runs on.
+    let json_enrich = plugin("json-enrich");
+    let third = version(3, &pipeline("v2.txt"), &json_enrich);
+    publish(&third);
+    std::fs::remove_dir_all(&second).unwrap();
+    let started = Instant::now();
+    loop {
+        let (_, last) = host.json("/reload").await;
+        let swapped = last["swapped"].as_array().cloned().unwrap_or_default();
+        if swapped
+            .iter()
+            .any(|s| s.as_str().unwrap().ends_with(&sha256(&json_enrich)[..12]))
+        {
+            assert_eq!(last["restarted"], serde_json::json!([]), "{last}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the plugin update through ..data was not swapped in: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(host.json("/pipelines/cm").await.1["state"], "running");
+    host.stop();
+}
