@@ -24,7 +24,7 @@ step() {
 # build, which keeps both cores busy. One after another, since two apt-get runs would collide.
 prepared=$(mktemp)
 (scripts/brokers.sh && scripts/browser-tools.sh && scripts/schema-tools.sh &&
-  scripts/build-handlers.sh tools) >"$prepared" 2>&1 &
+  scripts/helm-tools.sh && scripts/build-handlers.sh tools) >"$prepared" 2>&1 &
 preparing=$!
 step "setup (WebAssembly targets, example plugins; brokers and tools beside it)"
 if ! scripts/setup.sh; then

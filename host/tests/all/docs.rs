@@ -350,6 +350,7 @@ doc_tests! {
     readme => "README.md",
     connectors => "docs/connectors.md",
     delivery => "docs/delivery.md",
+    deploy => "docs/deploy.md",
     languages => "docs/languages.md",
     operations => "docs/operations.md",
     packed_batch => "docs/packed-batch.md",
