@@ -10,7 +10,8 @@ For the chart's default values and each deploy/helm/sluice/ci/*-values.yaml:
   ServiceMonitor against their CRDs' schemas (tests/helm/crds/);
 - check what the chart promises: non-root, read-only root filesystem, no privilege escalation,
   every capability dropped, probes on /healthz and /readyz, a grace period longer than the
-  pipelines' drain, the pipelines mounted from a ConfigMap, KEDA owning the replica count when on.
+  pipelines' drain, the pipelines mounted from a ConfigMap, the image's compile cache copied into
+  the cache volume, KEDA owning the replica count when on.
 Values that must be refused (a typo, KEDA without a trigger) are refused.
 With --pipelines-out, the default values' pipeline files are written there, for `sluice validate`.
 Prints one line per values file and per refusal; exits 1 on the first failure, with why.
@@ -111,6 +112,12 @@ def check_promises(docs, values, where):
             fail(f"{where}: the existing ConfigMap {existing} is not the one mounted")
     elif [c["metadata"]["name"] for c in by_kind.get("ConfigMap", [])] != [configmap]:
         fail(f"{where}: the mounted ConfigMap {configmap} is not rendered")
+    seed = values.get("cache", {}).get("seedFromImage", True)
+    inits = {c["name"]: c for c in pod.get("initContainers", [])}
+    if seed != ("seed-cache" in inits):
+        fail(f"{where}: cache.seedFromImage is {seed}, init containers {list(inits)}")
+    if seed and inits["seed-cache"]["volumeMounts"] != [{"name": "cache", "mountPath": "/seed"}]:
+        fail(f"{where}: the image's cache is not copied into the cache volume")
     keda = values.get("autoscaling", {}).get("keda", {}).get("enabled", False)
     if keda:
         (scaled,) = by_kind["ScaledObject"]

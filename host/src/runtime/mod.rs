@@ -66,6 +66,50 @@ pub fn load_handler_in(
     )
 }
 
+/// One handler's plugin compiled into the cache by [`precompile`].
+#[derive(Debug)]
+pub struct Precompiled {
+    pub plugin: std::path::PathBuf,
+    /// It was in the cache already.
+    pub from_cache: bool,
+    pub compile_time: Duration,
+}
+
+/// Compile every plugin the pipeline files at `paths` name into `host`'s cache, with each
+/// handler's limits (which the cache's key includes), as their first load would: a host that
+/// starts later on the same cache (an image's, a shared volume) loads them without compiling.
+/// Each plugin once; every error (a file that does not load, a plugin that does not compile).
+pub fn precompile(
+    host: &PluginHost,
+    paths: &[std::path::PathBuf],
+) -> (Vec<Precompiled>, Vec<anyhow::Error>) {
+    let (loaded, config_errors) = crate::config::load_paths(paths);
+    let mut errors: Vec<anyhow::Error> = config_errors
+        .into_iter()
+        .map(|e| anyhow::anyhow!("{e}"))
+        .collect();
+    let mut done = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for p in &loaded {
+        for h in &p.config.handlers {
+            let path: std::path::PathBuf = p.base_dir.join(&h.plugin).components().collect();
+            let limits = settings::limits(&h.limits);
+            if !seen.insert((path.clone(), limits.stack_kb)) {
+                continue;
+            }
+            match host.load(&path, &limits) {
+                Ok(plugin) => done.push(Precompiled {
+                    plugin: path,
+                    from_cache: plugin.from_cache,
+                    compile_time: plugin.compile_time,
+                }),
+                Err(err) => errors.push(err.context(format!("pipeline {}", p.config.name))),
+            }
+        }
+    }
+    (done, errors)
+}
+
 fn init_settings(h: &HandlerConfig) -> Vec<(String, String)> {
     h.config
         .iter()

@@ -1188,3 +1188,75 @@ fn readyz_names_the_pipeline_still_starting_at_start_up() {
         .status();
     assert!(child.wait().unwrap().success());
 }
+
+/// `sluice plugin precompile`: the handlers the pipeline files name are compiled into the cache,
+/// so that a host started on that cache compiles nothing; a second precompile finds them there;
+/// a plugin that does not load is an error naming it.
+#[test]
+fn precompile_fills_the_cache_so_that_a_start_compiles_nothing() {
+    require_plugins();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let plugin = repo().join("plugins/dist/json-enrich.wasm");
+    let file = dir.path().join("enrich.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "source: {{ type: generate, count: 5, payload: envelope }}\nhandlers:\n  - plugin: {}\nsinks: {{ out: {{ type: drop }} }}\ndead_letter: {{ type: drop }}\n",
+            plugin.display()
+        ),
+    )
+    .unwrap();
+    let precompile = || {
+        sluice()
+            .args(["plugin", "precompile"])
+            .arg(dir.path())
+            .env("SLUICE_CACHE_DIR", cache.path())
+            .output()
+            .unwrap()
+    };
+    let first = precompile();
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        stdout.starts_with("compiled  ") && stdout.contains("json-enrich.wasm in "),
+        "{stdout}"
+    );
+    let second = precompile();
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        stdout.starts_with("cached    ") && stdout.contains("json-enrich.wasm"),
+        "{stdout}"
+    );
+
+    let run = sluice()
+        .arg("run")
+        .arg(&file)
+        .env("SLUICE_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("handler loaded"), "{stderr}");
+    assert!(
+        !stderr.contains("compiling plugin"),
+        "the start compiled: {stderr}"
+    );
+
+    std::fs::write(
+        &file,
+        "source: { type: generate, count: 5 }\nhandlers:\n  - plugin: missing.wasm\nsinks: { out: { type: drop } }\ndead_letter: { type: drop }\n",
+    )
+    .unwrap();
+    let failed = precompile();
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("missing.wasm") && stderr.contains("1 error(s)"),
+        "{stderr}"
+    );
+}

@@ -174,6 +174,14 @@ pub enum PluginCommand {
         /// The component (.wasm).
         wasm: PathBuf,
     },
+    /// Compile every handler the pipeline files name into the compile cache (`--cache-dir`,
+    /// `SLUICE_CACHE_DIR`), as their first load would, and exit: a host started later on that
+    /// cache (a container image's, a volume replicas share) is ready without compiling.
+    Precompile {
+        /// Pipeline files, or directories of them.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
     /// Turn a core module into a component: one with an embedded WIT section (wit-bindgen on
     /// wasm32-unknown-unknown), or any module with `--wit DIR --world NAME` to embed first.
     Componentize {

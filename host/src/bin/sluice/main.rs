@@ -152,6 +152,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Plugin {
+            command: PluginCommand::Precompile { paths },
+        } => {
+            if cli.no_cache {
+                anyhow::bail!("precompile writes the compile cache: drop --no-cache");
+            }
+            let host = plugin_host(&cli);
+            let (done, errors) = sluice::runtime::precompile(&host, paths);
+            for d in &done {
+                if d.from_cache {
+                    outln!("cached    {}", d.plugin.display());
+                } else {
+                    outln!(
+                        "compiled  {} in {:.1} s",
+                        d.plugin.display(),
+                        d.compile_time.as_secs_f64()
+                    );
+                }
+            }
+            for e in &errors {
+                eprintln!("{e:#}");
+            }
+            if errors.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("{} error(s)", errors.len());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Plugin {
             command:
                 PluginCommand::Componentize {
                     module,
