@@ -97,14 +97,28 @@ def check_promises(docs, values, where):
         fail(f"{where}: readiness is not /readyz")
     if container["livenessProbe"]["httpGet"]["path"] != "/healthz":
         fail(f"{where}: liveness is not /healthz")
-    # 30 s to drain in-flight work and 30 s more for the sinks' and source's close, by default.
-    if pod["terminationGracePeriodSeconds"] <= 60:
-        fail(f"{where}: terminationGracePeriodSeconds is not above the pipelines' drain")
+    # A pipeline's shutdown at its slowest: the drain, then each sink's close, the dead-letter
+    # sink's and the source's, each up to shutdown_deadline_ms (30 s by default), in turn.
+    grace = pod["terminationGracePeriodSeconds"]
+    for configmap in by_kind.get("ConfigMap", []):
+        for file, text in configmap["data"].items():
+            p = yaml.safe_load(text)
+            deadline = p.get("shutdown_deadline_ms", 30000) / 1000
+            slowest = (3 + len(p.get("sinks", {}))) * deadline
+            if grace <= slowest:
+                fail(f"{where}: grace period {grace} s, but {file} may take {slowest:.0f} s to stop")
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     for path in ["/etc/sluice/pipelines", "/var/cache/sluice", "/tmp"]:
         if path not in mounts:
             fail(f"{where}: nothing mounted at {path}")
     volumes = {v["name"]: v for v in pod["volumes"]}
+    for name, volume in volumes.items():
+        if len(volume) != 2:
+            fail(f"{where}: volume {name} has {len(volume) - 1} sources: {volume}")
+    env = {e["name"]: e for e in container["env"]}
+    cache_dir = env["SLUICE_CACHE_DIR"]["value"]
+    if not cache_dir.startswith(mounts["/var/cache/sluice"]["mountPath"] + "/"):
+        fail(f"{where}: SLUICE_CACHE_DIR {cache_dir} is not a subdirectory of the cache volume")
     configmap = volumes["pipelines"]["configMap"]["name"]
     existing = values.get("existingPipelinesConfigMap")
     if existing:
@@ -116,8 +130,13 @@ def check_promises(docs, values, where):
     inits = {c["name"]: c for c in pod.get("initContainers", [])}
     if seed != ("seed-cache" in inits):
         fail(f"{where}: cache.seedFromImage is {seed}, init containers {list(inits)}")
-    if seed and inits["seed-cache"]["volumeMounts"] != [{"name": "cache", "mountPath": "/seed"}]:
-        fail(f"{where}: the image's cache is not copied into the cache volume")
+    if seed:
+        init = inits["seed-cache"]
+        target = "/seed" + cache_dir.removeprefix("/var/cache/sluice")
+        if init["volumeMounts"] != [{"name": "cache", "mountPath": "/seed"}] or (
+            f"cp -a /var/cache/sluice/. {target}/" not in " ".join(init["command"])
+        ):
+            fail(f"{where}: the image's cache is not copied to SLUICE_CACHE_DIR: {init}")
     keda = values.get("autoscaling", {}).get("keda", {}).get("enabled", False)
     if keda:
         (scaled,) = by_kind["ScaledObject"]
@@ -128,18 +147,19 @@ def check_promises(docs, values, where):
     elif "ScaledObject" in by_kind:
         fail(f"{where}: a ScaledObject without autoscaling.keda.enabled")
     token = values.get("admin", {}).get("tokenSecret", {}).get("name")
-    env = {e["name"]: e for e in container["env"]}
     if token and env["SLUICE_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] != token:
         fail(f"{where}: the admin token does not come from the Secret {token}")
     return by_kind
 
 
-def refused(values, what):
+def refused(values, what, why):
+    """`values` must be refused, and for `why` (a piece of the error), not another reason."""
     try:
         render(values, what)
     except (helm.HelmError, Problem) as e:
-        first = str(e).strip().splitlines()[0][:160]
-        print(f"helm check: refused, as it must be: {what}: {first}")
+        if why not in str(e):
+            fail(f"values with {what} were refused, but not for {why!r}: {e}")
+        print(f"helm check: refused, as it must be: {what} ({why})")
         return
     fail(f"values with {what} were accepted")
 
@@ -166,9 +186,19 @@ def main():
             out.mkdir(parents=True, exist_ok=True)
             for name, text in configmap["data"].items():
                 (out / name).write_text(text)
-    refused({"replicaCount": 2, "replicas": 3}, "an unknown key (replicas)")
-    refused({"autoscaling": {"keda": {"enabled": True}}}, "KEDA on and no trigger")
-    refused({"terminationGracePeriodSeconds": 10}, "a grace period shorter than the drain")
+    refused({"replicaCount": 2, "replicas": 3}, "an unknown key", "'replicas' not allowed")
+    refused({"autoscaling": {"keda": {"enabled": True}}}, "KEDA on and no trigger", "at least one trigger")
+    refused({"terminationGracePeriodSeconds": 10}, "a grace period shorter than a drain", "minimum")
+    refused(
+        {"plugins": {"volume": {"emptyDir": {}}, "initContainer": {"image": "x"}}},
+        "two sources of plugins",
+        "choose one",
+    )
+    refused(
+        {"cache": {"volume": {"emptyDir": {}, "persistentVolumeClaim": {"claimName": "c"}}}},
+        "a cache volume with two sources",
+        "maxProperties",
+    )
 
 
 if __name__ == "__main__":

@@ -1259,4 +1259,16 @@ fn precompile_fills_the_cache_so_that_a_start_compiles_nothing() {
         stderr.contains("missing.wasm") && stderr.contains("1 error(s)"),
         "{stderr}"
     );
+    // With no cache to write, it says so rather than compile for nothing.
+    let nowhere = sluice()
+        .args(["plugin", "precompile"])
+        .arg(dir.path())
+        .env_remove("SLUICE_CACHE_DIR")
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("HOME")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&nowhere.stderr);
+    assert!(!nowhere.status.success(), "{stderr}");
+    assert!(stderr.contains("no compile cache to write"), "{stderr}");
 }

@@ -42,7 +42,7 @@ fn the_helm_chart_lints_renders_and_validates_for_each_values_file() {
     );
     assert_eq!(
         stdout.matches("refused, as it must be").count(),
-        3,
+        5,
         "{stdout}"
     );
     // The chart's pipelines, as the image lays them out: /etc/sluice/{pipelines,plugins}.

@@ -157,6 +157,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if cli.no_cache {
                 anyhow::bail!("precompile writes the compile cache: drop --no-cache");
             }
+            if cli.cache_dir.is_none() && default_cache_dir().is_none() {
+                anyhow::bail!(
+                    "precompile has no compile cache to write: name one with --cache-dir or SLUICE_CACHE_DIR (neither they nor XDG_CACHE_HOME nor HOME is set)"
+                );
+            }
             let host = plugin_host(&cli);
             let (done, errors) = sluice::runtime::precompile(&host, paths);
             for d in &done {
