@@ -79,8 +79,8 @@ impl PayloadLog {
     }
 }
 
-/// `text` cut to at most about `max` bytes, on a character boundary, marked when cut.
-fn cut(mut text: String, max: usize) -> String {
+/// `text` cut to at most `max` bytes, on a character boundary, marked `…` when cut.
+pub(crate) fn cut(mut text: String, max: usize) -> String {
     if text.len() > max {
         let mut end = max;
         while !text.is_char_boundary(end) {

@@ -30,17 +30,8 @@ fn push_recent(recent: &Mutex<VecDeque<RecordedError>>, message: String) {
 }
 
 /// An error's text as it is kept: at most about 2 KiB.
-fn cut_message(mut message: String) -> String {
-    const MAX_ERROR_BYTES: usize = 2048;
-    if message.len() > MAX_ERROR_BYTES {
-        let mut end = MAX_ERROR_BYTES;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-        message.push('…');
-    }
-    message
+fn cut_message(message: String) -> String {
+    crate::payload_log::cut(message, 2048)
 }
 
 /// Keep `item` as the newest of the last [`LAST_ERRORS`].

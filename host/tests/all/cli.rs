@@ -16,6 +16,31 @@ fn sluice() -> Command {
     cmd
 }
 
+/// The admin server's address from a `sluice run` log line that announces it.
+fn admin_addr(line: &str) -> Option<String> {
+    line.contains("admin server listening")
+        .then(|| line.split("addr=").nth(1))
+        .flatten()
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+}
+
+/// `/readyz` (status and body) and `sluice status`'s output, of the host at `admin`.
+fn readiness(admin: &str) -> (u16, String, String) {
+    let readyz = reqwest::blocking::get(format!("http://{admin}/readyz")).unwrap();
+    let code = readyz.status().as_u16();
+    let body = readyz.text().unwrap();
+    let status = sluice()
+        .args(["status", "--admin-addr", admin])
+        .output()
+        .unwrap();
+    (
+        code,
+        body,
+        String::from_utf8_lossy(&status.stdout).into_owned(),
+    )
+}
+
 fn require_plugins() {
     assert!(
         repo().join("plugins/dist/json-enrich.wasm").is_file(),
@@ -833,13 +858,7 @@ fn sigterm_during_a_reload_does_not_wait_for_it() {
         let l = lines
             .recv_timeout(Duration::from_secs(60))
             .expect("the reload started compiling the handler within 60 s");
-        if l.contains("admin server listening") {
-            admin = l
-                .split("addr=")
-                .nth(1)
-                .and_then(|rest| rest.split_whitespace().next())
-                .map(str::to_owned);
-        }
+        admin = admin.or_else(|| admin_addr(&l));
         let compiling = l.contains("compiling plugin") && l.contains("python-crash");
         log.push(l);
         if compiling {
@@ -849,18 +868,12 @@ fn sigterm_during_a_reload_does_not_wait_for_it() {
     // While the new pipeline's handler compiles, /readyz names it and says what it waits for;
     // the host, which runs `steady`, stays ready.
     let admin = admin.expect("the admin server's address in the log");
-    let readyz = reqwest::blocking::get(format!("http://{admin}/readyz")).unwrap();
-    assert_eq!(readyz.status().as_u16(), 200);
-    let body = readyz.text().unwrap();
+    let (code, body, status) = readiness(&admin);
+    assert_eq!(code, 200, "{body}");
     assert!(
         body.contains("slow (starting: loading its handlers and connectors"),
         "{body}"
     );
-    let status = sluice()
-        .args(["status", "--admin-addr", &admin])
-        .output()
-        .unwrap();
-    let status = String::from_utf8_lossy(&status.stdout);
     assert!(
         status.contains("starting: slow (starting: loading its handlers")
             && status.contains("steady"),
@@ -1146,31 +1159,19 @@ fn readyz_names_the_pipeline_still_starting_at_start_up() {
             stderr.read_line(&mut line).unwrap() > 0,
             "sluice exited before compiling the handler"
         );
-        if line.contains("admin server listening") {
-            admin = line
-                .split("addr=")
-                .nth(1)
-                .and_then(|rest| rest.split_whitespace().next())
-                .map(str::to_owned);
-        }
+        admin = admin.or_else(|| admin_addr(&line));
         if line.contains("compiling plugin") && line.contains("go-enrich") {
             break;
         }
     }
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     let admin = admin.expect("the admin server listens before the handlers are loaded");
-    let readyz = reqwest::blocking::get(format!("http://{admin}/readyz")).unwrap();
-    assert_eq!(readyz.status().as_u16(), 503);
-    let body = readyz.text().unwrap();
+    let (code, body, status) = readiness(&admin);
+    assert_eq!(code, 503, "{body}");
     assert!(
         body.contains("go (starting: checking its handlers and connectors"),
         "{body}"
     );
-    let status = sluice()
-        .args(["status", "--admin-addr", &admin])
-        .output()
-        .unwrap();
-    let status = String::from_utf8_lossy(&status.stdout);
     assert!(
         status.contains("starting: go (starting: checking"),
         "{status}"
