@@ -176,6 +176,16 @@ impl Host {
         (code, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// `/metrics`, the Prometheus text.
+    async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     async fn post(&self, path: &str) -> (u16, Value) {
         let r = reqwest::Client::new()
             .post(format!("{}{path}", self.base))
@@ -328,12 +338,7 @@ async fn plugin_swaps_every_second_under_load_lose_and_duplicate_nothing() {
     let (code, last) = host.json("/reload").await;
     assert_eq!(code, 200);
     assert_eq!(last["ok"], false, "{last}");
-    let metrics = reqwest::get(format!("{}/metrics", host.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = host.metrics().await;
     let refused = metrics
         .lines()
         .find(|l| l.starts_with("sluice_reloads_total{result=\"refused\"}"))
@@ -579,12 +584,7 @@ async fn a_reload_never_reruns_a_finished_pipeline() {
         "received went from {before} to {after} across the restart (at most {bound})"
     );
     // `/metrics` counts on too.
-    let metrics = reqwest::get(format!("{}/metrics", host.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = host.metrics().await;
     let exported: u64 = metrics
         .lines()
         .find(|l| l.starts_with("sluice_messages_in_total{pipeline=\"running\""))
