@@ -5,27 +5,46 @@
 #   docker run --rm -v $PWD/my-pipelines:/etc/sluice/pipelines -v $PWD/my-plugins:/etc/sluice/plugins \
 #     sluice run /etc/sluice/pipelines
 #
-# glibc base on purpose: wasmtime's musl target is tier 3.
+# Without a Docker engine or a registry, scripts/image.sh builds this same file with podman
+# (docs/deploy.md). glibc base on purpose: wasmtime's musl target is tier 3.
+
+# The runtime stage's base: scripts/image.sh passes a Debian made with debootstrap where no
+# registry serves this one.
+ARG RUNTIME_BASE=debian:bookworm-slim
+# Where the host binary and the plugins come from: `build` compiles them in the Rust image below;
+# `prebuilt` takes them from target/image/ (scripts/image.sh fills it where that image cannot be
+# pulled). Only the named stage is built.
+ARG ARTIFACTS=build
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN rustup target add wasm32-unknown-unknown wasm32-wasip2 \
  && SLUICE_PROFILE=release CARGO_TARGET_DIR=/src/target scripts/build-plugins.sh \
- && cargo build --release -p sluice --bin sluice
+ && cargo build --release -p sluice --bin sluice \
+ && mkdir -p /out/plugins \
+ && strip -o /out/sluice target/release/sluice \
+ && cp -r plugins/dist /out/plugins/dist
 
-FROM debian:bookworm-slim
+FROM scratch AS prebuilt
+COPY target/image/ /out/
+
+FROM ${ARTIFACTS} AS artifacts
+
+FROM ${RUNTIME_BASE}
 # The binary links OpenSSL dynamically (librdkafka's TLS): without libssl3 it does not start
 # ("error while loading shared libraries: libssl.so.3"), and the TLS connectors need the system's
-# CA roots.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends libssl3 ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /var/lib/sluice --create-home sluice \
+# CA roots. (A base that has both already, as scripts/image.sh's does, needs no network here.)
+RUN if ! dpkg-query -W libssl3 ca-certificates >/dev/null 2>&1; then \
+      apt-get update \
+      && apt-get install -y --no-install-recommends libssl3 ca-certificates \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi \
+ && useradd --uid 10001 --user-group --home-dir /var/lib/sluice --create-home --shell /usr/sbin/nologin sluice \
  && install -d -o sluice -g sluice /var/cache/sluice
-COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
+COPY --from=artifacts /out/sluice /usr/local/bin/sluice
 # Pipelines name plugins as ../plugins/dist/*.wasm, so keep that layout under /etc/sluice.
-COPY --from=build /src/plugins/dist /etc/sluice/plugins/dist
+COPY --from=artifacts /out/plugins/dist /etc/sluice/plugins/dist
 COPY pipelines /etc/sluice/pipelines
 USER sluice
 WORKDIR /var/lib/sluice

@@ -17,6 +17,11 @@ bin_dir=debug
 [ "$profile" = dev ] || bin_dir="$profile"
 
 plugins=(uppercase json-enrich faulty wrong-world)
+# `--list`: the file names this script puts in plugins/dist (scripts/image.sh copies these).
+if [ "${1:-}" = --list ]; then
+  printf '%s.wasm\n' "${plugins[@]}" needs-wasi
+  exit 0
+fi
 args=()
 for p in "${plugins[@]}"; do args+=(-p "$p"); done
 # Not --quiet: a first build takes minutes, and cargo's progress shows it is moving.

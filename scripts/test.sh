@@ -24,7 +24,7 @@ step() {
 # build, which keeps both cores busy. One after another, since two apt-get runs would collide.
 prepared=$(mktemp)
 (scripts/brokers.sh && scripts/browser-tools.sh && scripts/schema-tools.sh &&
-  scripts/helm-tools.sh && scripts/build-handlers.sh tools) >"$prepared" 2>&1 &
+  scripts/helm-tools.sh && scripts/container-tools.sh && scripts/build-handlers.sh tools) >"$prepared" 2>&1 &
 preparing=$!
 step "setup (WebAssembly targets, example plugins; brokers and tools beside it)"
 if ! scripts/setup.sh; then
@@ -76,7 +76,8 @@ for features in rabbitmq rabbitmq,default-build-deps; do
 done
 echo "(not run again here, loudly: cli::sluice_new_projects_build_and_pass_their_own_tests_after_a_move and"
 echo " cli::sluice_test_runs_pipeline_unit_tests_and_shows_a_diff build or run handlers in several languages and"
-echo " use no broker; they ran above in the default build, and take minutes)"
+echo " use no broker; they ran above in the default build, and take minutes. Nor container::*: the image is"
+echo " the default build's, and they ran above)"
 # `default-build-deps` turns on in shared, broker-neutral dependencies (HTTP, TLS, utility crates)
 # the features the default build has, so that this build reuses its compiled dependencies (47 s
 # instead of 186 s on the CI machine); it adds no broker client (the `cargo tree` check above is
@@ -84,7 +85,7 @@ echo " use no broker; they ran above in the default build, and take minutes)"
 cargo nextest run --no-run "${lint[@]}" -p sluice --no-default-features --features rabbitmq,default-build-deps
 step "RabbitMQ-only tests: running"
 cargo nextest run "${lint[@]}" -p sluice --no-default-features --features rabbitmq,default-build-deps \
-  -E 'not test(/^cli::sluice_(new_projects_build|test_runs_pipeline_unit_tests)/)' 2>&1 | tee -a "$log"
+  -E 'not test(/^cli::sluice_(new_projects_build|test_runs_pipeline_unit_tests)/) and not test(/^container::/)' 2>&1 | tee -a "$log"
 
 step "done"
 echo "== all checks passed in $(( $(date +%s) - started ))s"

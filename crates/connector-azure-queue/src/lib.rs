@@ -33,7 +33,7 @@ mod source;
 use std::sync::Arc;
 
 use sluice_core::FieldError;
-use sluice_core::connector::{BuildContext, Sink, SinkFactory, Source, SourceFactory};
+use sluice_core::connector::{BuildContext, Resource, Sink, SinkFactory, Source, SourceFactory};
 
 pub use connection::{Access, ConnectionString};
 pub use credential::CredentialConfig;
@@ -119,6 +119,43 @@ impl SourceFactory for AzureQueueSourceConfig {
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Box<dyn Source>> {
         Ok(Box::new(source::AzureQueueSource::new(self.clone(), ctx)?))
     }
+
+    fn resources(&self) -> Vec<Resource> {
+        let account = account_of(
+            self.connection_string.as_deref(),
+            self.account_url.as_deref(),
+        );
+        let mut needs = vec![Resource::AzureQueue {
+            account: account.clone(),
+            queue: self.queue.clone(),
+        }];
+        if let Some(poison) = &self.poison_queue {
+            needs.push(Resource::AzureQueue {
+                account,
+                queue: poison.clone(),
+            });
+        }
+        needs
+    }
+}
+
+/// The storage account a queue is in, for `sluice plan`: `AccountName` of a connection string
+/// (Azurite's for `UseDevelopmentStorage=true`), else the account URL.
+fn account_of(connection_string: Option<&str>, account_url: Option<&str>) -> String {
+    let parts = || {
+        connection_string
+            .into_iter()
+            .flat_map(|c| c.split(';'))
+            .map(str::trim)
+    };
+    if parts().any(|p| p.eq_ignore_ascii_case("UseDevelopmentStorage=true")) {
+        return "devstoreaccount1".into();
+    }
+    parts()
+        .find_map(|part| part.strip_prefix("AccountName="))
+        .or(account_url)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 impl SinkFactory for AzureQueueSinkConfig {
@@ -134,6 +171,16 @@ impl SinkFactory for AzureQueueSinkConfig {
 
     fn write_timeout_ms(&self) -> Option<(&'static str, u64)> {
         Some(("request_timeout_ms", self.request_timeout_ms))
+    }
+
+    fn resources(&self) -> Vec<Resource> {
+        vec![Resource::AzureQueue {
+            account: account_of(
+                self.connection_string.as_deref(),
+                self.account_url.as_deref(),
+            ),
+            queue: self.queue.clone(),
+        }]
     }
 
     fn build(&self, _ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>> {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use rdkafka::ClientConfig;
 
 use sluice_core::FieldError;
-use sluice_core::connector::{BuildContext, Sink, SinkFactory, Source, SourceFactory};
+use sluice_core::connector::{BuildContext, Resource, Sink, SinkFactory, Source, SourceFactory};
 
 pub use config::*;
 
@@ -179,6 +179,23 @@ impl SourceFactory for KafkaSourceConfig {
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Box<dyn Source>> {
         Ok(Box::new(source::KafkaSource::new(self.clone(), ctx)?))
     }
+
+    fn resources(&self) -> Vec<Resource> {
+        let mut needs: Vec<Resource> = self
+            .topics
+            .iter()
+            .map(|t| Resource::KafkaTopic {
+                brokers: self.brokers.clone(),
+                topic: t.clone(),
+            })
+            .collect();
+        needs.push(Resource::KafkaConsumerGroup {
+            brokers: self.brokers.clone(),
+            group: self.group.clone(),
+            topics: self.topics.clone(),
+        });
+        needs
+    }
 }
 
 impl SinkFactory for KafkaSinkConfig {
@@ -195,6 +212,13 @@ impl SinkFactory for KafkaSinkConfig {
 
     fn write_timeout_ms(&self) -> Option<(&'static str, u64)> {
         Some(("message_timeout_ms", self.message_timeout_ms))
+    }
+
+    fn resources(&self) -> Vec<Resource> {
+        vec![Resource::KafkaTopic {
+            brokers: self.brokers.clone(),
+            topic: self.topic.clone(),
+        }]
     }
 
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>> {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 pub use self::in_order::in_order;
 pub use self::topology::{TlsSettings, Topology};
 use sluice_core::FieldError;
-use sluice_core::connector::{BuildContext, Sink, SinkFactory, Source, SourceFactory};
+use sluice_core::connector::{BuildContext, Resource, Sink, SinkFactory, Source, SourceFactory};
 
 pub use config::*;
 
@@ -113,6 +113,16 @@ impl SourceFactory for RabbitMqSourceConfig {
             prefetch,
         )))
     }
+
+    fn resources(&self) -> Vec<Resource> {
+        let mut needs = self.topology.resources();
+        needs.push(Resource::RabbitmqQueue {
+            queue: self.queue.clone(),
+        });
+        needs.sort();
+        needs.dedup();
+        needs
+    }
 }
 
 impl SinkFactory for RabbitMqSinkConfig {
@@ -134,5 +144,33 @@ impl SinkFactory for RabbitMqSinkConfig {
 
     fn build(&self, _ctx: &BuildContext) -> anyhow::Result<Arc<dyn Sink>> {
         Ok(Arc::new(sink::RabbitMqSink::new(self.clone())))
+    }
+
+    fn resources(&self) -> Vec<Resource> {
+        let mut needs = self.topology.resources();
+        if self.exchange.is_empty() {
+            // The default exchange routes by queue name: the routing key names the queue.
+            if let Some(queue) = &self.routing_key {
+                needs.push(Resource::RabbitmqQueue {
+                    queue: queue.clone(),
+                });
+            }
+        } else if !needs.iter().any(
+            |r| matches!(r, Resource::RabbitmqExchange { exchange, .. } if *exchange == self.exchange),
+        ) {
+            // Not declared here, so its type is not in the file: `direct`, AMQP's usual default.
+            needs.push(Resource::RabbitmqExchange {
+                exchange: self.exchange.clone(),
+                exchange_type: "direct".into(),
+            });
+        }
+        if let Some(queue) = &self.declare_queue {
+            needs.push(Resource::RabbitmqQueue {
+                queue: queue.clone(),
+            });
+        }
+        needs.sort();
+        needs.dedup();
+        needs
     }
 }

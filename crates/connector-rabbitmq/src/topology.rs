@@ -18,6 +18,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use sluice_core::FieldError;
+use sluice_core::connector::Resource;
 
 /// `topology:` — declared in order: exchanges, then queues, then bindings. Default: nothing.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -60,6 +61,18 @@ pub enum ExchangeType {
     Fanout,
     Topic,
     Headers,
+}
+
+impl ExchangeType {
+    /// The type's name, as AMQP and the pipeline file spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExchangeType::Direct => "direct",
+            ExchangeType::Fanout => "fanout",
+            ExchangeType::Topic => "topic",
+            ExchangeType::Headers => "headers",
+        }
+    }
 }
 
 /// One queue.
@@ -117,6 +130,23 @@ fn table(arguments: &BTreeMap<String, ArgValue>) -> FieldTable {
 }
 
 impl Topology {
+    /// What this topology declares, as `sluice plan` lists it.
+    pub fn resources(&self) -> Vec<Resource> {
+        let exchanges = self.exchanges.iter().map(|e| Resource::RabbitmqExchange {
+            exchange: e.name.clone(),
+            exchange_type: e.kind.name().to_owned(),
+        });
+        let queues = self.queues.iter().map(|q| Resource::RabbitmqQueue {
+            queue: q.name.clone(),
+        });
+        let bindings = self.bindings.iter().map(|b| Resource::RabbitmqBinding {
+            exchange: b.exchange.clone(),
+            queue: b.queue.clone(),
+            routing_key: b.routing_key.clone(),
+        });
+        exchanges.chain(queues).chain(bindings).collect()
+    }
+
     pub fn validate(&self, errors: &mut Vec<FieldError>) {
         for (i, e) in self.exchanges.iter().enumerate() {
             if e.name.is_empty() || e.name.starts_with("amq.") {

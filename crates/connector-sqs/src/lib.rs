@@ -26,7 +26,7 @@ use std::sync::Arc;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 
 use sluice_core::FieldError;
-use sluice_core::connector::{BuildContext, Sink, SinkFactory, Source, SourceFactory};
+use sluice_core::connector::{BuildContext, Resource, Sink, SinkFactory, Source, SourceFactory};
 
 pub use config::*;
 
@@ -133,6 +133,12 @@ impl SourceFactory for SqsSourceConfig {
     fn build(&self, ctx: &BuildContext) -> anyhow::Result<Box<dyn Source>> {
         Ok(Box::new(source::SqsSource::new(self.clone(), ctx)))
     }
+
+    fn resources(&self) -> Vec<Resource> {
+        Resource::sqs_queue(self.queue.as_deref(), self.queue_url.as_deref())
+            .into_iter()
+            .collect()
+    }
 }
 
 impl SinkFactory for SqsSinkConfig {
@@ -161,5 +167,11 @@ impl SinkFactory for SqsSinkConfig {
 
     fn write_timeout_ms(&self) -> Option<(&'static str, u64)> {
         Some(("request_timeout_ms", self.request_timeout_ms))
+    }
+
+    fn resources(&self) -> Vec<Resource> {
+        Resource::sqs_queue(self.queue.as_deref(), self.queue_url.as_deref())
+            .into_iter()
+            .collect()
     }
 }

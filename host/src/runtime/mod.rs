@@ -7,6 +7,7 @@
 
 mod checks;
 pub mod hot;
+pub mod plan;
 mod request;
 pub mod settings;
 pub mod supervisor;

@@ -11,7 +11,8 @@
 //!   the version the line names (the test machine's toolchains come from the setup scripts);
 //! - a `yaml` block that is a pipeline (or part of one: the keys it leaves out are filled in) is
 //!   checked by `sluice validate`; one with `tests:` is a test file, run by `sluice test` against
-//!   a copy of `pipelines/quickstart.yaml`. Plugins are found under `../plugins/dist/` as in the
+//!   a copy of `pipelines/quickstart.yaml` (the work directory also has a copy of
+//!   `pipelines/brokers/`). Plugins are found under `../plugins/dist/` as in the
 //!   repository's `pipelines/`. They are checked before the `sh` blocks run: none depends on
 //!   what a command makes.
 //!
@@ -229,6 +230,16 @@ fn run_doc(doc: &str) {
         work.join("pipelines/quickstart.yaml"),
     )
     .unwrap();
+    // The broker examples, which docs/deploy.md plans (`sluice plan pipelines/brokers`).
+    std::fs::create_dir(work.join("pipelines/brokers")).unwrap();
+    for entry in std::fs::read_dir(repo().join("pipelines/brokers")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(
+            entry.path(),
+            work.join("pipelines/brokers").join(entry.file_name()),
+        )
+        .unwrap();
+    }
     let path = format!(
         "{}:{}:{tools}/venv/bin:{tools}/npm/node_modules/.bin:{}",
         shims.display(),

@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod common;
+mod container;
 mod deploy;
 // The docs name every broker family: they are run in the default build, where all are in.
 #[cfg(all(

@@ -32,6 +32,7 @@ mod rabbitmq;
 mod rabbitmq_blocked;
 #[path = "../../../crates/connector-rabbitmq/tests/e2e/rabbitmq_restart.rs"]
 mod rabbitmq_restart;
+mod replicas;
 mod schema_files;
 #[path = "../../../crates/connector-sqs/tests/e2e/sqs.rs"]
 mod sqs;

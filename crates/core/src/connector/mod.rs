@@ -6,8 +6,10 @@
 
 pub mod outcome;
 pub mod receipts;
+pub mod resource;
 
 pub use outcome::{BatchStatus, OutputStatus, SendResult, SinkError};
+pub use resource::Resource;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -202,6 +204,10 @@ pub trait SourceFactory {
     fn at_most_once(&self) -> bool {
         false
     }
+    /// What this source expects on its broker (`sluice plan`). Default: nothing.
+    fn resources(&self) -> Vec<Resource> {
+        Vec::new()
+    }
 }
 
 /// Implemented by each sink connector's config type.
@@ -222,5 +228,9 @@ pub trait SinkFactory {
     /// its own cleanup (a dropped connection) runs.
     fn write_timeout_ms(&self) -> Option<(&'static str, u64)> {
         None
+    }
+    /// What this sink expects on its broker (`sluice plan`). Default: nothing.
+    fn resources(&self) -> Vec<Resource> {
+        Vec::new()
     }
 }

@@ -115,6 +115,20 @@ pub enum Command {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+    /// Print what pipelines expect on their brokers: topics, consumer groups, queues, exchanges,
+    /// bindings and dead-letter queues (from the files alone; nothing is contacted).
+    Plan {
+        /// Pipeline files, or directories of *.yaml files.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Print JSON: every pipeline with what it needs and where.
+        #[arg(long, conflicts_with = "terraform")]
+        json: bool,
+        /// Print the input variables of deploy/terraform/<FAMILY> (terraform.tfvars.json) that
+        /// declare what the pipelines need of that broker family.
+        #[arg(long, value_name = "FAMILY", value_parser = clap::builder::PossibleValuesParser::new(sluice::runtime::plan::FAMILIES))]
+        terraform: Option<String>,
+    },
     /// Work with plugin components.
     Plugin {
         #[command(subcommand)]

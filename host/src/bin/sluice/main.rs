@@ -95,6 +95,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
+        Command::Plan {
+            paths,
+            json,
+            terraform,
+        } => {
+            // Every check `sluice validate` makes first: a plan of a pipeline that would not
+            // run would declare the wrong things.
+            let host = plugin_host(&cli);
+            let (loaded, errors) = runtime::validate(&host, paths);
+            if !errors.is_empty() {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                eprintln!("{} error(s)", errors.len());
+                return Ok(ExitCode::FAILURE);
+            }
+            let plans: Vec<_> = loaded.iter().map(runtime::plan::PipelinePlan::of).collect();
+            if let Some(family) = terraform {
+                let vars = runtime::plan::terraform_vars(&plans, family)
+                    .context("a broker family with a Terraform module")?;
+                outln!("{}", serde_json::to_string_pretty(&vars)?);
+            } else if *json {
+                outln!("{}", serde_json::to_string_pretty(&plans)?);
+            } else {
+                out!("{}", runtime::plan::table(&plans));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             paths,
             admin,
