@@ -88,7 +88,7 @@ if timeout 60 podman pull -q "$OFFICIAL_BASE" >/dev/null 2>&1; then
 fi
 echo "container-tools: no registry serves $OFFICIAL_BASE; making $LOCAL_BASE with debootstrap from $MIRROR (about a minute)" >&2
 root=$(mktemp -d "$state/rootfs.XXXXXX")
-trap 'rm -rf "$root"' EXIT
+trap 'as_root rm -rf "$root"' EXIT
 as_root debootstrap --variant=minbase --include=libssl3,ca-certificates bookworm "$root" "$MIRROR" \
   >"$state/debootstrap.log" 2>&1 ||
   { cat "$state/debootstrap.log" >&2; echo "container-tools: debootstrap failed (above)" >&2; exit 1; }

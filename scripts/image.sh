@@ -38,7 +38,8 @@ base=$(scripts/container-tools.sh)
 # The podman settings that start a container on this machine (scripts/container-tools.sh).
 export CONTAINERS_CONF="${SLUICE_TOOLS:-/var/tmp/sluice-tools}/containers.conf"
 # One build of the image at a time (tests run in parallel, and share target/image/).
-exec 9>"$CARGO_TARGET_DIR/image.lock"
+mkdir -p target
+exec 9>target/image.lock
 flock 9
 artifacts=prebuilt
 if [ -z "$binary" ] && [ "$base" = docker.io/library/debian:bookworm-slim ] &&

@@ -125,17 +125,22 @@ impl SourceFactory for AzureQueueSourceConfig {
             self.connection_string.as_deref(),
             self.account_url.as_deref(),
         );
-        let mut needs = vec![Resource::AzureQueue {
-            account: account.clone(),
-            queue: self.queue.clone(),
-        }];
-        if let Some(poison) = &self.poison_queue {
-            needs.push(Resource::AzureQueue {
+        // The poison queue the source moves a message to after `max_dequeue_count`, by
+        // default `<queue>-poison` (as the source names it).
+        let poison = self
+            .poison_queue
+            .clone()
+            .unwrap_or_else(|| format!("{}-poison", self.queue));
+        vec![
+            Resource::AzureQueue {
+                account: account.clone(),
+                queue: self.queue.clone(),
+            },
+            Resource::AzureQueue {
                 account,
-                queue: poison.clone(),
-            });
-        }
-        needs
+                queue: poison,
+            },
+        ]
     }
 }
 

@@ -116,13 +116,20 @@ impl SourceFactory for RabbitMqSourceConfig {
 
     fn resources(&self) -> Vec<Resource> {
         let mut needs = self.topology.resources();
-        needs.push(Resource::RabbitmqQueue {
-            queue: self.queue.clone(),
-        });
+        if !declares_queue(&needs, &self.queue) {
+            needs.push(Resource::rabbitmq_queue(&self.queue));
+        }
         needs.sort();
         needs.dedup();
         needs
     }
+}
+
+/// Whether `needs` (a topology's) already declares `queue`, with its own settings.
+fn declares_queue(needs: &[Resource], queue: &str) -> bool {
+    needs
+        .iter()
+        .any(|r| matches!(r, Resource::RabbitmqQueue { queue: q, .. } if q == queue))
 }
 
 impl SinkFactory for RabbitMqSinkConfig {
@@ -149,25 +156,31 @@ impl SinkFactory for RabbitMqSinkConfig {
     fn resources(&self) -> Vec<Resource> {
         let mut needs = self.topology.resources();
         if self.exchange.is_empty() {
-            // The default exchange routes by queue name: the routing key names the queue.
-            if let Some(queue) = &self.routing_key {
-                needs.push(Resource::RabbitmqQueue {
-                    queue: queue.clone(),
-                });
+            // The default exchange routes by queue name: the routing key names the queue. (With
+            // no routing key, each output's key does: the queues are not in the file.)
+            if let Some(queue) = &self.routing_key
+                && !declares_queue(&needs, queue)
+            {
+                needs.push(Resource::rabbitmq_queue(queue));
             }
-        } else if !needs.iter().any(
-            |r| matches!(r, Resource::RabbitmqExchange { exchange, .. } if *exchange == self.exchange),
-        ) {
-            // Not declared here, so its type is not in the file: `direct`, AMQP's usual default.
+        } else if !self.exchange.starts_with("amq.")
+            && !needs.iter().any(
+                |r| matches!(r, Resource::RabbitmqExchange { exchange, .. } if *exchange == self.exchange),
+            )
+        {
+            // Not declared here, so its type and settings are not in the file (`amq.*`
+            // exchanges are the broker's own).
             needs.push(Resource::RabbitmqExchange {
                 exchange: self.exchange.clone(),
-                exchange_type: "direct".into(),
+                exchange_type: None,
+                durable: true,
+                arguments: "{}".into(),
             });
         }
-        if let Some(queue) = &self.declare_queue {
-            needs.push(Resource::RabbitmqQueue {
-                queue: queue.clone(),
-            });
+        if let Some(queue) = &self.declare_queue
+            && !declares_queue(&needs, queue)
+        {
+            needs.push(Resource::rabbitmq_queue(queue));
         }
         needs.sort();
         needs.dedup();

@@ -116,6 +116,22 @@ pub enum ArgValue {
     Text(String),
 }
 
+/// Declaration arguments as a JSON object, as `sluice plan` hands them to Terraform.
+fn json_object(arguments: &BTreeMap<String, ArgValue>) -> String {
+    let object: serde_json::Map<String, serde_json::Value> = arguments
+        .iter()
+        .map(|(name, value)| {
+            let value = match value {
+                ArgValue::Bool(b) => serde_json::Value::from(*b),
+                ArgValue::Int(i) => serde_json::Value::from(*i),
+                ArgValue::Text(t) => serde_json::Value::from(t.as_str()),
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    serde_json::Value::Object(object).to_string()
+}
+
 fn table(arguments: &BTreeMap<String, ArgValue>) -> FieldTable {
     let mut table = FieldTable::default();
     for (name, value) in arguments {
@@ -134,15 +150,20 @@ impl Topology {
     pub fn resources(&self) -> Vec<Resource> {
         let exchanges = self.exchanges.iter().map(|e| Resource::RabbitmqExchange {
             exchange: e.name.clone(),
-            exchange_type: e.kind.name().to_owned(),
+            exchange_type: Some(e.kind.name().to_owned()),
+            durable: e.durable,
+            arguments: json_object(&e.arguments),
         });
         let queues = self.queues.iter().map(|q| Resource::RabbitmqQueue {
             queue: q.name.clone(),
+            durable: q.durable,
+            arguments: json_object(&q.arguments),
         });
         let bindings = self.bindings.iter().map(|b| Resource::RabbitmqBinding {
             exchange: b.exchange.clone(),
             queue: b.queue.clone(),
             routing_key: b.routing_key.clone(),
+            arguments: json_object(&b.arguments),
         });
         exchanges.chain(queues).chain(bindings).collect()
     }

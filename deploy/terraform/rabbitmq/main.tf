@@ -18,23 +18,33 @@ variable "vhost" {
   default     = "/"
 }
 
+# Settings as the pipelines declare them: a queue or exchange that exists with other settings is
+# refused by the broker when Sluice declares it again.
 variable "queues" {
-  description = "Durable queues."
-  type        = set(string)
+  description = "Queue name => durability and arguments (a JSON object: x-queue-type, dead-lettering, ...)."
+  type = map(object({
+    durable        = bool
+    arguments_json = string
+  }))
 }
 
 variable "exchanges" {
-  description = "Exchange name => type (direct, fanout, topic, headers)."
-  type        = map(string)
-  default     = {}
+  description = "Exchange name => type (direct, fanout, topic, headers), durability and arguments."
+  type = map(object({
+    type           = string
+    durable        = bool
+    arguments_json = string
+  }))
+  default = {}
 }
 
 variable "bindings" {
-  description = "Queue bindings."
+  description = "Queue bindings; arguments (a JSON object) are a headers exchange's x-match and headers."
   type = list(object({
-    exchange    = string
-    queue       = string
-    routing_key = string
+    exchange       = string
+    queue          = string
+    routing_key    = string
+    arguments_json = string
   }))
   default = []
 }
@@ -44,8 +54,9 @@ resource "rabbitmq_queue" "queue" {
   name     = each.key
   vhost    = var.vhost
   settings {
-    durable     = true
-    auto_delete = false
+    durable        = each.value.durable
+    auto_delete    = false
+    arguments_json = each.value.arguments_json
   }
 }
 
@@ -54,18 +65,21 @@ resource "rabbitmq_exchange" "exchange" {
   name     = each.key
   vhost    = var.vhost
   settings {
-    type        = each.value
-    durable     = true
+    type        = each.value.type
+    durable     = each.value.durable
     auto_delete = false
+    # The provider takes an exchange's arguments as a map (no arguments_json, as queues have).
+    arguments = jsondecode(each.value.arguments_json)
   }
 }
 
 resource "rabbitmq_binding" "binding" {
-  for_each         = { for b in var.bindings : "${b.exchange}/${b.queue}/${b.routing_key}" => b }
+  for_each         = { for b in var.bindings : "${b.exchange}/${b.queue}/${b.routing_key}/${b.arguments_json}" => b }
   source           = each.value.exchange
   vhost            = var.vhost
   destination      = each.value.queue
   destination_type = "queue"
   routing_key      = each.value.routing_key
+  arguments_json   = each.value.arguments_json
   depends_on       = [rabbitmq_queue.queue, rabbitmq_exchange.exchange]
 }

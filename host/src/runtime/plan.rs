@@ -106,34 +106,57 @@ pub fn terraform_vars(plans: &[PipelinePlan], family: &str) -> Option<Value> {
             json!({ "topics": topics })
         }
         "rabbitmq" => {
-            let mut queues = BTreeSet::new();
-            let mut exchanges = BTreeMap::new();
+            // Settings a topology declares win over a plain use of the same name elsewhere.
+            let mut queues: BTreeMap<&str, Value> = BTreeMap::new();
+            let mut exchanges: BTreeMap<&str, Value> = BTreeMap::new();
             let mut bindings = BTreeSet::new();
             for r in resources() {
                 match r {
-                    Resource::RabbitmqQueue { queue } => {
-                        queues.insert(queue.as_str());
+                    Resource::RabbitmqQueue {
+                        queue,
+                        durable,
+                        arguments,
+                    } => {
+                        let settings = json!({ "durable": durable, "arguments_json": arguments });
+                        let plain = *durable && arguments == "{}";
+                        if !plain || !queues.contains_key(queue.as_str()) {
+                            queues.insert(queue, settings);
+                        }
                     }
                     Resource::RabbitmqExchange {
                         exchange,
-                        exchange_type: kind,
+                        exchange_type: Some(kind),
+                        durable,
+                        arguments,
                     } => {
-                        exchanges.insert(exchange.as_str(), kind.as_str());
+                        exchanges.insert(
+                            exchange,
+                            json!({ "type": kind, "durable": durable, "arguments_json": arguments }),
+                        );
                     }
+                    // Its type is not in the files: `unknown_exchanges` names it for the user.
+                    Resource::RabbitmqExchange { .. } => {}
                     Resource::RabbitmqBinding {
                         exchange,
                         queue,
                         routing_key,
+                        arguments,
                     } => {
-                        bindings.insert((exchange.as_str(), queue.as_str(), routing_key.as_str()));
+                        bindings.insert((
+                            exchange.as_str(),
+                            queue.as_str(),
+                            routing_key.as_str(),
+                            arguments.as_str(),
+                        ));
                     }
                     _ => {}
                 }
             }
             let bindings: Vec<Value> = bindings
                 .into_iter()
-                .map(|(exchange, queue, routing_key)| {
-                    json!({ "exchange": exchange, "queue": queue, "routing_key": routing_key })
+                .map(|(exchange, queue, routing_key, arguments)| {
+                    json!({ "exchange": exchange, "queue": queue, "routing_key": routing_key,
+                            "arguments_json": arguments })
                 })
                 .collect();
             json!({ "queues": queues, "exchanges": exchanges, "bindings": bindings })
@@ -165,6 +188,32 @@ pub fn terraform_vars(plans: &[PipelinePlan], family: &str) -> Option<Value> {
         _ => return None,
     };
     Some(vars)
+}
+
+/// RabbitMQ exchanges the pipelines publish to without declaring them anywhere: their type is
+/// not in the files, so `terraform_vars` leaves them out and `sluice plan` says so.
+pub fn unknown_exchanges(plans: &[PipelinePlan]) -> BTreeSet<&str> {
+    let needs = || plans.iter().flat_map(|p| &p.needs).map(|n| &n.resource);
+    let declared: BTreeSet<&str> = needs()
+        .filter_map(|r| match r {
+            Resource::RabbitmqExchange {
+                exchange,
+                exchange_type: Some(_),
+                ..
+            } => Some(exchange.as_str()),
+            _ => None,
+        })
+        .collect();
+    needs()
+        .filter_map(|r| match r {
+            Resource::RabbitmqExchange {
+                exchange,
+                exchange_type: None,
+                ..
+            } if !declared.contains(exchange.as_str()) => Some(exchange.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The table `sluice plan` prints: one line per resource, grouped by pipeline.
@@ -203,17 +252,34 @@ fn describe(r: &Resource) -> String {
             "kafka consumer group {group} on {} ({brokers})",
             topics.join(", ")
         ),
-        Resource::RabbitmqQueue { queue } => format!("rabbitmq queue {queue}"),
+        Resource::RabbitmqQueue {
+            queue,
+            durable,
+            arguments,
+        } => format!(
+            "rabbitmq queue {queue}{}{}",
+            if *durable { "" } else { " (not durable)" },
+            if arguments == "{}" {
+                String::new()
+            } else {
+                format!(" {arguments}")
+            }
+        ),
         Resource::RabbitmqExchange {
             exchange,
-            exchange_type: kind,
-        } => {
-            format!("rabbitmq exchange {exchange} ({kind})")
-        }
+            exchange_type,
+            ..
+        } => match exchange_type {
+            Some(kind) => format!("rabbitmq exchange {exchange} ({kind})"),
+            None => format!(
+                "rabbitmq exchange {exchange} (not declared in the file: its type is not known)"
+            ),
+        },
         Resource::RabbitmqBinding {
             exchange,
             queue,
             routing_key,
+            ..
         } => format!("rabbitmq binding {exchange} -> {queue} (routing key {routing_key:?})"),
         Resource::SqsQueue { queue, fifo } => {
             format!("sqs queue {queue}{}", if *fifo { " (FIFO)" } else { "" })

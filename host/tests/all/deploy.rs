@@ -165,6 +165,64 @@ fn sluice_plan_lists_what_pipelines_need_and_the_terraform_modules_declare_it() 
             .any(|n| n["kind"] == "kafka_consumer_group" && n["role"] == "source"),
         "{json:#}"
     );
+    let azure: serde_json::Value = serde_json::from_str(&plan(&[
+        "--terraform",
+        "azure",
+        "pipelines/brokers/azure-orders.yaml",
+    ]))
+    .unwrap();
+    assert!(
+        azure["queues"]
+            .as_array()
+            .unwrap()
+            .contains(&"orders-poison".into()),
+        "the source's default poison queue: {azure}"
+    );
+    // Settings a topology declares reach Terraform (a queue redeclared with others is refused
+    // by the broker); an exchange declared nowhere is left out, with a note.
+    let dir = tempfile::tempdir().unwrap();
+    let declared = dir.path().join("declared.yaml");
+    std::fs::write(
+        &declared,
+        [
+            "name: declared",
+            "source:",
+            "  type: rabbitmq",
+            "  url: amqp://127.0.0.1",
+            "  queue: work",
+            "  topology:",
+            "    queues:",
+            "      - { name: work, arguments: { x-queue-type: quorum, x-delivery-limit: 5 } }",
+            "sinks:",
+            "  out: { type: rabbitmq, url: amqp://127.0.0.1, exchange: events }",
+            "dead_letter: { type: drop }",
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["plan", "--terraform", "rabbitmq"])
+        .arg(&declared)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vars: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        vars["queues"]["work"],
+        serde_json::json!({ "durable": true,
+            "arguments_json": r#"{"x-delivery-limit":5,"x-queue-type":"quorum"}"# })
+    );
+    assert_eq!(vars["exchanges"], serde_json::json!({}));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("exchange `events`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // A pipeline that would not run is not planned: the errors `sluice validate` prints.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

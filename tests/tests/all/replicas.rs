@@ -139,7 +139,8 @@ impl Replica {
         self.child.wait().unwrap();
     }
 
-    /// SIGTERM, as Kubernetes stops a pod: the replica drains and exits 0.
+    /// SIGTERM, as Kubernetes stops a pod: the replica drains and exits 0, within its
+    /// shutdown deadline's bound.
     fn terminate(mut self) {
         let pid = self.child.id().to_string();
         assert!(
@@ -149,7 +150,18 @@ impl Replica {
                 .unwrap()
                 .success()
         );
-        let status = self.child.wait().unwrap();
+        let limit = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < limit,
+                "{} still running 120 s after SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
         assert!(
             status.success(),
             "{} exited with {status} after SIGTERM",

@@ -17,18 +17,28 @@ pub enum Resource {
         group: String,
         topics: Vec<String>,
     },
-    /// A durable RabbitMQ queue.
-    RabbitmqQueue { queue: String },
-    /// A RabbitMQ exchange and its type (`direct`, `fanout`, `topic`, `headers`).
+    /// A RabbitMQ queue. `arguments` is a JSON object (`x-queue-type`, dead-lettering, ...):
+    /// a queue redeclared with other settings than it has is refused by the broker.
+    RabbitmqQueue {
+        queue: String,
+        durable: bool,
+        arguments: String,
+    },
+    /// A RabbitMQ exchange and its type (`direct`, `fanout`, `topic`, `headers`); `None` when
+    /// the pipeline uses the exchange without declaring it, so its type is not in the file.
     RabbitmqExchange {
         exchange: String,
-        exchange_type: String,
+        exchange_type: Option<String>,
+        durable: bool,
+        arguments: String,
     },
-    /// A binding of `queue` to `exchange` with `routing_key`.
+    /// A binding of `queue` to `exchange` with `routing_key` and `arguments` (a JSON object:
+    /// a headers exchange's `x-match` and headers).
     RabbitmqBinding {
         exchange: String,
         queue: String,
         routing_key: String,
+        arguments: String,
     },
     /// An SQS queue (FIFO when its name ends in `.fifo`).
     SqsQueue { queue: String, fifo: bool },
@@ -37,6 +47,16 @@ pub enum Resource {
 }
 
 impl Resource {
+    /// A durable queue with no arguments, as the connectors declare one (`declare: true`,
+    /// `declare_queue`) or expect one to be.
+    pub fn rabbitmq_queue(queue: &str) -> Resource {
+        Resource::RabbitmqQueue {
+            queue: queue.to_owned(),
+            durable: true,
+            arguments: "{}".into(),
+        }
+    }
+
     /// The SQS queue named by `queue`, or by the last path segment of `queue_url`.
     pub fn sqs_queue(queue: Option<&str>, queue_url: Option<&str>) -> Option<Resource> {
         let name =

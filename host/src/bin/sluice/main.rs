@@ -115,6 +115,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(family) = terraform {
                 let vars = runtime::plan::terraform_vars(&plans, family)
                     .context("a broker family with a Terraform module")?;
+                if family == "rabbitmq" {
+                    for exchange in runtime::plan::unknown_exchanges(&plans) {
+                        eprintln!(
+                            "note: exchange `{exchange}` is published to but declared in no \
+                             topology, so its type is not known: left out (declare it under \
+                             `topology`, or add it to `exchanges` yourself)"
+                        );
+                    }
+                }
                 outln!("{}", serde_json::to_string_pretty(&vars)?);
             } else if *json {
                 outln!("{}", serde_json::to_string_pretty(&plans)?);
