@@ -1,9 +1,56 @@
 //! What deploys Sluice, checked without a cluster: the Helm chart in `deploy/helm/sluice` and the
 //! compose file in `deploy/compose`.
 
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 
 use crate::common::repo;
+
+/// Runs `scripts/<installer>` (what a check needs, installed once), then
+/// `python3 -S tests/<check> <args>` with `<tools dir>/<site>` on `PYTHONPATH`. The check must
+/// pass; returns its stdout, echoed for the test log.
+fn python_check(installer: &str, site: &str, check: &str, args: &[&str]) -> String {
+    let installed = Command::new(repo().join("scripts").join(installer))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("run scripts/{installer}: {e}"));
+    assert!(installed.success(), "scripts/{installer} failed");
+    let tools = std::env::var("SLUICE_TOOLS").unwrap_or_else(|_| "/var/tmp/sluice-tools".into());
+    let out = Command::new("python3")
+        .arg("-S")
+        .arg(repo().join("tests").join(check))
+        .args(args)
+        .env("PYTHONPATH", format!("{tools}/{site}"))
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success(),
+        "tests/{check}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// `sluice <args>`, run from the repository's root.
+fn sluice(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+/// `sluice <args>`, which must succeed: its stdout and stderr.
+fn sluice_ok(args: &[&str]) -> (String, String) {
+    let out = sluice(args);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "sluice {args:?}: {stderr}");
+    (stdout, stderr)
+}
 
 /// `helm lint --strict`, render and schema validation (Kubernetes' schemas, and KEDA's and the
 /// Prometheus Operator's CRDs for their resources) of the chart for its default values and each
@@ -13,27 +60,14 @@ use crate::common::repo;
 /// values pass `sluice validate` against the image's plugin layout.
 #[test]
 fn the_helm_chart_lints_renders_and_validates_for_each_values_file() {
-    let installed = Command::new(repo().join("scripts/helm-tools.sh"))
-        .status()
-        .expect("run scripts/helm-tools.sh");
-    assert!(installed.success(), "scripts/helm-tools.sh failed");
-    let tools = std::env::var("SLUICE_TOOLS").unwrap_or_else(|_| "/var/tmp/sluice-tools".into());
     let dir = tempfile::tempdir().unwrap();
     let pipelines = dir.path().join("pipelines");
-    let out = Command::new("python3")
-        .arg("-S")
-        .arg(repo().join("tests/helm/check.py"))
-        .arg("--pipelines-out")
-        .arg(&pipelines)
-        .env("PYTHONPATH", format!("{tools}/helm"))
-        .output()
-        .expect("run python3");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
+    let stdout = python_check(
+        "helm-tools.sh",
+        "helm",
+        "helm/check.py",
+        &["--pipelines-out", pipelines.to_str().unwrap()],
     );
-    eprintln!("{stdout}");
-    assert!(out.status.success(), "{stdout}{stderr}");
     assert_eq!(
         stdout.matches("manifests valid").count(),
         1 + std::fs::read_dir(repo().join("deploy/helm/sluice/ci"))
@@ -48,17 +82,7 @@ fn the_helm_chart_lints_renders_and_validates_for_each_values_file() {
     );
     // The chart's pipelines, as the image lays them out: /etc/sluice/{pipelines,plugins}.
     std::os::unix::fs::symlink(repo().join("plugins"), dir.path().join("plugins")).unwrap();
-    let validated = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("validate")
-        .arg(&pipelines)
-        .output()
-        .unwrap();
-    assert!(
-        validated.status.success(),
-        "the chart's default pipelines: {}{}",
-        String::from_utf8_lossy(&validated.stdout),
-        String::from_utf8_lossy(&validated.stderr)
-    );
+    sluice_ok(&["validate", pipelines.to_str().unwrap()]);
 }
 
 /// `deploy/compose/compose.yaml` loads in podman-compose, mounts only files that exist, runs
@@ -67,35 +91,9 @@ fn the_helm_chart_lints_renders_and_validates_for_each_values_file() {
 /// pulled on the test machine, so it is not started here.
 #[test]
 fn the_compose_file_loads_and_names_what_exists() {
-    let installed = Command::new(repo().join("scripts/container-tools.sh"))
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run scripts/container-tools.sh");
-    assert!(installed.success(), "scripts/container-tools.sh failed");
-    let tools = std::env::var("SLUICE_TOOLS").unwrap_or_else(|_| "/var/tmp/sluice-tools".into());
-    let out = Command::new("python3")
-        .arg("-S")
-        .arg(repo().join("tests/compose/check.py"))
-        .env("PYTHONPATH", format!("{tools}/compose"))
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("{stdout}");
+    let stdout = python_check("container-tools.sh", "compose", "compose/check.py", &[]);
     let pipeline = stdout.lines().last().unwrap();
-    let validated = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["validate", pipeline])
-        .output()
-        .unwrap();
-    assert!(
-        validated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&validated.stderr)
-    );
+    sluice_ok(&["validate", pipeline]);
 }
 
 /// `sluice plan` of the RabbitMQ and SQS example pipelines, resource by resource, and the
@@ -112,20 +110,7 @@ fn the_compose_file_loads_and_names_what_exists() {
 ))]
 #[test]
 fn sluice_plan_lists_what_pipelines_need_and_the_terraform_modules_declare_it() {
-    let plan = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("plan")
-            .args(args)
-            .current_dir(repo())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "sluice plan {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let plan = |args: &[&str]| sluice_ok(&[&["plan"], args].concat()).0;
     let table = plan(&["pipelines/brokers/rabbitmq-orders.yaml"]);
     let lines: Vec<&str> = table.lines().map(str::trim).collect();
     assert_eq!(
@@ -200,28 +185,20 @@ fn sluice_plan_lists_what_pipelines_need_and_the_terraform_modules_declare_it() 
         .join("\n"),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["plan", "--terraform", "rabbitmq"])
-        .arg(&declared)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let vars: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (stdout, stderr) = sluice_ok(&[
+        "plan",
+        "--terraform",
+        "rabbitmq",
+        declared.to_str().unwrap(),
+    ]);
+    let vars: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
         vars["queues"]["work"],
         serde_json::json!({ "durable": true,
             "arguments_json": r#"{"x-delivery-limit":5,"x-queue-type":"quorum"}"# })
     );
     assert_eq!(vars["exchanges"], serde_json::json!({}));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("exchange `events`"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(stderr.contains("exchange `events`"), "{stderr}");
 
     // A pipeline that would not run is not planned: the errors `sluice validate` prints.
     let dir = tempfile::tempdir().unwrap();
@@ -230,11 +207,7 @@ fn sluice_plan_lists_what_pipelines_need_and_the_terraform_modules_declare_it() 
         "name: bad\nsource: { type: rabbitmq }\n",
     )
     .unwrap();
-    let refused = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("plan")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let refused = sluice(&["plan", dir.path().to_str().unwrap()]);
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("source.url"),
@@ -242,24 +215,11 @@ fn sluice_plan_lists_what_pipelines_need_and_the_terraform_modules_declare_it() 
         String::from_utf8_lossy(&refused.stderr)
     );
 
-    let installed = Command::new(repo().join("scripts/helm-tools.sh"))
-        .status()
-        .expect("run scripts/helm-tools.sh");
-    assert!(installed.success(), "scripts/helm-tools.sh failed");
-    let tools = std::env::var("SLUICE_TOOLS").unwrap_or_else(|_| "/var/tmp/sluice-tools".into());
-    let out = Command::new("python3")
-        .arg("-S")
-        .arg(repo().join("tests/terraform/check.py"))
-        .arg(env!("CARGO_BIN_EXE_sluice"))
-        .env("PYTHONPATH", format!("{tools}/helm"))
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{stdout}");
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = python_check(
+        "helm-tools.sh",
+        "helm",
+        "terraform/check.py",
+        &[env!("CARGO_BIN_EXE_sluice")],
     );
     assert!(stdout.contains("terraform modules valid for the example pipelines: 4 families"));
 }

@@ -133,6 +133,20 @@ impl Replica {
         reqwest::blocking::get(format!("{}/readyz", self.base)).is_ok_and(|r| r.status() == 200)
     }
 
+    /// The exit status once the process has exited, or `None` if it still runs after `limit`.
+    fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL: no drain, no acknowledgement, no leaving the group.
     fn kill(mut self) {
         self.child.kill().unwrap();
@@ -150,18 +164,9 @@ impl Replica {
                 .unwrap()
                 .success()
         );
-        let limit = Instant::now() + Duration::from_secs(120);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < limit,
-                "{} still running 120 s after SIGTERM",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = self
+            .exit_within(Duration::from_secs(120))
+            .unwrap_or_else(|| panic!("{} still running 120 s after SIGTERM", self.name));
         assert!(
             status.success(),
             "{} exited with {status} after SIGTERM",
@@ -267,18 +272,14 @@ fn run(family: Family) {
             family.fill_sink
         ),
     );
-    let limit = Instant::now() + Duration::from_secs(300);
-    let filled = loop {
-        if let Some(status) = fill.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < limit,
-            "the fill host did not write {events} events in 5 minutes:\n{}",
-            warnings(dir.path())
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let filled = fill
+        .exit_within(Duration::from_secs(300))
+        .unwrap_or_else(|| {
+            panic!(
+                "the fill host did not write {events} events in 5 minutes:\n{}",
+                warnings(dir.path())
+            )
+        });
     assert!(
         filled.success(),
         "the fill host exits 0 once its {events} events are acked"
